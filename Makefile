@@ -1,0 +1,48 @@
+# One-command set-up for a fresh machine (Debian, Python 3.11, no GPU needed).
+#   make demo   -> installs everything into .venv and runs `tokdyn demo` on the embedded default
+#   make test   -> installs everything (incl. the Debian RTSP server packages) and runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU wheel of torch this machine carries; install it before the project so that pip never
+# resolves `torch` to a multi-GB CUDA build from the registry.
+TORCH  ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+APT_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav
+
+.PHONY: setup apt demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian's gst-rtsp-server runs the loopback RTSP camera used by the RTSP tests and demos.
+apt:
+	@if /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then \
+		echo "RTSP server packages present"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+demo: setup
+	$(BIN)/tokdyn demo
+
+test: setup apt
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/compressor.py --quick --json out/bench-compressor.json
+	$(BIN)/python bench/ingest.py --quick --json out/bench-ingest.json
+	$(BIN)/python bench/transport.py --quick --json out/bench-transport.json
+	$(BIN)/python bench/pipeline.py --quick --json out/bench-pipeline.json
+	$(BIN)/python bench/query.py --quick --json out/bench-query.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
