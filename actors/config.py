@@ -1,0 +1,318 @@
+"""Pipeline configuration: YAML -> frozen dataclasses, validated, with errors that name the bad key.
+
+Every error is a `ConfigError` whose message starts with the dotted key path, e.g.
+``streams[0].sample_rate_hz: expected > 0, got -1``. Shipped configs live in ``configs/*.yaml`` and can be
+named without a path (``load_config("default")``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from actors.vlm.config import ModelConfig
+from compressor.config import CompressorConfig
+from stream.config import SourceConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+BIND_HOSTS = ("loopback", "node")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message starts with the dotted path of the key."""
+
+
+def _check(ok: bool, key: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: expected {expected}, got {got!r}")
+
+
+def _check_resources(resources: Mapping[str, float], key: str) -> None:
+    for name, amount in resources.items():
+        _check(isinstance(amount, (int, float)) and amount >= 0, f"{key}.{name}", "a number >= 0", amount)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where the actors run.
+
+    address:      "local" starts a fresh single-node cluster in this process; "auto" joins the cluster started
+                  with `ray start` on this machine; "ray://host:10001" connects through Ray Client.
+    num_cpus:     CPUs a "local" cluster advertises (ignored when joining a cluster).
+    namespace:    Ray namespace of the named actors (CLI and API find the controller there).
+    max_restarts: how often Ray restarts a crashed actor (-1 = forever).
+    """
+
+    address: str = "local"
+    num_cpus: int | None = 4
+    namespace: str = "tokdyn"
+    max_restarts: int = -1
+
+    def __post_init__(self) -> None:
+        ok = self.address in ("local", "auto") or self.address.startswith("ray://")
+        _check(ok, "address", "'local', 'auto' or 'ray://host:port'", self.address)
+        _check(self.num_cpus is None or self.num_cpus >= 1, "num_cpus", ">= 1 or null", self.num_cpus)
+        _check(bool(self.namespace), "namespace", "a non-empty name", self.namespace)
+        _check(self.max_restarts >= -1, "max_restarts", ">= -1", self.max_restarts)
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """ZeroMQ data plane.
+
+    bind:            "loopback" binds 127.0.0.1 (one machine); "node" binds the node's IP as Ray reports it
+                     (needed when actors sit on different nodes).
+    hwm:             high-water mark in messages per socket (backpressure: senders wait or drop beyond it).
+    send_timeout_ms: how long a sender waits on a full queue before it counts a drop (ms).
+    """
+
+    bind: str = "loopback"
+    hwm: int = 8
+    send_timeout_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        _check(self.bind in BIND_HOSTS, "bind", f"one of {BIND_HOSTS}", self.bind)
+        _check(self.hwm >= 1, "hwm", ">= 1", self.hwm)
+        _check(self.send_timeout_ms >= 0, "send_timeout_ms", ">= 0", self.send_timeout_ms)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The vision encoder actor (one for all streams; it batches frames across streams).
+
+    batch_frames: most frames per forward pass (frames of several streams share a batch).
+    max_wait_ms:  how long to wait for more frames before running a partial batch (ms).
+    num_gpus:     GPUs Ray reserves for the encoder (fractions share a GPU).
+    num_cpus:     CPUs Ray reserves for the encoder.
+    resources:    extra Ray custom resources, to pin the encoder to a node (e.g. {"node_b": 0.01}).
+    """
+
+    batch_frames: int = 16
+    max_wait_ms: int = 20
+    num_gpus: float = 0.0
+    num_cpus: float = 0.0
+    resources: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.batch_frames >= 1, "batch_frames", ">= 1", self.batch_frames)
+        _check(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
+        _check(self.num_gpus >= 0, "num_gpus", ">= 0", self.num_gpus)
+        _check(self.num_cpus >= 0, "num_cpus", ">= 0", self.num_cpus)
+        _check_resources(self.resources, "resources")
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """The LLM actor (one for all streams).
+
+    max_concurrent: questions answered at the same time (more wait in Ray's queue).
+    num_gpus:       GPUs Ray reserves for the LLM.
+    num_cpus:       CPUs Ray reserves for the LLM.
+    resources:      extra Ray custom resources, to pin the LLM to a node.
+    """
+
+    max_concurrent: int = 4
+    num_gpus: float = 0.0
+    num_cpus: float = 0.0
+    resources: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.max_concurrent >= 1, "max_concurrent", ">= 1", self.max_concurrent)
+        _check(self.num_gpus >= 0, "num_gpus", ">= 0", self.num_gpus)
+        _check(self.num_cpus >= 0, "num_cpus", ">= 0", self.num_cpus)
+        _check_resources(self.resources, "resources")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """HTTP API (OpenAI-style chat completions + stream management).
+
+    enabled:        start the API with `tokdyn serve`.
+    host:           interface to bind; 127.0.0.1 unless you put an authenticating proxy in front.
+    port:           TCP port (0 = any free port).
+    api_key:        bearer token clients must send; null = no authentication (loopback only).
+    max_body_bytes: largest request body accepted (bytes).
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    max_body_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        _check(bool(self.host), "host", "an interface address", self.host)
+        _check(0 <= self.port <= 65535, "port", "0..65535", self.port)
+        _check(self.api_key is None or len(self.api_key) >= 8, "api_key", "null or >= 8 characters", "***")
+        _check(self.max_body_bytes >= 1024, "max_body_bytes", ">= 1024", self.max_body_bytes)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One video stream and the memory kept for it.
+
+    stream_id:        short name ([A-Za-z0-9_.-], up to 64 characters), unique in the pipeline.
+    url:              file path, file://, rtsp://, http(s)://, synthetic://?width=..&height=..&fps=.. or
+                      sample://vtest | sample://bigbuckbunny (a real clip fetched once into the cache).
+    sample_rate_hz:   frames per second of media time kept for the encoder.
+    frames_per_chunk: sampled frames per chunk (the unit of encoding, compression and checkpointing).
+    live:             true: pace like a camera and drop the oldest frames when behind; false: read as fast as
+                      the pipeline takes (nothing lost); null: live for rtsp:// and synthetic://, else not.
+    loop:             replay a file forever (demos).
+    compressor:       the memory: method by name, token budget, ... (compressor/config.py).
+    source:           decoding / reconnect options (stream/config.py); `realtime` and `loop` follow the keys
+                      above.
+    """
+
+    stream_id: str
+    url: str
+    sample_rate_hz: float = 2.0
+    frames_per_chunk: int = 4
+    live: bool | None = None
+    loop: bool = False
+    compressor: CompressorConfig = field(default_factory=CompressorConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(STREAM_ID_RE.match(self.stream_id or "")), "stream_id", "[A-Za-z0-9_.-]{1,64}", self.stream_id)
+        _check(bool(self.url), "url", "a video URL or path", self.url)
+        _check(self.sample_rate_hz > 0, "sample_rate_hz", "> 0", self.sample_rate_hz)
+        _check(self.frames_per_chunk >= 1, "frames_per_chunk", ">= 1", self.frames_per_chunk)
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the source is paced as live (explicit `live`, else inferred from the URL scheme)."""
+        if self.live is not None:
+            return self.live
+        return self.url.startswith(("rtsp://", "rtsps://", "synthetic://"))
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole pipeline: cluster, model, actors, API, checkpoint folder and the streams started with it.
+
+    checkpoint_dir: folder for the compressors' checkpoints (one file per stream, rewritten every chunk);
+                    "~" expands. Must be reachable from the nodes that run compressors.
+    """
+
+    ray: RayConfig = field(default_factory=RayConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    checkpoint_dir: str = "~/.cache/tokdyn/checkpoints"
+    streams: tuple[StreamSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(bool(self.checkpoint_dir), "checkpoint_dir", "a folder path", self.checkpoint_dir)
+        ids = [s.stream_id for s in self.streams]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        _check(not dupes, "streams", "unique stream_id values", dupes)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint_dir).expanduser()
+
+
+# --- building dataclasses from plain data -------------------------------------------------------------
+
+_NESTED: dict[type, dict[str, type]] = {
+    PipelineConfig: {
+        "ray": RayConfig, "transport": TransportConfig, "model": ModelConfig, "encoder": EncoderConfig,
+        "llm": LLMConfig, "api": ApiConfig,
+    },
+    StreamSpec: {"compressor": CompressorConfig, "source": SourceConfig},
+}
+
+
+def _prefixed(key: str, exc: Exception) -> ConfigError:
+    """Put the dotted key path in front of a dataclass's error, unless the message already names it."""
+    message = str(exc)
+    if not key or message.startswith(key):
+        return ConfigError(message)
+    parent, _, leaf = key.rpartition(".")
+    if message.startswith(leaf + "."):  # e.g. "model.dtype: ..." raised by ModelConfig itself
+        return ConfigError(f"{parent}.{message}" if parent else message)
+    return ConfigError(f"{key}.{message}")
+
+
+_SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+def _check_types(cls: type, kwargs: dict[str, Any], key: str) -> None:
+    """Reject values of the wrong scalar type before a dataclass compares them (bool is not an int)."""
+    hints = typing.get_type_hints(cls)
+    for name, value in kwargs.items():
+        hint = hints.get(name)
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if args and optional else hint
+        if base not in _SCALARS or (value is None and optional):
+            continue
+        ok = isinstance(value, _SCALARS[base]) and not (base is not bool and isinstance(value, bool))
+        where = f"{key}.{name}" if key else name
+        _check(ok, where, base.__name__ + (" or null" if optional else ""), value)
+
+
+def build(cls: type[T], data: Any, key: str = "") -> T:
+    """Build dataclass `cls` from a mapping, recursively; unknown keys and bad values raise ConfigError."""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{key or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{key}." if key else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (expected one of {sorted(names)})")
+    kwargs = dict(data)
+    for name, sub in _NESTED.get(cls, {}).items():
+        if name in kwargs:
+            kwargs[name] = build(sub, kwargs[name], f"{key}.{name}" if key else name)
+    if cls is PipelineConfig and "streams" in kwargs:
+        streams = kwargs["streams"] or []
+        if not isinstance(streams, list):
+            raise ConfigError(f"streams: expected a list, got {type(streams).__name__}")
+        kwargs["streams"] = tuple(build(StreamSpec, s, f"streams[{i}]") for i, s in enumerate(streams))
+    _check_types(cls, kwargs, key)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise _prefixed(key, exc) from None
+
+
+def stream_spec(data: StreamSpec | Mapping[str, Any]) -> StreamSpec:
+    """A StreamSpec from a spec or a plain dict (as sent by the CLI or the HTTP API)."""
+    return build(StreamSpec, data, "stream")
+
+
+def config_path(path_or_name: str | Path) -> Path:
+    """Resolve a shipped config name ("default", "cluster", ...) or a file path."""
+    path = Path(path_or_name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    shipped = CONFIG_DIR / f"{path_or_name}.yaml"
+    if not shipped.exists():
+        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"config: expected a YAML path or one of {names}, got {str(path_or_name)!r}")
+    return shipped
+
+
+def load_config(path_or_name: str | Path = "default") -> PipelineConfig:
+    """Load and validate a pipeline config from YAML ("default" -> configs/default.yaml)."""
+    path = config_path(path_or_name)
+    data = yaml.safe_load(path.read_text()) or {}
+    return build(PipelineConfig, data)
