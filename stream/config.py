@@ -1,0 +1,115 @@
+"""Source settings (one frozen dataclass, checked on construction) and URL redaction."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+class BufferPolicy(str, enum.Enum):
+    """What happens when the consumer is slower than the source.
+
+    WAIT: the source waits for the consumer (files: nothing is lost).
+    DROP_OLDEST: a reader thread keeps decoding into a bounded buffer; when it is full the oldest frame is
+    dropped, and frames older than ``max_staleness_s`` are dropped on the way out (live: freshest wins).
+    Every drop is counted in ``SourceStatus.dropped``.
+    """
+
+    WAIT = "wait"
+    DROP_OLDEST = "drop_oldest"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How to open and read a source. Times in seconds.
+
+    realtime: pace a file / synthetic source at its frame rate, as if it were live.
+    policy: buffer policy; None picks DROP_OLDEST for live sources (network, realtime) and WAIT otherwise.
+    buffer_frames: capacity of the DROP_OLDEST buffer (decoded frames).
+    max_staleness_s: DROP_OLDEST hands out no frame that arrived longer ago than this.
+    open_timeout_s / read_timeout_s: network open and per-read timeouts (a frozen camera raises instead of
+        hanging; FFmpeg may take up to about twice the read timeout to notice).
+    transport: RTSP lower transport, "tcp" (default, survives packet loss) or "udp".
+    reconnect_initial_s / reconnect_max_s / reconnect_jitter: capped exponential backoff between reconnect
+        attempts: delay = min(max, initial * 2**attempt), scaled by a random factor in [1 - jitter, 1].
+    retry_first_open: keep retrying when the very first open fails; False (default) raises at once so a
+        wrong URL or closed port is a clear, fast error. After one successful open a live source
+        reconnects forever.
+    loop: replay a file forever (for demos); timestamps keep increasing across loops.
+    """
+
+    realtime: bool = False
+    policy: BufferPolicy | None = None
+    buffer_frames: int = 16
+    max_staleness_s: float = 2.0
+    open_timeout_s: float = 5.0
+    read_timeout_s: float = 5.0
+    transport: str = "tcp"
+    reconnect_initial_s: float = 0.25
+    reconnect_max_s: float = 10.0
+    reconnect_jitter: float = 0.5
+    retry_first_open: bool = False
+    loop: bool = False
+
+    def __post_init__(self) -> None:
+        if self.policy is not None:
+            try:
+                object.__setattr__(self, "policy", BufferPolicy(self.policy))
+            except ValueError:
+                raise ValueError(f"policy: expected one of {[p.value for p in BufferPolicy]} or None, "
+                                 f"got {self.policy!r}") from None
+        if self.transport not in ("tcp", "udp"):
+            raise ValueError(f"transport: expected 'tcp' or 'udp', got {self.transport!r}")
+        if self.buffer_frames < 1:
+            raise ValueError(f"buffer_frames: expected >= 1, got {self.buffer_frames}")
+        for name in ("max_staleness_s", "open_timeout_s", "read_timeout_s", "reconnect_initial_s",
+                     "reconnect_max_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError(f"reconnect_max_s: expected >= reconnect_initial_s ({self.reconnect_initial_s}), "
+                             f"got {self.reconnect_max_s}")
+        if not 0 <= self.reconnect_jitter < 1:
+            raise ValueError(f"reconnect_jitter: expected in [0, 1), got {self.reconnect_jitter}")
+
+
+_SECRET_KEYS = re.compile(r"pass|pwd|secret|token|key|auth|sig|cred", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password (and secret-looking query values) replaced by ``***``.
+
+    ``rtsp://admin:hunter2@cam/stream?token=abc`` -> ``rtsp://admin:***@cam/stream?token=***``.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED  # unparseable: show nothing rather than risk a secret
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if _SECRET_KEYS.search(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an error message, a log line) with every secret of ``url`` replaced by ``***``."""
+    text = text.replace(url, redact_url(url))
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password or ""]
+        secrets += [v for k, v in parse_qsl(parts.query) if _SECRET_KEYS.search(k)]
+    except ValueError:
+        secrets = []
+    for secret in secrets:
+        if len(secret) >= 3:  # never blank out one-letter substrings all over a message
+            text = text.replace(secret, REDACTED)
+    return text

@@ -1,0 +1,334 @@
+"""Video sources behind one interface: files, RTSP and other FFmpeg URLs (PyAV), and synthetic video.
+
+``open_source(url, config)`` returns a ``Source``; iterate it for ``Frame`` objects (RGB, corrected media
+timestamps, wall-clock arrival). A live source reconnects forever with capped exponential backoff and
+jitter, and treats end-of-file as a disconnect. ``status()`` gives the state machine's state, counters and
+recent events, with every URL and error text redacted.
+
+Threading: with the WAIT policy frames are decoded in the consumer's thread, on demand (nothing lost);
+with DROP_OLDEST a reader thread decodes into a bounded ``FrameBuffer`` (freshest wins, drops counted).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
+
+import av
+
+from stream.buffer import FrameBuffer
+from stream.config import BufferPolicy, SourceConfig, redact_text, redact_url
+from stream.frames import ALLOWED, Frame, SourceState, SourceStatus, StatusEvent
+from stream.synthetic import SyntheticVideo
+from stream.timestamps import TimestampCorrector
+
+log = logging.getLogger(__name__)
+
+NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
+MAX_EVENTS = 32  # status events kept per source
+MAX_LIVE_DECODE_ERRORS = 50  # consecutive undecodable packets before a live stream counts as disconnected
+TRUNCATION_SLACK_S = 1.0  # a file ending this much (+5%) before its declared duration is truncated
+CLOSE_JOIN_S = 15.0
+
+EventCallback = Callable[[StatusEvent], None]
+
+
+class SourceError(RuntimeError):
+    """A source that cannot deliver frames (bad URL, unreadable or corrupt file); text is redacted."""
+
+
+def backoff_delay(attempt: int, initial_s: float, max_s: float, jitter: float, rng: random.Random) -> float:
+    """Delay before reconnect attempt ``attempt`` (0-based): min(max, initial * 2**attempt) scaled by a
+    random factor in [1 - jitter, 1] so that many cameras dropped together do not retry in lockstep."""
+    return min(max_s, initial_s * 2.0 ** min(attempt, 60)) * (1.0 - jitter * rng.random())
+
+
+class Source:
+    """Base class: state machine, counters, events, buffer policy. Subclasses implement ``_produce``."""
+
+    live: bool = False
+
+    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
+        self._url = url
+        self.url = redact_url(url)
+        self.config = config
+        self.policy = config.policy or (BufferPolicy.DROP_OLDEST if self.live else BufferPolicy.WAIT)
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._state = SourceState.CONNECTING
+        self._events: collections.deque[StatusEvent] = collections.deque([StatusEvent(time.time(), self._state)],
+                                                                          maxlen=MAX_EVENTS)
+        self._counts = {"decoded": 0, "sampled": 0, "reconnects": 0}
+        self._info: dict[str, object] = {"fps": None, "width": None, "height": None, "codec": None}
+        self._last_error: str | None = None
+        self._buffer: FrameBuffer | None = None
+        self._reader: threading.Thread | None = None
+        self._iterated = False
+
+    # -- state machine -------------------------------------------------------------------------------
+    def _set_state(self, state: SourceState, detail: str = "") -> None:
+        with self._lock:
+            if state == self._state or self._state in (SourceState.ENDED, SourceState.FAILED):
+                return  # terminal states are final (close() may race with the reader thread)
+            if state not in ALLOWED[self._state]:
+                raise RuntimeError(f"source {self.url}: transition {self._state.value} -> {state.value} "
+                                   "is not allowed")
+            self._state = state
+            event = StatusEvent(time.time(), state, detail)
+            self._events.append(event)
+        log.info("source %s: %s %s", self.url, state.value, detail)
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _error(self, exc: BaseException, doing: str) -> str:
+        """Redacted one-line description of ``exc``; also stored as ``last_error``."""
+        if isinstance(exc, (av.ExitError, av.error.TimeoutError)):  # PyAV's timeout interrupts the read
+            exc = TimeoutError(f"no data for {self.config.read_timeout_s:g} s ({exc})")
+        text = redact_text(f"{doing}: {type(exc).__name__}: {exc}", self._url)
+        with self._lock:
+            self._last_error = text
+        return text
+
+    def _fail(self, text: str) -> SourceError:
+        with self._lock:
+            self._last_error = text
+        self._set_state(SourceState.FAILED, text)
+        return SourceError(f"{self.url}: {text}")
+
+    def status(self) -> SourceStatus:
+        """Snapshot of state, counters (decoded, sampled, dropped, reconnects), last error and events."""
+        with self._lock:
+            return SourceStatus(url=self.url, state=self._state, dropped=self._buffer.dropped if self._buffer else 0,
+                                last_error=self._last_error, events=tuple(self._events), **self._counts,
+                                **self._info)  # type: ignore[arg-type]
+
+    def note_sampled(self, count: int = 1) -> None:
+        """Called by the sampling loop: ``count`` frames of this source were kept."""
+        with self._lock:
+            self._counts["sampled"] += count
+
+    # -- iteration -------------------------------------------------------------------------------------
+    def _produce(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._iterated:
+            raise RuntimeError(f"source {self.url} can be iterated once")
+        self._iterated = True
+        if self.policy is BufferPolicy.WAIT:
+            yield from self._produce()
+            return
+        self._buffer = FrameBuffer(self.config.buffer_frames, self.config.max_staleness_s)
+        self._reader = threading.Thread(target=self._read_into_buffer, name=f"source-{self.url}", daemon=True)
+        self._reader.start()
+        while (frame := self._buffer.get()) is not None:
+            yield frame
+
+    def _read_into_buffer(self) -> None:
+        assert self._buffer is not None
+        try:
+            for frame in self._produce():
+                self._buffer.put(frame)
+        except BaseException as exc:  # handed to the consumer thread, which raises it
+            self._buffer.finish(exc)
+        else:
+            self._buffer.finish()
+
+    def _emit(self, image, raw_pts: float | None, clock: TimestampCorrector, pace_from: list) -> Frame:
+        """Count, timestamp and (if realtime) pace one decoded frame. ``pace_from`` holds the
+        (wall, media) anchor of the pacing clock, set on the first frame."""
+        arrival = time.time()
+        pts = clock.correct(raw_pts, arrival)
+        if self.config.realtime:
+            if not pace_from:
+                pace_from.extend([arrival, pts])
+            wait = pace_from[0] + (pts - pace_from[1]) - time.time()
+            if wait > 0:
+                self._stop.wait(wait)
+                arrival = time.time()
+        with self._lock:
+            index = self._counts["decoded"]
+            self._counts["decoded"] += 1
+        return Frame(image, pts, arrival, index)
+
+    def close(self) -> None:
+        """Stop reading (the reader thread exits within about a read timeout). Idempotent."""
+        self._stop.set()
+        if self._buffer is not None:
+            self._buffer.finish()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(CLOSE_JOIN_S)
+        if self._state not in (SourceState.ENDED, SourceState.FAILED):
+            self._set_state(SourceState.ENDED, "closed")
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyntheticSource(Source):
+    """Frames of a ``SyntheticVideo`` at exactly ``i / fps`` seconds; paced when ``config.realtime``."""
+
+    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
+        self.video = SyntheticVideo.from_url(url)
+        self.live = config.realtime
+        super().__init__(url, config, on_event)
+        self._info.update(fps=self.video.fps, width=self.video.width, height=self.video.height, codec="synthetic")
+
+    def _produce(self) -> Iterator[Frame]:
+        clock, pace_from = TimestampCorrector(self.video.fps), []
+        self._set_state(SourceState.STREAMING)
+        for image, t in self.video.frames():
+            if self._stop.is_set():
+                break
+            yield self._emit(image, t, clock, pace_from)
+        if self._state is not SourceState.ENDED:
+            self._set_state(SourceState.ENDED, "end of synthetic video")
+
+
+class AvSource(Source):
+    """Anything FFmpeg opens: files (read as fast as consumed, or paced, optionally looped) and network
+    URLs (RTSP over TCP/UDP, HTTP, HLS, ...) with timeouts and reconnect-forever."""
+
+    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
+        scheme = urlsplit(url).scheme.lower()
+        self.network = scheme in NETWORK_SCHEMES
+        self.live = self.network or config.realtime
+        self._path = url[len("file://"):] if scheme == "file" else url
+        super().__init__(url, config, on_event)
+        self._rng = random.Random()
+
+    def _open(self) -> "av.container.InputContainer":
+        cfg = self.config
+        if not self.network:
+            return av.open(self._path)
+        options = {"fflags": "nobuffer", "analyzeduration": "500000"}  # live: low latency, quick open
+        if urlsplit(self._url).scheme.lower().startswith("rtsp"):
+            options.update(rtsp_transport=cfg.transport, timeout=str(int(cfg.read_timeout_s * 1e6)))
+        else:
+            options["rw_timeout"] = str(int(cfg.read_timeout_s * 1e6))
+        return av.open(self._url, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s))
+
+    def _produce(self) -> Iterator[Frame]:
+        attempt, opened_once = 0, False
+        clock: TimestampCorrector | None = None
+        pace_from: list = []
+        while not self._stop.is_set():
+            if self._state is SourceState.RECONNECTING:
+                self._set_state(SourceState.CONNECTING)
+            try:
+                container = self._open()
+            except (av.FFmpegError, OSError) as exc:
+                text = self._error(exc, "open failed")
+                if not self.network or not (opened_once or self.config.retry_first_open):
+                    raise self._fail(text) from None
+                attempt = self._backoff(attempt, text)
+                continue
+            opened_once = True
+            decoded_before = self._counts["decoded"]
+            try:
+                stream = self._video_stream(container)
+                clock = clock or TimestampCorrector(self._info["fps"], live=self.live)  # type: ignore[arg-type]
+                finished = yield from self._decode(container, stream, clock, pace_from)
+                reason = "end of stream (treated as a disconnect)"
+            except (av.FFmpegError, OSError, EOFError) as exc:
+                if not self.network:
+                    raise self._fail(self._error(exc, "decode failed")) from None
+                finished, reason = False, self._error(exc, "read failed")
+            finally:
+                container.close()
+            if self._stop.is_set():
+                break
+            if finished:
+                if self.config.loop and not self.network:
+                    continue
+                self._set_state(SourceState.ENDED, "end of file")
+                return
+            if self._counts["decoded"] > decoded_before:
+                attempt = 0  # the stream worked for a while: start the backoff over
+            attempt = self._backoff(attempt, reason)
+        if self._state is not SourceState.FAILED:
+            self._set_state(SourceState.ENDED, "closed")
+
+    def _backoff(self, attempt: int, reason: str) -> int:
+        with self._lock:
+            self._counts["reconnects"] += 1
+            self._last_error = reason
+        self._set_state(SourceState.RECONNECTING, reason)
+        cfg = self.config
+        self._stop.wait(backoff_delay(attempt, cfg.reconnect_initial_s, cfg.reconnect_max_s, cfg.reconnect_jitter,
+                                      self._rng))
+        return attempt + 1
+
+    def _video_stream(self, container: "av.container.InputContainer") -> "av.video.stream.VideoStream":
+        if not container.streams.video:
+            raise self._fail(f"no video stream (streams: {[s.type for s in container.streams]})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: several times faster on multi-core machines
+        rate = stream.average_rate or stream.guessed_rate
+        with self._lock:
+            self._info.update(fps=float(rate) if rate else None, width=stream.width, height=stream.height,
+                              codec=stream.codec_context.name)
+        return stream
+
+    def _decode(self, container, stream, clock: TimestampCorrector, pace_from: list):
+        """Yield frames until the demuxer ends; return True for a final end (a file), False for a
+        disconnect. Raises SourceError for a file that ends well before its declared duration."""
+        errors, last_raw = 0, None
+        for packet in container.demux(stream):
+            if self._stop.is_set():
+                return True
+            try:
+                decoded = packet.decode()
+            except av.InvalidDataError as exc:
+                if not self.network:
+                    raise
+                errors += 1  # lossy networks give broken packets: skip them, but not forever
+                if errors >= MAX_LIVE_DECODE_ERRORS:
+                    raise
+                self._error(exc, "undecodable packet skipped")
+                continue
+            errors = 0
+            for frame in decoded:
+                last_raw = frame.time if frame.time is not None else last_raw
+                out = self._emit(frame.to_ndarray(format="rgb24"), frame.time, clock, pace_from)
+                if self._state is SourceState.CONNECTING:
+                    self._set_state(SourceState.STREAMING)
+                yield out
+        if self.network or container.duration is None:
+            return False
+        self._check_complete(container, stream, last_raw)
+        return True
+
+    def _check_complete(self, container, stream, last_raw: float | None) -> None:
+        start = stream.start_time * stream.time_base if stream.start_time is not None else 0.0
+        if stream.duration is not None:
+            declared = float(stream.duration * stream.time_base)
+        else:
+            declared = container.duration / 1e6
+        reached = (float(last_raw) - float(start)) if last_raw is not None else 0.0
+        if reached < declared - TRUNCATION_SLACK_S - 0.05 * declared:
+            raise self._fail(f"file ended at {reached:.2f} s of its declared {declared:.2f} s "
+                             "(truncated or corrupt)")
+
+
+def open_source(url: str, config: SourceConfig | None = None, on_event: EventCallback | None = None) -> Source:
+    """Open a video source. ``url``: a file path, ``file://``, ``rtsp://``, ``http(s)://`` (any FFmpeg URL),
+    or ``synthetic://?width=..&height=..&fps=..``. Nothing is read until the source is iterated.
+
+    on_event: called (from the reading thread) with every state change.
+    Raises ValueError for a synthetic URL with bad parameters; open/read errors surface while iterating
+    (SourceError) and in ``status()``.
+    """
+    config = config or SourceConfig()
+    if urlsplit(url).scheme == "synthetic":
+        return SyntheticSource(url, config, on_event)
+    return AvSource(url, config, on_event)
