@@ -1,0 +1,133 @@
+"""Serving the app: `ApiServer` (uvicorn on a thread), the `ApiActor` Ray shell, and `start_api` for the CLI.
+
+`ApiServer` binds its socket itself, before uvicorn starts, so a port in use or an address this machine
+does not have fails at once with an OSError naming the address (uvicorn would `sys.exit` on its thread), and
+port 0 resolves to the real port immediately. uvicorn then runs on a daemon thread with its own event loop;
+the app's Ray calls (`await ref`) work from any event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from dataclasses import replace
+
+import ray
+import uvicorn
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.api.app import create_app
+from actors.api.backend import Backend
+from actors.config import ApiConfig
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+API_ACTOR_NAME = "tokdyn-api"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); IPv6 when host contains ':'. SO_REUSEADDR lets a restarted
+    actor take its port back while old connections sit in TIME_WAIT."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class ApiServer:
+    """The app over `backend`, served by uvicorn on a background thread at ``config.host:config.port``.
+
+    Usable as a context manager (tests); `url` is ``http://host:port`` with the bound port.
+    """
+
+    def __init__(self, backend: Backend, config: ApiConfig) -> None:
+        self.config = config
+        self._socket = bind_socket(config.host, config.port)
+        self.port: int = self._socket.getsockname()[1]
+        uv_config = uvicorn.Config(create_app(backend, config), log_level="warning", access_log=False,
+                                   lifespan="off", timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(uv_config)
+        self._thread = threading.Thread(target=self._run, name="tokdyn-api", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._socket.close()
+                raise RuntimeError(f"API server on {self.url} did not start within {START_TIMEOUT_S} s")
+            time.sleep(0.01)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._socket]))
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop accepting, finish in-flight requests (up to the graceful timeout), release the port."""
+        self._server.should_exit = True
+        self._thread.join(STOP_TIMEOUT_S)
+        self._socket.close()
+
+    def __enter__(self) -> ApiServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class ApiActor:
+    """Ray shell over ApiServer + RayBackend: one process serving HTTP, restarted by Ray if it dies."""
+
+    def __init__(self, config: ApiConfig, controller: ray.actor.ActorHandle) -> None:
+        from actors.api.ray_backend import RayBackend
+
+        self._server = ApiServer(RayBackend(controller), config)
+
+    def url(self) -> str:
+        return self._server.url
+
+    def alive(self) -> bool:
+        """False once the HTTP thread died: a caller may then kill the actor so Ray restarts it."""
+        return self._server.alive()
+
+
+def _free_port(host: str) -> int:
+    with bind_socket(host, 0) as sock:
+        return sock.getsockname()[1]
+
+
+def start_api(config: ApiConfig, controller: ray.actor.ActorHandle, name: str = API_ACTOR_NAME,
+              namespace: str | None = None) -> tuple[ray.actor.ActorHandle, str]:
+    """Start the HTTP API as a named Ray actor on this node and return (handle, url). Needs ray.init() done.
+
+    The actor is pinned to the node that calls this, so ``host`` (127.0.0.1 by default) means this machine.
+    Port 0 is resolved here to a free port first, so a restarted actor listens on the same URL again.
+    """
+    port = config.port or _free_port(config.host)
+    fixed = replace(config, port=port)
+    node = ray.get_runtime_context().get_node_id()
+    actor = ApiActor.options(
+        name=name, namespace=namespace, lifetime=None,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
+    ).remote(fixed, controller)
+    url = ray.get(actor.url.remote(), timeout=60)
+    log.info("tokdyn API listening on %s", url)
+    return actor, url
