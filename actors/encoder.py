@@ -1,0 +1,205 @@
+"""Encoder: frame chunks of every stream -> visual tokens, batched across streams, routed per stream.
+
+Wire: PULL (bound, one for all sources) receives FRAMES messages
+    arrays {"frames": [T, S, S, 3] uint8, "timestamps": [T] f64, "arrivals": [T] f64}, meta {"timings": {...}}
+and one PUSH per stream (connected to that stream's memory actor) sends TOKENS messages
+    arrays {"tokens": [T, gh, gw, D] (model dtype on the wire), "timestamps", "arrivals"}, meta {"timings"}.
+EOS messages are forwarded unchanged. A malformed chunk is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from actors.config import EncoderConfig, TransportConfig
+from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
+from actors.vlm import Encoder, ModelConfig, load_vlm
+from stream.codec import Kind, Message
+from stream.tensors import to_wire_array
+from stream.transport import Socket
+
+log = logging.getLogger(__name__)
+
+PENDING_PER_STREAM = 4  # token messages kept per stream while its memory actor is away (then oldest dropped)
+
+
+class BadChunk(ValueError):
+    """A FRAMES message whose arrays do not have the expected dtype or shape."""
+
+
+@dataclass
+class StreamCounters:
+    chunks: int = 0
+    frames: int = 0
+    dropped: int = 0
+
+
+def check_chunk(msg: Message, size: int) -> np.ndarray:
+    """The frames [T, size, size, 3] uint8 of a FRAMES message; BadChunk names what is wrong."""
+    frames = msg.arrays.get("frames")
+    if frames is None:
+        raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected array 'frames', got {sorted(msg.arrays)}")
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (size, size, 3) or not len(frames):
+        raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected frames [T>0, {size}, {size}, 3] uint8, "
+                       f"got {list(frames.shape)} {frames.dtype}")
+    for name in ("timestamps", "arrivals"):
+        arr = msg.arrays.get(name)
+        if arr is None or arr.shape != (len(frames),):
+            got = None if arr is None else list(arr.shape)
+            raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected {name} [{len(frames)}], got {got}")
+    return frames
+
+
+class EncoderWorker:
+    """Owns the vision model and the sockets; one loop thread batches, encodes and routes."""
+
+    def __init__(self, model: ModelConfig, encoder: EncoderConfig, transport: TransportConfig,
+                 exit_on_crash: bool = False) -> None:
+        self.vlm = load_vlm(model)
+        self._encoder = Encoder(self.vlm, model.encode_batch_frames)
+        self.config = encoder
+        self.transport = transport
+        self._frames_in = Socket.open(bind_spec("pull", bind_host(transport.bind)), hwm=transport.hwm)
+        self._routes: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._counters: dict[str, StreamCounters] = collections.defaultdict(StreamCounters)
+        self.bad_chunks = 0
+        self.batches = 0
+        self.encode_s = 0.0
+        self._loop = LoopThread("encoder", self._run, exit_on_crash)
+
+    # --- control (any thread) -------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        """Where sources send frames and what the model expects: endpoint, image_size, grid, hidden_size."""
+        return {
+            "frames_endpoint": self._frames_in.peer_spec(),
+            "image_size": self.vlm.image_size,
+            "grid": list(self.vlm.grid),
+            "hidden_size": self.vlm.hidden_size,
+            "model": self.vlm.name,
+        }
+
+    def set_routes(self, routes: dict[str, str]) -> None:
+        """Replace the routing table: stream id -> address of that stream's memory (`push+connect:...`)."""
+        with self._lock:
+            self._routes = dict(routes)
+
+    def stats(self) -> dict:
+        with self._lock:
+            per_stream = {sid: vars(c).copy() for sid, c in self._counters.items()}
+        return {"batches": self.batches, "bad_chunks": self.bad_chunks, "encode_s": self.encode_s,
+                "streams": per_stream, "loop_error": self._loop.error}
+
+    def close(self) -> None:
+        self._loop.stop()
+
+    # --- loop thread ----------------------------------------------------------------------------------
+
+    def _run(self, stop: threading.Event) -> None:
+        outs: dict[str, Socket] = {}  # endpoint -> PUSH socket
+        pending: dict[str, collections.deque[Message]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=PENDING_PER_STREAM))
+        try:
+            while not stop.is_set():
+                batch = self._collect()
+                with self._lock:
+                    routes = dict(self._routes)
+                self._sync_sockets(outs, routes)
+                for msg in self._encode(batch):
+                    queue = pending[msg.stream_id]
+                    if len(queue) == queue.maxlen:
+                        self._counters[msg.stream_id].dropped += 1
+                    queue.append(msg)
+                self._flush(pending, outs, routes)
+        finally:
+            self._frames_in.close()
+            for sock in outs.values():
+                sock.close()
+
+    def _collect(self) -> list[Message]:
+        """Messages for one batch: wait up to POLL_MS for the first, then up to max_wait_ms for more frames."""
+        first = self._frames_in.recv(POLL_MS)
+        if first is None:
+            return []
+        batch = [first]
+        frames = _frame_count(first)
+        deadline = time.monotonic() + self.config.max_wait_ms / 1000
+        while frames < self.config.batch_frames:
+            left = int((deadline - time.monotonic()) * 1000)
+            msg = self._frames_in.recv(max(left, 0)) if left > 0 else self._frames_in.recv(0)
+            if msg is None:
+                break
+            batch.append(msg)
+            frames += _frame_count(msg)
+        return batch
+
+    def _encode(self, batch: list[Message]) -> list[Message]:
+        """TOKENS (and forwarded EOS) messages for a batch, in arrival order; bad chunks counted and skipped."""
+        good: list[tuple[Message, np.ndarray]] = []
+        out: list[Message] = []
+        for msg in batch:
+            if msg.kind is Kind.EOS:
+                out.append(msg)
+                continue
+            try:
+                if msg.kind is not Kind.FRAMES:
+                    raise BadChunk(f"stream {msg.stream_id}: expected a frames message, got {msg.kind.value}")
+                good.append((msg, check_chunk(msg, self.vlm.image_size)))
+            except BadChunk as exc:
+                self.bad_chunks += 1
+                log.warning("encoder: skipped bad chunk #%d: %s", self.bad_chunks, exc)
+        if not good:
+            return out
+        received = time.time()
+        start = time.perf_counter()
+        encoded = self._encoder.encode([(msg.stream_id, frames) for msg, frames in good])  # [T_i, gh, gw, D] each
+        elapsed = time.perf_counter() - start
+        self.encode_s += elapsed
+        self.batches += 1
+        total = sum(len(f) for _, f in good)
+        for (msg, frames), (_, part) in zip(good, encoded):
+            timings = dict(msg.meta.get("timings", {}))
+            timings["encode"] = elapsed * len(frames) / total  # this chunk's share of the batch
+            timings["transport"] = timings.get("transport", 0.0) + max(0.0, received - msg.meta.get("sent_at", received))
+            counters = self._counters[msg.stream_id]
+            counters.chunks += 1
+            counters.frames += len(frames)
+            out.append(Message(Kind.TOKENS, msg.stream_id, msg.seq,
+                               {"timings": timings, "sent_at": time.time()},
+                               {"tokens": to_wire_array(part), "timestamps": msg.arrays["timestamps"],
+                                "arrivals": msg.arrays["arrivals"]}))
+        return out
+
+    def _sync_sockets(self, outs: dict[str, Socket], routes: dict[str, str]) -> None:
+        """Open PUSH sockets for new route endpoints and close those no stream uses any more."""
+        wanted = set(routes.values())
+        for endpoint in list(outs):
+            if endpoint not in wanted:
+                outs.pop(endpoint).close()
+        for endpoint in wanted - set(outs):
+            outs[endpoint] = Socket.open(endpoint, hwm=self.transport.hwm)
+
+    def _flush(self, pending: dict[str, collections.deque[Message]], outs: dict[str, Socket],
+               routes: dict[str, str]) -> None:
+        """Send what each stream's memory can take now (never blocks: one slow stream must not stall all)."""
+        for sid in list(pending):
+            queue = pending[sid]
+            if sid not in routes:
+                self._counters[sid].dropped += len(queue)
+                del pending[sid]  # the stream was removed: nobody will take its tokens
+                continue
+            sock = outs[routes[sid]]
+            while queue and sock.send(queue[0], timeout_ms=0):
+                queue.popleft()
+
+
+def _frame_count(msg: Message) -> int:
+    frames = msg.arrays.get("frames")
+    return int(frames.shape[0]) if frames is not None and frames.ndim >= 1 else 0

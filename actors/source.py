@@ -1,0 +1,157 @@
+"""Source: one stream's decode -> sample -> chunk loop (stream.sampling.chunks) pushing FRAMES messages.
+
+Wire: PUSH (connected to the encoder's frames endpoint) sends
+    arrays {"frames": [T, S, S, 3] uint8, "timestamps": [T] f64 media s, "arrivals": [T] f64 wall clock}
+    meta {"sent_at": wall clock, "timings": {"source": s blocked in the source per chunk}}
+and an EOS when a finite file ends. A file waits for the encoder (nothing lost); a live source gives up on a
+chunk after `transport.send_timeout_ms` and counts it as dropped (freshest wins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+from actors.config import StreamSpec, TransportConfig
+from actors.loop import POLL_MS, LoopThread
+from stream.codec import Kind, Message, eos
+from stream.config import redact_url
+from stream.sampling import chunks
+from stream.sources import SourceError, open_source
+from stream.transport import Socket
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SCHEME = "sample://"
+
+
+def resolve_url(url: str) -> str:
+    """`sample://NAME` -> the cached local path of that sample clip (fetched once); other URLs unchanged."""
+    if url.startswith(SAMPLE_SCHEME):
+        from stream.samples import sample_path
+
+        return str(sample_path(url[len(SAMPLE_SCHEME):]))
+    return url
+
+
+class SourceWorker:
+    """Runs one stream's chunk loop in a thread and pushes the chunks to the encoder."""
+
+    def __init__(self, spec: StreamSpec, image_size: int, transport: TransportConfig, target: str | None = None,
+                 exit_on_crash: bool = False) -> None:
+        self.spec = spec
+        self.image_size = image_size
+        self.transport = transport
+        self._lock = threading.Lock()
+        self._target = target
+        self._running = threading.Event()
+        self._running.set()
+        self._source = None
+        self._sock: Socket | None = None  # owned by the loop thread
+        self._sock_target: str | None = None
+        self._state = "starting"
+        self._error: str | None = None
+        self.chunks_sent = 0
+        self.send_drops = 0
+        self._loop = LoopThread(f"source-{spec.stream_id}", self._run, exit_on_crash)
+
+    # --- control (any thread) -------------------------------------------------------------------------
+
+    def set_target(self, endpoint: str) -> None:
+        """Where to push frames: the encoder's `push+connect:...` address (switched between chunks)."""
+        with self._lock:
+            self._target = endpoint
+
+    def pause(self) -> None:
+        """Hold the next chunk back until `resume()` (a live source keeps decoding and drops what ages)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def status(self) -> dict:
+        """Source counters (decoded, sampled, dropped, reconnects, state, last_error) plus chunks sent."""
+        source = self._source
+        out = source.status().to_dict() if source is not None else {"url": redact_url(self.spec.url)}
+        out.pop("events", None)
+        out["dropped"] = out.get("dropped", 0) + self.send_drops
+        out["chunks_sent"] = self.chunks_sent
+        out["paused"] = not self._running.is_set()
+        out["worker_state"] = self._state
+        out["last_error"] = self._error or out.get("last_error")
+        return out
+
+    def close(self) -> None:
+        self._running.set()
+        source = self._source
+        if source is not None:
+            source.close()  # unblocks a read waiting on the network
+        self._loop.stop()
+
+    # --- loop thread ----------------------------------------------------------------------------------
+
+    def _run(self, stop: threading.Event) -> None:
+        spec = self.spec
+        config = dataclasses.replace(spec.source, realtime=spec.is_live, loop=spec.loop)
+        try:
+            self._source = open_source(resolve_url(spec.url), config)
+            self._state = "streaming"
+            waited = time.perf_counter()
+            for chunk in chunks(self._source, spec.sample_rate_hz, spec.frames_per_chunk, self.image_size,
+                                spec.stream_id):
+                blocked = time.perf_counter() - waited
+                while not self._running.wait(POLL_MS / 1000):
+                    if stop.is_set():
+                        return
+                msg = Message(Kind.FRAMES, spec.stream_id, chunk.seq,
+                              {"sent_at": time.time(), "timings": {"source": blocked}},
+                              {"frames": chunk.frames, "timestamps": chunk.timestamps, "arrivals": chunk.arrivals})
+                if self._deliver(msg, stop):
+                    self.chunks_sent += 1
+                if stop.is_set():
+                    return
+                waited = time.perf_counter()
+            self._deliver(eos(spec.stream_id, self.chunks_sent, "end of file"), stop)
+            self._state = "ended"
+        except SourceError as exc:
+            # A wrong URL or a dead file is the user's problem, not the actor's: report it, don't restart.
+            self._state, self._error = "failed", str(exc)
+            log.warning("source %s failed: %s", spec.stream_id, exc)
+        finally:
+            if self._sock is not None:
+                self._sock.close()
+            if self._source is not None:
+                self._source.close()
+
+    def _current_socket(self, stop: threading.Event) -> Socket | None:
+        """The PUSH socket for the current target, reopened when the target moved; waits for a first one."""
+        while True:
+            with self._lock:
+                target = self._target
+            if target is not None:
+                break
+            if stop.wait(POLL_MS / 1000):
+                return None
+        if target != self._sock_target:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock, self._sock_target = Socket.open(target, hwm=self.transport.hwm), target
+        return self._sock
+
+    def _deliver(self, msg: Message, stop: threading.Event) -> bool:
+        """Live: one bounded try (drop counted). File: retry (following target moves, e.g. an encoder
+        restart) until the encoder takes it or we are stopped: nothing lost."""
+        while not stop.is_set():
+            sock = self._current_socket(stop)
+            if sock is None:
+                return False
+            if self.spec.is_live:
+                if sock.send(msg, timeout_ms=self.transport.send_timeout_ms):
+                    return True
+                self.send_drops += 1
+                return False
+            if sock.send(msg, timeout_ms=POLL_MS):
+                return True
+        return False

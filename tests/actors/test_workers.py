@@ -1,0 +1,103 @@
+"""The plain workers behind the actors, without Ray: real ZeroMQ sockets, real tiny model, real sources."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from actors.config import EncoderConfig, StreamSpec, TransportConfig
+from actors.encoder import EncoderWorker
+from actors.source import SourceWorker
+from actors.vlm import ModelConfig
+from stream.codec import Kind, Message
+from stream.transport import Socket
+
+TRANSPORT = TransportConfig(hwm=8, send_timeout_ms=200)
+TINY = ModelConfig(path="tiny")
+DEADLINE_S = 60.0
+
+
+def recv_until(sock: Socket, count: int, kind: Kind | None = None, deadline_s: float = DEADLINE_S) -> list[Message]:
+    """Messages from `sock` (optionally of one kind) until `count` arrived; fails at the deadline."""
+    got: list[Message] = []
+    deadline = time.monotonic() + deadline_s
+    while len(got) < count:
+        assert time.monotonic() < deadline, f"only {len(got)} of {count} messages before the deadline"
+        msg = sock.recv(200)
+        if msg is not None and (kind is None or msg.kind is kind):
+            got.append(msg)
+    return got
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    worker = EncoderWorker(TINY, EncoderConfig(batch_frames=8, max_wait_ms=20), TRANSPORT)
+    yield worker
+    worker.close()
+
+
+def test_source_pushes_sampled_chunks_then_eos() -> None:
+    """Given a 4 s synthetic source (not live) at 10 fps sampled at 2 Hz, 4 frames per chunk,
+    when the worker runs, then the encoder side receives 2 chunks of resized frames, then an EOS."""
+    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8)
+    spec = StreamSpec("cam", "synthetic://?width=64&height=48&fps=10&seconds=4", sample_rate_hz=2.0,
+                      frames_per_chunk=4, live=False)
+    worker = SourceWorker(spec, 32, TRANSPORT, target=sink.peer_spec())
+    try:
+        frames = recv_until(sink, 2, Kind.FRAMES)
+        assert [m.seq for m in frames] == [0, 1]
+        assert frames[0].arrays["frames"].shape == (4, 32, 32, 3)
+        np.testing.assert_allclose(frames[0].arrays["timestamps"], [0.0, 0.5, 1.0, 1.5])
+        assert recv_until(sink, 1, Kind.EOS)[0].stream_id == "cam"
+        status = worker.status()
+        assert status["chunks_sent"] == 2 and status["sampled"] == 8 and status["worker_state"] == "ended"
+    finally:
+        worker.close()
+        sink.close()
+
+
+def test_source_reports_a_bad_url_without_crashing() -> None:
+    spec = StreamSpec("bad", "/no/such/file.mp4", live=False)
+    worker = SourceWorker(spec, 32, TRANSPORT, target="push+connect:tcp://127.0.0.1:9")
+    deadline = time.monotonic() + DEADLINE_S
+    while worker.status()["worker_state"] != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "no/such/file" in worker.status()["last_error"]
+    worker.close()
+
+
+def _frames_msg(stream_id: str, seq: int, size: int, t: int = 2) -> Message:
+    rng = np.random.default_rng(seq)
+    return Message(Kind.FRAMES, stream_id, seq, {"sent_at": time.time(), "timings": {"source": 0.0}},
+                   {"frames": rng.integers(0, 255, (t, size, size, 3), dtype=np.uint8),
+                    "timestamps": np.arange(t, dtype=np.float64) + seq * t,
+                    "arrivals": np.full(t, time.time())})
+
+
+def test_encoder_batches_streams_and_routes_tokens_per_stream(encoder: EncoderWorker) -> None:
+    """Given two streams routed to two sinks, when chunks of both arrive, then each sink gets only its
+    stream's tokens [T, gh, gw, D] with its timestamps, and a malformed chunk is counted, not fatal."""
+    info = encoder.info()
+    size, (gh, gw), dim = info["image_size"], info["grid"], info["hidden_size"]
+    sinks = {sid: Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8) for sid in ("a", "b")}
+    encoder.set_routes({sid: s.peer_spec() for sid, s in sinks.items()})
+    src = Socket.open(info["frames_endpoint"], hwm=8)
+    try:
+        bad = Message(Kind.FRAMES, "a", 99, {}, {"frames": np.zeros((2, size + 1, size, 3), np.uint8)})
+        for msg in (bad, _frames_msg("a", 0, size), _frames_msg("b", 0, size), _frames_msg("a", 1, size)):
+            assert src.send(msg, timeout_ms=5000)
+        got_a = recv_until(sinks["a"], 2, Kind.TOKENS)
+        got_b = recv_until(sinks["b"], 1, Kind.TOKENS)
+        assert [m.seq for m in got_a] == [0, 1] and [m.stream_id for m in got_b] == ["b"]
+        assert got_a[1].arrays["tokens"].shape == (2, gh, gw, dim)
+        np.testing.assert_array_equal(got_a[1].arrays["timestamps"], [2.0, 3.0])
+        assert got_a[0].meta["timings"]["encode"] > 0
+        assert encoder.stats()["bad_chunks"] == 1
+        assert encoder.stats()["streams"]["a"]["frames"] == 4
+    finally:
+        src.close()
+        for s in sinks.values():
+            s.close()
