@@ -1,0 +1,152 @@
+"""Append-only key map of a stream whose clusters merge over time, without rewriting history.
+
+Each frame's ``[H, W]`` entries are stored once, as the *slot* each token went to when it was written, in the
+smallest unsigned dtype that holds the slot capacity (uint8 for up to 256 slots). Storage is a list of
+preallocated blocks of ``BLOCK_FRAMES`` frames, so appending never copies earlier frames.
+
+A slot is reused after its cluster merges away, so a stored slot id alone is ambiguous. Every frame therefore
+points at a *label table* ``[S]`` (slot at write time -> label); a new table is recorded only when a slot got a
+new label since the previous one. Labels are never reused, and ``label_to_slot`` says which slot holds each
+label's content now. A merge redirects the labels of the absorbed slot (the smaller label list is moved:
+amortised O(log labels) per label), so an old entry resolves in O(1):
+``slot_now = label_to_slot[table[frame_table[t]][stored[t, h, w]]]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from compressor.offline import smallest_uint_dtype
+from compressor.serial import pack_array, unpack_array
+
+BLOCK_FRAMES = 1024
+
+
+class KeyMapStore:
+    """Key map of one stream: ``[T, H, W]`` entries that resolve to current slots.
+
+    Args:
+        grid: ``(H, W)`` tokens per frame.
+        slots: slot capacity ``S`` of the owning state.
+    """
+
+    def __init__(self, grid: tuple[int, int], slots: int) -> None:
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.slots = int(slots)
+        self.dtype = smallest_uint_dtype(self.slots)
+        self.frames = 0
+        self._blocks: list[np.ndarray] = []        # each [BLOCK_FRAMES, H, W] self.dtype
+        self._frame_table: list[np.ndarray] = []   # each [BLOCK_FRAMES] int32, table id per frame
+        self._tables: list[np.ndarray] = []        # each [S] int64, label per slot (-1 free)
+        self._current = np.full(self.slots, -1, dtype=np.int64)  # slot -> its label for new entries
+        self._dirty = True                         # _current changed since the last recorded table
+        self._label_to_slot = np.zeros(64, dtype=np.int32)
+        self._labels = 0
+        self._slot_labels: list[list[int]] = [[] for _ in range(self.slots)]
+
+    # ---- labels -------------------------------------------------------------------------------------
+    def new_label(self, slot: int) -> int:
+        """Give free ``slot`` a fresh label (a new cluster starts there) and return it."""
+        if self._labels == self._label_to_slot.shape[0]:  # amortised doubling
+            self._label_to_slot = np.concatenate([self._label_to_slot, np.zeros_like(self._label_to_slot)])
+        label = self._labels
+        self._labels += 1
+        self._label_to_slot[label] = slot
+        self._slot_labels[slot] = [label]
+        self._current[slot] = label
+        self._dirty = True
+        return label
+
+    def merge(self, src: int, dst: int) -> None:
+        """Entries of slot ``src`` resolve to ``dst`` from now on; ``src`` becomes free."""
+        small, big = self._slot_labels[src], self._slot_labels[dst]
+        if len(small) > len(big):  # move the shorter list; the surviving slot keeps the longer one
+            small, big = big, small
+        self._label_to_slot[np.asarray(small, dtype=np.int64)] = dst
+        big.extend(small)
+        self._slot_labels[dst] = big
+        self._slot_labels[src] = []
+        self._current[src] = -1
+        self._dirty = True
+
+    # ---- entries ------------------------------------------------------------------------------------
+    def append(self, slots: np.ndarray) -> None:
+        """Append ``slots [T_c, H, W]`` (slot of every token of the chunk, as written now)."""
+        if self._dirty:
+            self._tables.append(self._current.copy())
+            self._dirty = False
+        table = len(self._tables) - 1
+        done = 0
+        while done < slots.shape[0]:
+            block, row = divmod(self.frames, BLOCK_FRAMES)
+            if block == len(self._blocks):
+                self._blocks.append(np.empty((BLOCK_FRAMES, *self.grid), dtype=self.dtype))
+                self._frame_table.append(np.empty(BLOCK_FRAMES, dtype=np.int32))
+            take = min(BLOCK_FRAMES - row, slots.shape[0] - done)
+            self._blocks[block][row:row + take] = slots[done:done + take]
+            self._frame_table[block][row:row + take] = table
+            done += take
+            self.frames += take
+
+    def resolve(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Current slot of every entry of frames ``[start, stop)``: ``[T, H, W]`` int64."""
+        stop = self.frames if stop is None else min(stop, self.frames)
+        if stop <= start:
+            return np.zeros((0, *self.grid), dtype=np.int64)
+        stored = self._concat(self._blocks, start, stop).astype(np.int64)          # [T, H, W]
+        frame_table = self._concat(self._frame_table, start, stop).astype(np.int64)  # [T]
+        tables = np.stack(self._tables)                                              # [n_tables, S]
+        labels = tables[frame_table[:, None, None], stored]                          # [T, H, W]
+        return self._label_to_slot[:self._labels][labels].astype(np.int64)
+
+    @staticmethod
+    def _concat(blocks: list[np.ndarray], start: int, stop: int) -> np.ndarray:
+        first, last = start // BLOCK_FRAMES, (stop - 1) // BLOCK_FRAMES
+        joined = np.concatenate(blocks[first:last + 1]) if last > first else blocks[first]
+        offset = first * BLOCK_FRAMES
+        return joined[start - offset:stop - offset]
+
+    def nbytes(self) -> int:
+        """Bytes of live data (entries, frame tables, label tables, label map)."""
+        per_frame = self.grid[0] * self.grid[1] * self.dtype.itemsize + 4
+        return self.frames * per_frame + len(self._tables) * self.slots * 8 + self._labels * 4
+
+    # ---- serialisation ------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """msgpack-able dict of the whole store (only used frames are written)."""
+        empty = np.zeros((0, *self.grid), dtype=self.dtype)
+        return {
+            "grid": list(self.grid), "slots": self.slots, "frames": self.frames,
+            "stored": pack_array(self._concat(self._blocks, 0, self.frames) if self.frames else empty),
+            "frame_table": pack_array(self._concat(self._frame_table, 0, self.frames) if self.frames
+                                      else np.zeros(0, dtype=np.int32)),
+            "tables": pack_array(np.stack(self._tables) if self._tables else np.zeros((0, self.slots), np.int64)),
+            "current": pack_array(self._current), "dirty": self._dirty,
+            "label_to_slot": pack_array(self._label_to_slot[:self._labels]),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> KeyMapStore:
+        """Inverse of ``to_state``."""
+        store = cls(tuple(state["grid"]), state["slots"])
+        stored, frame_table = unpack_array(state["stored"]), unpack_array(state["frame_table"])
+        store._tables = list(unpack_array(state["tables"]).copy())
+        store._current = unpack_array(state["current"]).copy()
+        store._dirty = bool(state["dirty"])
+        label_to_slot = unpack_array(state["label_to_slot"])
+        store._labels = label_to_slot.shape[0]
+        store._label_to_slot = np.zeros(max(64, 2 * store._labels), dtype=np.int32)
+        store._label_to_slot[:store._labels] = label_to_slot
+        for label in range(store._labels):  # rebuild slot -> labels (their order within a list is irrelevant)
+            store._slot_labels[label_to_slot[label]].append(label)
+        # Entries go back into fresh blocks through append-equivalent copies, one table id per frame.
+        for block in range(0, stored.shape[0], BLOCK_FRAMES):
+            part = stored[block:block + BLOCK_FRAMES]
+            store._blocks.append(np.empty((BLOCK_FRAMES, *store.grid), dtype=store.dtype))
+            store._blocks[-1][:part.shape[0]] = part
+            store._frame_table.append(np.empty(BLOCK_FRAMES, dtype=np.int32))
+            store._frame_table[-1][:part.shape[0]] = frame_table[block:block + BLOCK_FRAMES]
+        store.frames = stored.shape[0]
+        return store

@@ -1,0 +1,143 @@
+"""Motion features per cluster, from the key map, kept up to date incrementally.
+
+Every statistic is a per-cluster sum (or min/max) so that a chunk adds to it in O(chunk) and a merge of two
+clusters combines them in O(1). Features depend only on where and when a cluster's tokens sit, never on the
+cluster's id, so relabelling the clusters only permutes the rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from compressor.serial import pack_array, unpack_array
+
+MOTION_FEATURES = (
+    "coverage",      # mean fraction of the frame the cluster covers, over frames where it is present
+    "presence",      # fraction of the frames seen in which it is present
+    "share",         # fraction of all tokens assigned to it
+    "row", "col",    # mean grid position, (index + 0.5) / size, in [0, 1]
+    "row_std", "col_std",  # spatial spread
+    "vel_row", "vel_col",  # mean displacement of its mean position per frame between appearances
+    "speed",         # mean length of that displacement
+    "first_seen", "last_seen",  # relative to the stream's media-time span, in [0, 1]
+    "duration",      # last_seen - first_seen
+)
+_SUMS = ("tokens", "frames", "row_sum", "col_sum", "row_sq", "col_sq", "vel_row", "vel_col", "speed", "steps")
+
+
+class MotionStats:
+    """Running motion statistics for ``slots`` clusters on an ``(H, W)`` grid.
+
+    Note: ``frames`` (frames in which a cluster is present) of a merged cluster is the larger of the two,
+    a lower bound of the true union, because which frames both were present in is not kept.
+    """
+
+    def __init__(self, slots: int, grid: tuple[int, int]) -> None:
+        self.slots, self.grid = int(slots), (int(grid[0]), int(grid[1]))
+        self.arrays: dict[str, np.ndarray] = {name: np.zeros(self.slots) for name in _SUMS}
+        self.arrays.update(first_t=np.full(self.slots, np.inf), last_t=np.full(self.slots, -np.inf),
+                           last_row=np.zeros(self.slots), last_col=np.zeros(self.slots),
+                           last_frame=np.full(self.slots, -1.0))
+        h, w = self.grid
+        rows, cols = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
+        self._rows, self._cols = rows.ravel(), cols.ravel()  # [H*W]
+
+    def reset(self, slot: int) -> None:
+        """Forget slot ``slot`` (a new cluster starts there)."""
+        for name, array in self.arrays.items():
+            array[slot] = {"first_t": np.inf, "last_t": -np.inf, "last_frame": -1.0}.get(name, 0.0)
+
+    def update(self, slots: np.ndarray, timestamps: np.ndarray, first_frame: int) -> None:
+        """Add a chunk: ``slots [T_c, H*W]`` int64 cluster of every token, ``timestamps [T_c]`` media seconds,
+        ``first_frame`` the stream index of the chunk's first frame."""
+        t_c, s, a = slots.shape[0], self.slots, self.arrays
+        flat = (slots + np.arange(t_c)[:, None] * s).ravel()               # [T_c*HW] frame-major bins
+        rows, cols = np.tile(self._rows, t_c), np.tile(self._cols, t_c)
+        count = np.bincount(flat, minlength=t_c * s).reshape(t_c, s)        # [T_c, S]
+        rsum = np.bincount(flat, rows, minlength=t_c * s).reshape(t_c, s)
+        csum = np.bincount(flat, cols, minlength=t_c * s).reshape(t_c, s)
+        a["tokens"] += count.sum(0)
+        a["frames"] += (count > 0).sum(0)
+        a["row_sum"] += rsum.sum(0)
+        a["col_sum"] += csum.sum(0)
+        a["row_sq"] += np.bincount(flat, rows * rows, minlength=t_c * s).reshape(t_c, s).sum(0)
+        a["col_sq"] += np.bincount(flat, cols * cols, minlength=t_c * s).reshape(t_c, s).sum(0)
+        for t in range(t_c):  # T_c is a handful of frames; everything inside is vectorised over clusters
+            present = count[t] > 0
+            row = np.where(present, rsum[t] / np.maximum(count[t], 1), 0.0)
+            col = np.where(present, csum[t] / np.maximum(count[t], 1), 0.0)
+            moved = present & (a["last_frame"] >= 0)
+            gap = np.maximum(first_frame + t - a["last_frame"], 1.0)
+            d_row = np.where(moved, (row - a["last_row"]) / gap, 0.0)
+            d_col = np.where(moved, (col - a["last_col"]) / gap, 0.0)
+            a["vel_row"] += d_row
+            a["vel_col"] += d_col
+            a["speed"] += np.hypot(d_row, d_col)
+            a["steps"] += moved
+            a["last_row"] = np.where(present, row, a["last_row"])
+            a["last_col"] = np.where(present, col, a["last_col"])
+            a["last_frame"] = np.where(present, float(first_frame + t), a["last_frame"])
+            a["first_t"] = np.where(present, np.minimum(a["first_t"], timestamps[t]), a["first_t"])
+            a["last_t"] = np.where(present, np.maximum(a["last_t"], timestamps[t]), a["last_t"])
+
+    def merge(self, src: int, dst: int) -> None:
+        """Cluster ``src`` joins ``dst``; ``src`` is reset."""
+        a = self.arrays
+        for name in _SUMS:
+            if name != "frames":
+                a[name][dst] += a[name][src]
+        a["frames"][dst] = max(a["frames"][dst], a["frames"][src])  # see class note
+        a["first_t"][dst] = min(a["first_t"][dst], a["first_t"][src])
+        a["last_t"][dst] = max(a["last_t"][dst], a["last_t"][src])
+        if a["last_frame"][src] > a["last_frame"][dst]:
+            for name in ("last_row", "last_col", "last_frame"):
+                a[name][dst] = a[name][src]
+        self.reset(src)
+
+    def features(self, order: np.ndarray, frames_seen: int, t_start: float, t_end: float) -> np.ndarray:
+        """``[K, F]`` float32 features (columns ``MOTION_FEATURES``) of clusters ``order [K]``, in that order."""
+        a = {name: array[order] for name, array in self.arrays.items()}
+        n = np.maximum(a["tokens"], 1.0)
+        steps = np.maximum(a["steps"], 1.0)
+        row, col = a["row_sum"] / n, a["col_sum"] / n
+        span = max(t_end - t_start, 1e-9)
+        first = np.clip((a["first_t"] - t_start) / span, 0.0, 1.0)
+        last = np.clip((a["last_t"] - t_start) / span, 0.0, 1.0)
+        total = max(float(self.arrays["tokens"].sum()), 1.0)
+        columns = [
+            a["tokens"] / (np.maximum(a["frames"], 1.0) * self.grid[0] * self.grid[1]),
+            a["frames"] / max(frames_seen, 1),
+            a["tokens"] / total,
+            row, col,
+            np.sqrt(np.maximum(a["row_sq"] / n - row * row, 0.0)),
+            np.sqrt(np.maximum(a["col_sq"] / n - col * col, 0.0)),
+            a["vel_row"] / steps, a["vel_col"] / steps, a["speed"] / steps,
+            first, last, last - first,
+        ]
+        return np.stack(columns, axis=1).astype(np.float32).reshape(len(order), len(MOTION_FEATURES))
+
+    def to_state(self) -> dict[str, Any]:
+        """msgpack-able dict."""
+        return {"slots": self.slots, "grid": list(self.grid),
+                "arrays": {name: pack_array(array) for name, array in self.arrays.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> MotionStats:
+        """Inverse of ``to_state``."""
+        stats = cls(state["slots"], tuple(state["grid"]))
+        stats.arrays = {name: unpack_array(packed).copy() for name, packed in state["arrays"].items()}
+        return stats
+
+
+def motion_features(key_map: np.ndarray, k: int, timestamps: np.ndarray | None = None) -> np.ndarray:
+    """Motion features ``[K, F]`` of an offline key map ``[T, H, W]`` with ids in ``[0, k)``.
+
+    ``timestamps [T]`` default to frame indices.
+    """
+    t, h, w = key_map.shape
+    ts = np.arange(t, dtype=np.float64) if timestamps is None else np.asarray(timestamps, dtype=np.float64)
+    stats = MotionStats(k, (h, w))
+    stats.update(key_map.reshape(t, h * w).astype(np.int64), ts, 0)
+    return stats.features(np.arange(k), t, float(ts.min()), float(ts.max()))

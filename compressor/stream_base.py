@@ -1,0 +1,119 @@
+"""Shared shell of every streaming compressor: validation, counters, recent window, snapshots, bytes.
+
+Subclasses implement ``_update`` (called only after the chunk passed every check, so a rejected chunk never
+changes the state), ``_base_and_motion`` (the content tokens for a snapshot) and ``_state`` / ``_load``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from compressor.config import CompressorConfig
+from compressor.pooling import pool_to_count
+from compressor.serial import dumps, loads, pack_array, unpack_array
+from compressor.snapshot import Snapshot
+from compressor.validation import check_chunk, check_finite, check_timestamps, token_norms
+
+
+@runtime_checkable
+class StreamCompressor(Protocol):
+    """What the pipeline sees of any method (see CONTRACTS.md)."""
+
+    frames_seen: int
+    tokens_seen: int
+
+    def update(self, tokens: np.ndarray | torch.Tensor, timestamps: np.ndarray) -> None: ...
+    def snapshot(self) -> Snapshot: ...
+    def to_bytes(self) -> bytes: ...
+
+
+class StreamCompressorBase:
+    """Validation, counters, media-time span, recent window, snapshot caching and the msgpack envelope."""
+
+    method = "abstract"
+
+    def __init__(self, config: CompressorConfig | None = None) -> None:
+        self.config = config or CompressorConfig(method=self.method)
+        self.frames_seen = 0
+        self.tokens_seen = 0
+        self.version = 0
+        self.t_start = 0.0
+        self.t_end = 0.0
+        self.grid: tuple[int, int] | None = None
+        self.dim: int | None = None
+        self._recent = np.zeros((0, 0), dtype=np.float32)
+        self._snapshot: Snapshot | None = None
+
+    def update(self, tokens: np.ndarray | torch.Tensor, timestamps: np.ndarray) -> None:
+        """Add one chunk of tokens ``[T_c, H, W, D]`` with media timestamps ``[T_c]`` (seconds).
+
+        Raises:
+            InvalidTokens: wrong rank, empty, grid/D unlike earlier chunks, NaN/Inf, bad timestamps. The state
+                is unchanged when this is raised.
+        """
+        x = check_chunk(tokens, self.grid, self.dim)
+        ts = check_timestamps(timestamps, x.shape[0])
+        t, h, w, d = x.shape
+        norms = token_norms(x.reshape(t * h * w, d))  # [N] float32
+        check_finite(norms)
+        self._update(x, norms, ts)
+        if self.frames_seen == 0:
+            self.grid, self.dim, self.t_start, self.t_end = (h, w), d, float(ts.min()), float(ts.max())
+        self.t_start, self.t_end = min(self.t_start, float(ts.min())), max(self.t_end, float(ts.max()))
+        if self.config.recent_window:
+            self._recent = pool_to_count(x[-1], self.config.recent_window).cpu().numpy()
+        self.frames_seen += t
+        self.tokens_seen += t * h * w
+        self.version += 1
+        self._snapshot = None
+
+    def snapshot(self) -> Snapshot:
+        """Immutable view of the current state (cached per version)."""
+        if self._snapshot is None:
+            base, motion = self._base_and_motion()
+            recent = self._recent if self._recent.size else np.zeros((0, base.shape[1]), dtype=np.float32)
+            self._snapshot = Snapshot(self.version, self.method, base, motion, recent, self.t_start, self.t_end,
+                                      self.frames_seen, self.tokens_seen)
+        return self._snapshot
+
+    def to_bytes(self) -> bytes:
+        """The whole state as msgpack bytes (schema-versioned); ``from_bytes`` restores it exactly."""
+        common = {"config": self.config.to_dict(), "frames_seen": self.frames_seen, "tokens_seen": self.tokens_seen,
+                  "version": self.version, "t_start": self.t_start, "t_end": self.t_end,
+                  "grid": list(self.grid) if self.grid else None, "dim": self.dim, "recent": pack_array(self._recent)}
+        return dumps(self.method, {"common": common, "method_state": self._state() if self.frames_seen else None})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, device: str | torch.device | None = None) -> StreamCompressorBase:
+        """Restore a state written by ``to_bytes`` of the same method (optionally onto ``device``).
+
+        Raises:
+            InvalidState: not this method's bytes, or another schema version.
+        """
+        _, payload = loads(data, cls.method)
+        common = payload["common"]
+        obj = cls(CompressorConfig.from_dict(common["config"]))
+        obj.frames_seen, obj.tokens_seen, obj.version = common["frames_seen"], common["tokens_seen"], common["version"]
+        obj.t_start, obj.t_end, obj.dim = common["t_start"], common["t_end"], common["dim"]
+        obj.grid = tuple(common["grid"]) if common["grid"] else None
+        obj._recent = unpack_array(common["recent"]).copy()
+        if payload["method_state"] is not None:
+            obj._load(payload["method_state"], device)
+        return obj
+
+    # ---- for subclasses -----------------------------------------------------------------------------
+    def _update(self, x: torch.Tensor, norms: torch.Tensor, timestamps: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _base_and_motion(self) -> tuple[np.ndarray, np.ndarray]:
+        """``base [K, D]`` float32 and ``motion [K, F]`` float32 for the snapshot."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load(self, state: dict[str, Any], device: str | torch.device | None) -> None:
+        raise NotImplementedError

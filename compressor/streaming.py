@@ -1,0 +1,281 @@
+"""Streaming Token Dynamics: a token base of at most K clusters, updated per chunk at O(chunk) cost.
+
+State (all preallocated for ``S = K_max + max_new_clusters`` slots on the first chunk):
+    on the tokens' device: sums ``[S, D]`` float32 sum of the unit member tokens, centroids ``[S, D]`` their
+    unit direction; on the CPU (numpy, small): counts ``[S]`` int64, norm_sums ``[S]`` float64 sum of raw
+    member norms (to hand the LLM tokens at the input scale), first ``[S]`` int64 stream index of each
+    cluster's first token (canonical order), active ``[S]`` bool; a ``KeyMapStore`` (append-only,
+    merge-safe) and ``MotionStats``.
+
+First chunk: the offline method (``fit_tokens``) with the same seed, so streaming over one chunk equals
+offline Token Dynamics on it. Later chunks:
+    1. assign every token to the nearest active centroid by cosine (one ``[N, D] x [D, K]`` matmul on the raw
+       tokens, divided by their norms: the unit tokens are never materialised);
+    2. tokens whose best cosine is below ``novelty_threshold`` seed up to ``max_new_clusters`` new clusters by
+       k-means++ continued from the current centroids; tokens closer to a new seed move to it;
+    3. add the chunk to sums/counts (a second matmul: ``[S, N]`` weighted one-hot x ``[N, D]``), write the key
+       map and motion statistics;
+    4. merge down to K_max, always the pair whose merge loses the least reconstruction fidelity:
+       ``|s_a| + |s_b| - |s_a + s_b|`` (the drop in summed cosine of the members to their centroid; a
+       Ward-like cost computed on the small ``[K, K]`` Gram matrix of the sums). Adaptive mode further merges
+       pairs whose centroid cosine exceeds ``merge_similarity`` while K > K_min.
+Nothing in an update touches earlier chunks, so its cost does not grow with the stream's length.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from compressor.config import CompressorConfig
+from compressor.keymap import KeyMapStore
+from compressor.kmeans import group_sums, kmeans_pp, normalize_rows
+from compressor.motion import MOTION_FEATURES, MotionStats
+from compressor.offline import fit_tokens, smallest_uint_dtype
+from compressor.serial import pack_array, unpack_array
+from compressor.stream_base import StreamCompressorBase
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """Seed of the generator used for chunk number ``chunk``: restoring mid-stream needs no RNG state."""
+    return (seed * 0x9E3779B1 + chunk * 0x85EBCA6B) % (2**63)
+
+
+class StreamingTokenDynamics(StreamCompressorBase):
+    """Streaming Token Dynamics for one stream (see the module docstring for the algorithm).
+
+    Args:
+        config: budget, adaptive range, thresholds, seed (method must be "token_dynamics").
+        device: where the centroid state lives; default the device of the first chunk.
+    """
+
+    method = "token_dynamics"
+
+    def __init__(self, config: CompressorConfig | None = None, device: str | torch.device | None = None) -> None:
+        super().__init__(config)
+        self.k_min, self.k_max = self.config.k_range
+        self.slots = self.k_max + self.config.max_new_clusters
+        self.device = torch.device(device) if device is not None else None
+        self.chunks = 0
+        self.new_clusters = 0  # clusters seeded after the first chunk (telemetry)
+        self.merges = 0
+        self._active_idx: torch.Tensor | None = None
+        self._buffer: torch.Tensor | None = None
+
+    # ---- update ---------------------------------------------------------------------------------------
+    def _update(self, x: torch.Tensor, norms: torch.Tensor, timestamps: np.ndarray) -> None:
+        t, h, w, d = x.shape
+        if self.device is None:
+            self.device = x.device
+        flat = x.reshape(t * h * w, d).to(self.device)  # [N, D]
+        norms = norms.to(self.device)
+        if self.chunks == 0:
+            self._allocate((h, w), d)
+            slots = self._first_chunk(flat, norms)
+        else:
+            slots = self._next_chunk(flat, norms)
+        self.keymap.append(slots.reshape(t, h, w).astype(self.keymap.dtype))
+        self.motion.update(slots.reshape(t, h * w), timestamps, self.frames_seen)
+        self._merge_down()
+        self.chunks += 1
+
+    def _allocate(self, grid: tuple[int, int], d: int) -> None:
+        s = self.slots
+        self.sums = torch.zeros(s, d, dtype=torch.float32, device=self.device)
+        self.centroids = torch.zeros(s, d, dtype=torch.float32, device=self.device)
+        self.counts = np.zeros(s, dtype=np.int64)
+        self.norm_sums = np.zeros(s, dtype=np.float64)
+        self.first = np.zeros(s, dtype=np.int64)
+        self.active = np.zeros(s, dtype=bool)
+        self.keymap = KeyMapStore(grid, s)
+        self.motion = MotionStats(s, grid)
+
+    def _first_chunk(self, flat: torch.Tensor, norms: torch.Tensor) -> np.ndarray:
+        c = self.config
+        rule = c.adaptive_rule if c.adaptive and self.k_min < self.k_max else None
+        fit = fit_tokens(flat, norms, self.k_max, seed=c.seed, tol=c.kmeans_tol, max_iter=c.kmeans_max_iter,
+                         adaptive_rule=rule, k_min=self.k_min, sample=c.silhouette_sample)
+        k = fit.centroids.shape[0]
+        self.sums[:k], self.centroids[:k] = fit.sums, fit.centroids
+        self.counts[:k], self.norm_sums[:k] = fit.counts.cpu().numpy(), fit.norm_sums.cpu().numpy()
+        self.first[:k] = fit.first.cpu().numpy()
+        self.active[:k] = True
+        self._active_idx = None
+        for slot in range(k):
+            self.keymap.new_label(slot)
+        return fit.labels.cpu().numpy()
+
+    def _scratch(self, shape: torch.Size) -> torch.Tensor:
+        """Reused ``[N, D]`` float32 buffer: a fresh multi-MB tensor per chunk costs page faults every time."""
+        if self._buffer is None or self._buffer.shape[0] < shape[0] or self._buffer.shape[1] != shape[1]:
+            self._buffer = torch.empty(shape, dtype=torch.float32, device=self.device)
+        return self._buffer[: shape[0]]
+
+    def _active(self) -> torch.Tensor:
+        """Active slot indices ``[K]`` on the state's device (cached until the set changes)."""
+        if self._active_idx is None:
+            self._active_idx = torch.from_numpy(np.flatnonzero(self.active)).to(self.device)
+        return self._active_idx
+
+    def _next_chunk(self, flat: torch.Tensor, norms: torch.Tensor) -> np.ndarray:
+        c = self.config
+        act = self._active()                                                 # [K]
+        inv = 1.0 / norms.clamp_min(1e-12)                                    # [N]
+        xf = flat if flat.dtype == torch.float32 else flat.float()
+        sims = (xf @ self.centroids[act].T) * inv[:, None]                   # [N, K] cosine
+        best, arg = sims.max(dim=1)
+        slots = act[arg]
+        novel = torch.nonzero(best < c.novelty_threshold).flatten()
+        if c.max_new_clusters and novel.numel():
+            slots = self._seed_new(xf, inv, best, slots, novel)
+            act = self._active()
+        self.sums += group_sums(xf, slots, self.slots, inv, out=self._scratch(xf.shape))
+        self.centroids[act] = normalize_rows(self.sums[act])
+        slots_np = slots.cpu().numpy()
+        self.counts += np.bincount(slots_np, minlength=self.slots)
+        self.norm_sums += np.bincount(slots_np, weights=norms.cpu().numpy(), minlength=self.slots)
+        return slots_np
+
+    def _seed_new(self, xf: torch.Tensor, inv: torch.Tensor, best: torch.Tensor, slots: torch.Tensor,
+                  novel: torch.Tensor) -> torch.Tensor:
+        """Seed new clusters among the ``novel [M]`` token indices by k-means++ continued from the current
+        centroids (their D^2 is already known from the assignment); novel tokens closer to a new seed move to
+        it. Returns the chunk's slots ``[N]``."""
+        free = np.flatnonzero(~self.active)[: self.config.max_new_clusters]
+        everything = novel.numel() == xf.shape[0]
+        xs = xf if everything else xf[novel]                                    # [M, D] raw novel tokens
+        scale = inv if everything else inv[novel]
+        generator = torch.Generator().manual_seed(chunk_seed(self.config.seed, self.chunks))
+        seeds = kmeans_pp(xs, len(free), generator, scale=scale, d2=(2.0 - 2.0 * best[novel]).clamp_min(0.0))
+        if seeds.shape[0] == 0:
+            return slots
+        new = torch.from_numpy(free[: seeds.shape[0]]).to(self.device)
+        best_new, arg_new = ((xs @ seeds.T) * scale[:, None]).max(dim=1)         # [M]
+        slots = slots.clone()
+        slots[novel] = torch.where(best_new > best[novel], new[arg_new], slots[novel])
+        slots_np = slots.cpu().numpy()
+        for slot in free[: seeds.shape[0]]:
+            members = np.flatnonzero(slots_np == slot)
+            if members.size == 0:  # a seed that won no token stays free
+                continue
+            self.active[slot] = True
+            self.sums[slot] = 0.0
+            self.counts[slot], self.norm_sums[slot] = 0, 0.0
+            self.first[slot] = self.tokens_seen + int(members[0])
+            self.keymap.new_label(int(slot))
+            self.motion.reset(int(slot))
+            self.new_clusters += 1
+        self._active_idx = None
+        return slots
+
+    def _merge_down(self) -> None:
+        """Merge clusters until K <= K_max (cheapest fidelity loss first), then, adaptive only, merge pairs
+        more similar than ``merge_similarity`` while K > K_min. The ``[K, K]`` Gram matrix of the sums is built
+        once and updated per merge in O(K) (``s_a + s_b`` has Gram row ``G_a + G_b``); the loop runs in numpy
+        because the matrices are tiny."""
+        act = np.flatnonzero(self.active)
+        if act.size <= self.k_min or (act.size <= self.k_max and not self.config.adaptive):
+            return
+        sums = self.sums[self._active()].double()
+        gram = (sums @ sums.T).cpu().numpy()                                   # [K, K] float64
+        alive = np.ones(act.size, dtype=bool)
+        while True:
+            k = int(alive.sum())
+            if k <= self.k_min:
+                return
+            sq = np.maximum(np.diag(gram), 0.0)
+            size = np.sqrt(sq)                                                 # |s_i|
+            if k > self.k_max:  # minus the summed cosine (fidelity) lost by merging i and j
+                score = np.sqrt(np.maximum(sq[:, None] + sq[None, :] + 2 * gram, 0.0)) - size[:, None] - size
+            elif self.config.adaptive:  # centroid cosine
+                score = gram / np.maximum(size[:, None] * size[None, :], 1e-12)
+            else:
+                return
+            score[~alive] = -np.inf
+            score[:, ~alive] = -np.inf
+            np.fill_diagonal(score, -np.inf)
+            i, j = divmod(int(np.argmax(score)), act.size)
+            if k <= self.k_max and score[i, j] <= self.config.merge_similarity:
+                return
+            dst = self._merge(int(act[i]), int(act[j]))
+            keep, drop = (i, j) if dst == act[i] else (j, i)
+            gram[keep] += gram[drop]
+            gram[:, keep] += gram[:, drop]
+            alive[drop] = False
+
+    def _merge(self, a: int, b: int) -> int:
+        """Merge slots ``a`` and ``b``; the one that appeared first survives (canonical order is stable) and
+        is returned."""
+        dst, src = (a, b) if self.first[a] <= self.first[b] else (b, a)
+        self.sums[dst] += self.sums[src]
+        self.centroids[dst] = normalize_rows(self.sums[dst][None])[0]
+        self.counts[dst] += self.counts[src]
+        self.norm_sums[dst] += self.norm_sums[src]
+        self.first[dst] = min(self.first[dst], self.first[src])
+        self.active[src] = False
+        self._active_idx = None
+        self.keymap.merge(src, dst)
+        self.motion.merge(src, dst)
+        self.merges += 1
+        return dst
+
+    # ---- readers --------------------------------------------------------------------------------------
+    def canonical_slots(self) -> np.ndarray:
+        """Active slots ordered by first appearance: ``[K]`` int64."""
+        act = np.flatnonzero(self.active)
+        return act[np.argsort(self.first[act], kind="stable")]
+
+    def key_map(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Key map of frames ``[start, stop)`` as ``[T, H, W]`` ids into the snapshot's base (canonical)."""
+        order = self.canonical_slots()
+        rank = np.zeros(self.slots, dtype=np.int64)
+        rank[order] = np.arange(order.shape[0])
+        return rank[self.keymap.resolve(start, stop)].astype(smallest_uint_dtype(max(order.shape[0], 1)))
+
+    def unit_base(self) -> torch.Tensor:
+        """``[K, D]`` unit centroids in canonical order (on the state's device)."""
+        return self.centroids[torch.from_numpy(self.canonical_slots()).to(self.device)]
+
+    def reconstruct(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Token hash function over the stream so far: ``[T, H, W, D]`` at the input scale."""
+        return torch.from_numpy(self.snapshot().base)[torch.from_numpy(self.key_map(start, stop).astype(np.int64))]
+
+    def state_nbytes(self) -> int:
+        """Bytes of the live state (centroid buffers, key map, motion statistics)."""
+        if not self.chunks:
+            return 0
+        small = self.counts.nbytes + self.norm_sums.nbytes + self.first.nbytes + self.active.nbytes
+        return 2 * self.sums.numel() * 4 + small + self.keymap.nbytes() + \
+            sum(a.nbytes for a in self.motion.arrays.values())
+
+    def _base_and_motion(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.chunks:
+            return np.zeros((0, self.dim or 0), np.float32), np.zeros((0, len(MOTION_FEATURES)), np.float32)
+        order = self.canonical_slots()
+        scale = (self.norm_sums[order] / self.counts[order]).astype(np.float32)
+        base = self.centroids[torch.from_numpy(order).to(self.device)].cpu().numpy() * scale[:, None]
+        motion = self.motion.features(order, self.frames_seen, self.t_start, self.t_end)
+        return base, motion
+
+    # ---- serialisation --------------------------------------------------------------------------------
+    _ARRAYS = ("counts", "norm_sums", "first", "active")
+
+    def _state(self) -> dict[str, Any]:
+        arrays = {name: pack_array(getattr(self, name)) for name in self._ARRAYS}
+        arrays.update(sums=pack_array(self.sums.cpu().numpy()), centroids=pack_array(self.centroids.cpu().numpy()))
+        return {"chunks": self.chunks, "new_clusters": self.new_clusters, "merges": self.merges, "arrays": arrays,
+                "keymap": self.keymap.to_state(), "motion": self.motion.to_state()}
+
+    def _load(self, state: dict[str, Any], device: str | torch.device | None) -> None:
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.chunks, self.new_clusters, self.merges = state["chunks"], state["new_clusters"], state["merges"]
+        arrays = {name: unpack_array(packed).copy() for name, packed in state["arrays"].items()}
+        for name in self._ARRAYS:
+            setattr(self, name, arrays[name])
+        self.sums = torch.from_numpy(arrays["sums"]).to(self.device)
+        self.centroids = torch.from_numpy(arrays["centroids"]).to(self.device)
+        self._active_idx = None
+        self.keymap = KeyMapStore.from_state(state["keymap"])
+        self.motion = MotionStats.from_state(state["motion"])
