@@ -130,8 +130,9 @@ def parse_chat(body: Any) -> ChatRequest:
                       "empty_conversation")
     named: set[str] = set()
     messages = [_parse_message(m, f"messages[{i}]", named) for i, m in enumerate(raw_messages)]
-    if not any(m["content"].strip() for m in messages if m["role"] == "user"):
-        raise invalid("messages: expected a user message with text, got none", "messages", "empty_conversation")
+    if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
+        raise invalid("messages: expected the conversation to end with a user message that has text (the "
+                      f"question), got a {messages[-1]['role']} message", "messages", "empty_conversation")
     extra = optional_str(body, "stream_id")
     if extra is not None:
         named.add(extra)
@@ -167,6 +168,7 @@ def _parse_message(message: Any, where: str, named: set[str]) -> dict[str, str]:
     role = message.get("role")
     if role not in ROLES:
         raise invalid(f"{where}.role: expected one of {list(ROLES)}, got {role!r}", f"{where}.role")
+    role = "system" if role == "developer" else role  # OpenAI's newer name for system instructions
     content = message.get("content")
     if isinstance(content, str):
         return {"role": role, "content": content}
