@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from compressor.config import CompressorConfig
+from compressor.errors import InvalidConfig
 from compressor.pooling import pool_to_count
 from compressor.serial import dumps, loads, pack_array, unpack_array
 from compressor.snapshot import Snapshot
@@ -37,6 +38,8 @@ class StreamCompressorBase:
 
     def __init__(self, config: CompressorConfig | None = None) -> None:
         self.config = config or CompressorConfig(method=self.method)
+        if self.config.method != self.method:
+            raise InvalidConfig(f"method: expected {self.method!r} for {type(self).__name__}, got {self.config.method!r}")
         self.frames_seen = 0
         self.tokens_seen = 0
         self.version = 0
@@ -75,7 +78,8 @@ class StreamCompressorBase:
         if self._snapshot is None:
             base, motion = self._base_and_motion()
             recent = self._recent if self._recent.size else np.zeros((0, base.shape[1]), dtype=np.float32)
-            self._snapshot = Snapshot(self.version, self.method, base, motion, recent, self.t_start, self.t_end,
+            t_start, t_end = self._span()
+            self._snapshot = Snapshot(self.version, self.method, base, motion, recent, t_start, t_end,
                                       self.frames_seen, self.tokens_seen)
         return self._snapshot
 
@@ -111,6 +115,10 @@ class StreamCompressorBase:
     def _base_and_motion(self) -> tuple[np.ndarray, np.ndarray]:
         """``base [K, D]`` float32 and ``motion [K, F]`` float32 for the snapshot."""
         raise NotImplementedError
+
+    def _span(self) -> tuple[float, float]:
+        """Media-time span the snapshot covers (the whole stream unless a subclass keeps less)."""
+        return self.t_start, self.t_end
 
     def _state(self) -> dict[str, Any]:
         raise NotImplementedError

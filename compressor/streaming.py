@@ -240,7 +240,8 @@ class StreamingTokenDynamics(StreamCompressorBase):
 
     def reconstruct(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Token hash function over the stream so far: ``[T, H, W, D]`` at the input scale."""
-        return torch.from_numpy(self.snapshot().base)[torch.from_numpy(self.key_map(start, stop).astype(np.int64))]
+        base = torch.from_numpy(self.snapshot().base.copy())  # the snapshot array is read-only
+        return base[torch.from_numpy(self.key_map(start, stop).astype(np.int64))]
 
     def state_nbytes(self) -> int:
         """Bytes of the live state (centroid buffers, key map, motion statistics)."""
