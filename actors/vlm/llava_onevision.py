@@ -20,7 +20,7 @@ from actors.vlm.base import InputError, Question
 from actors.vlm.config import ModelConfig, ModelConfigError
 from actors.vlm.decoding import Generation
 from actors.vlm.frames import preprocess
-from actors.vlm.prompt import prompt_ids, splice_visual
+from actors.vlm.prompt import CHATML_TEMPLATE, prompt_ids, splice_visual
 from actors.vlm.tokenizer import byte_level_tokenizer, printable_ascii_ids
 
 # SigLIP's normalisation (the LLaVA-OneVision processors' defaults), used when a checkpoint has no
@@ -37,6 +37,9 @@ class LlavaOnevision:
 
     Visual tokens are the video path of the real model: per frame, SigLIP patch features ->
     projector -> 2x2 bilinear pooling -> grid [gh, gw] of D-dim tokens (14 x 14 = 196 at 384 px).
+    Prompts use the family's own chat format (`chat_template`, the one LLaVA-OneVision was trained
+    with), not whatever template a checkpoint's tokenizer ships: those differ in how they take content
+    (strings for Qwen2's, typed parts for the llava-hf processor's).
     """
 
     family = "llava-onevision"
@@ -53,8 +56,10 @@ class LlavaOnevision:
         max_new_tokens: int = 64,
         seed: int = 0,
         allowed_ids: list[int] | None = None,
+        chat_template: str = CHATML_TEMPLATE,
     ) -> None:
         self.model = model.eval()
+        self.chat_template = chat_template
         self.tokenizer = tokenizer
         self.name, self.meaningful = name, meaningful
         self.mean, self.std = tuple(mean), tuple(std)
@@ -98,7 +103,8 @@ class LlavaOnevision:
         return tokens.reshape(pixels.shape[0], *self.grid, self.hidden_size).clone()  # [T, gh, gw, D]
 
     def _prompt_ids(self, num_visual: int, question: Question) -> list[int]:
-        return prompt_ids(self.tokenizer, question, self.video_marker, self.video_token_id, num_visual)
+        return prompt_ids(self.tokenizer, question, self.video_marker, self.video_token_id, num_visual,
+                          self.chat_template)
 
     def count_prompt_tokens(self, num_visual: int, question: Question) -> int:
         """Prompt length in tokens: chat template + `num_visual` visual placeholders + the question."""

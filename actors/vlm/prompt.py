@@ -10,8 +10,8 @@ from actors.vlm.base import InputError, PlaceholderMismatch, Question
 
 ROLES = ("system", "user", "assistant")
 
-# ChatML, the format Qwen2 (the LLaVA-OneVision language model) was tuned on; used when a tokenizer
-# ships without a chat template of its own.
+# ChatML with Qwen's default system prompt: the "qwen_1_5" conversation format LLaVA-OneVision was trained
+# with (visual tokens, a newline, then the question, in the user turn).
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
@@ -63,15 +63,18 @@ def normalise_messages(question: Question, strip: tuple[str, ...] = ()) -> list[
     return messages
 
 
-def prompt_ids(tokenizer: Any, question: Question, marker: str, marker_id: int, num_visual: int) -> list[int]:
+def prompt_ids(
+    tokenizer: Any, question: Question, marker: str, marker_id: int, num_visual: int, template: str = CHATML_TEMPLATE
+) -> list[int]:
     """Chat template, then `num_visual` visual placeholders, then the question -> token ids.
 
     The placeholders open the last user turn: the visual memory belongs with the question it answers.
+    `template` is a Jinja chat template over messages with string content.
     """
     messages = normalise_messages(question, strip=(marker,))
     messages[-1] = {"role": "user", "content": f"{marker}\n{messages[-1]['content']}"}
     text = tokenizer.apply_chat_template(
-        messages, chat_template=tokenizer.chat_template or CHATML_TEMPLATE, tokenize=False, add_generation_prompt=True
+        messages, chat_template=template, tokenize=False, add_generation_prompt=True
     )
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if ids.count(marker_id) != 1:

@@ -12,7 +12,8 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<vi
 
 
 def byte_level_tokenizer() -> PreTrainedTokenizerFast:
-    """256 byte tokens (any text encodes, no unknown token) + SPECIAL_TOKENS; ChatML chat template.
+    """256 byte tokens (any text encodes, no unknown token) + SPECIAL_TOKENS; ChatML chat template (saved
+    with the tokenizer for other tools; the model uses its family's template).
 
     No merges: one token per byte keeps the vocabulary (and the tiny model's output layer) small.
     """

@@ -254,3 +254,12 @@ def test_model_config_validates(kwargs, match):
 def test_unknown_family_is_refused():
     with pytest.raises(ModelConfigError, match="expected one of \\['llava-onevision'\\], got 'blip'"):
         load_vlm(ModelConfig(family="blip"))
+
+
+@pytest.mark.gpu
+def test_tiny_model_runs_on_cuda_in_bfloat16():
+    model = load_vlm(ModelConfig(path="tiny", device="cuda", dtype="bfloat16"))
+    tokens = model.encode_frames(frames(2))
+    assert tokens.device.type == "cuda" and tokens.shape == (2, 14, 14, 128)
+    generation = model.generate(tokens.reshape(-1, 128)[:16], QUESTION, max_new_tokens=8)
+    assert "".join(generation) == generation.text and generation.finish_reason in ("stop", "length")

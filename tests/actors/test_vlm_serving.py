@@ -83,6 +83,6 @@ def test_answerer_rejects_bad_input_before_streaming(model):
 
 def test_placeholder_count_mismatch_is_loud(model, monkeypatch):
     """A chat template that drops or repeats the visual marker cannot silently mis-place the memory."""
-    monkeypatch.setattr(model.tokenizer, "chat_template", "{{ messages[-1]['content'] }} {{ messages[-1]['content'] }}")
+    monkeypatch.setattr(model, "chat_template", "{{ messages[-1]['content'] }} {{ messages[-1]['content'] }}")
     with pytest.raises(PlaceholderMismatch, match="rendered 2 '<video>' markers, expected 1"):
         Answerer(model).stream(torch.zeros(4, 128), "Why?")
