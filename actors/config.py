@@ -201,8 +201,10 @@ class StreamSpec:
 class PipelineConfig:
     """The whole pipeline: cluster, model, actors, API, checkpoint folder and the streams started with it.
 
-    checkpoint_dir: folder for the compressors' checkpoints (one file per stream, rewritten every chunk);
-                    "~" expands. Must be reachable from the nodes that run compressors.
+    checkpoint_dir:   folder for the compressors' checkpoints (one file per stream, rewritten every chunk);
+                      "~" expands. Must be reachable from the nodes that run compressors.
+    stream_resources: extra Ray custom resources for every stream's source and memory actors (pins them
+                      to nodes that advertise the resource).
     """
 
     ray: RayConfig = field(default_factory=RayConfig)
@@ -212,10 +214,12 @@ class PipelineConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     checkpoint_dir: str = "~/.cache/tokdyn/checkpoints"
+    stream_resources: dict[str, float] = field(default_factory=dict)
     streams: tuple[StreamSpec, ...] = ()
 
     def __post_init__(self) -> None:
         _check(bool(self.checkpoint_dir), "checkpoint_dir", "a folder path", self.checkpoint_dir)
+        _check_resources(self.stream_resources, "stream_resources")
         ids = [s.stream_id for s in self.streams]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         _check(not dupes, "streams", "unique stream_id values", dupes)

@@ -101,3 +101,91 @@ def test_encoder_batches_streams_and_routes_tokens_per_stream(encoder: EncoderWo
         src.close()
         for s in sinks.values():
             s.close()
+
+
+def _tokens_msg(stream_id: str, seq: int, t: int = 2, d: int = 16, grid: int = 4) -> Message:
+    rng = np.random.default_rng(seq)
+    return Message(Kind.TOKENS, stream_id, seq, {"sent_at": time.time(), "timings": {"encode": 0.01}},
+                   {"tokens": rng.standard_normal((t, grid, grid, d)).astype(np.float32),
+                    "timestamps": np.arange(t, dtype=np.float64) + seq * t, "arrivals": np.full(t, time.time())})
+
+
+def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None:
+    """Given a memory worker, when token chunks (and one bad message) arrive, then it publishes versioned
+    snapshots, its checkpoint equals its state, and a new worker restores exactly that state."""
+    from actors.memory import MemoryWorker, checkpoint_file, state_digest
+    from compressor.config import CompressorConfig
+    from compressor.snapshot import Snapshot
+
+    spec = StreamSpec("m", "synthetic://", compressor=CompressorConfig(budget=8))
+    sub = Socket.open("sub+bind:tcp://127.0.0.1:*", hwm=64)
+    worker = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=sub.peer_spec())
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    try:
+        assert push.send(Message(Kind.TOKENS, "m", 0, {}, {"tokens": np.zeros((2, 3), np.float32)}), 5000)
+        for seq in range(3):
+            assert push.send(_tokens_msg("m", seq), timeout_ms=5000)
+        snaps = []
+        deadline = time.monotonic() + DEADLINE_S
+        while not snaps or snaps[-1].version < 3:
+            assert time.monotonic() < deadline, "no snapshot of version 3"
+            msg = sub.recv(200)
+            if msg is not None:
+                snaps.append(Snapshot.from_wire(msg.meta, msg.arrays))
+        assert snaps[-1].frames_seen == 6 and snaps[-1].t_end == 5.0 and snaps[-1].tokens_held <= 8
+        status = worker.status()
+        assert status["bad_messages"] == 1 and status["chunks"] == 3 and status["compression_ratio"] >= 96 / 8
+        digest = worker.state_digest()
+        assert digest == state_digest(checkpoint_file(tmp_path, "m").read_bytes())
+    finally:
+        push.close()
+        worker.close()
+    again = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=sub.peer_spec())
+    try:
+        assert again.status()["restored"] and again.state_digest() == digest
+        # the restored snapshot is re-published without new input (a restarted LLM gets it)
+        msg = sub.recv(int(DEADLINE_S * 1000))
+        while msg is not None and msg.seq < 3:
+            msg = sub.recv(int(DEADLINE_S * 1000))
+        assert msg is not None and msg.seq == 3
+    finally:
+        again.close(delete_checkpoint=True)
+        sub.close()
+    assert not checkpoint_file(tmp_path, "m").exists()
+
+
+def test_llm_answers_from_one_snapshot_and_knows_unknown_and_unready_streams() -> None:
+    from actors.llm import LLMWorker, NotReady, UnknownStream
+    from actors.config import LLMConfig
+    from compressor.snapshot import Snapshot
+
+    worker = LLMWorker(ModelConfig(path="tiny", max_new_tokens=5), LLMConfig(max_concurrent=2), TRANSPORT)
+    pub = Socket.open(worker.endpoint(), hwm=8)
+    try:
+        worker.set_streams(["s"])
+        with pytest.raises(UnknownStream, match="stream 'x'"):
+            worker.ask("x", "hi")
+        with pytest.raises(NotReady):
+            worker.ask("s", "hi")
+        dim = worker.vlm.hidden_size
+        rng = np.random.default_rng(0)
+        snap = Snapshot(version=7, method="token_dynamics", base=rng.standard_normal((6, dim)),
+                        motion=np.zeros((6, 4)), recent=np.zeros((0, dim)), t_start=1.0, t_end=9.5,
+                        frames_seen=12, tokens_seen=2352)
+        meta, arrays = snap.to_wire()
+        deadline = time.monotonic() + DEADLINE_S
+        while "s" not in worker.snapshots() or not worker.store.bad_snapshots:
+            assert time.monotonic() < deadline, "snapshot never arrived"
+            pub.send(Message(Kind.SNAPSHOT, "junk", 0, {}, {"junk": np.zeros(2)}))  # bad snapshot: counted
+            pub.send(Message(Kind.SNAPSHOT, "s", 7, meta, arrays))
+            time.sleep(0.05)
+        events = list(worker.ask("s", [{"role": "user", "content": "What happened?"}], max_tokens=4))
+        done = events[-1]
+        assert done["type"] == "done" and done["snapshot_version"] == 7
+        assert done["span"] == {"t_start": 1.0, "t_end": 9.5} and done["usage"]["visual_tokens"] == 6
+        worker.set_streams([])  # removed: its memory no longer answers
+        with pytest.raises(UnknownStream):
+            worker.ask("s", "hi")
+    finally:
+        pub.close()
+        worker.close()

@@ -1,0 +1,250 @@
+"""Controller: starts the shared actors (encoder, LLM), adds and removes streams at run time, reports telemetry.
+
+Wiring is declarative: a reconcile thread re-sends, once per RECONCILE_S, every actor the addresses it
+should talk to (sources -> encoder, encoder -> each memory, memories -> LLM). All those calls are
+idempotent, so an actor that Ray restarted on a new port is re-wired within a second, whoever it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayError
+
+from actors.config import PipelineConfig, StreamSpec, stream_spec
+from actors.loop import LoopThread
+from actors.remote import EncoderActor, LLMActor, MemoryActor, SourceActor
+from stream.config import redact_url
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_NAME = "tokdyn-controller"
+LLM_NAME = "tokdyn-llm"
+RECONCILE_S = 1.0  # how often the wiring is re-asserted
+CALL_TIMEOUT_S = 10.0  # a control call on a healthy actor answers well within this
+START_TIMEOUT_S = 300.0  # actor start-up (process + imports + model load) on a busy 2-core machine
+
+
+class StreamExists(ValueError):
+    """add_stream with an id that is already running."""
+
+
+class NoSuchStream(KeyError, ValueError):
+    """An operation named a stream that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass
+class StreamActors:
+    spec: StreamSpec
+    source: Any  # ActorHandle
+    memory: Any  # ActorHandle
+    added_at: float
+
+
+class Controller:
+    """Owns the pipeline's actors. Thread-safe: the Ray shell runs it with several concurrent calls."""
+
+    def __init__(self, config: PipelineConfig, exit_on_crash: bool = False) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._streams: dict[str, StreamActors] = {}
+        self._route_table: dict[str, str] = {}  # stream id -> its memory's tokens address
+        restarts = config.ray.max_restarts
+        self.encoder = EncoderActor.options(
+            max_restarts=restarts, num_cpus=config.encoder.num_cpus, num_gpus=config.encoder.num_gpus,
+            resources=config.encoder.resources or None,
+        ).remote(config.model, config.encoder, config.transport)
+        self.llm = LLMActor.options(
+            name=LLM_NAME, max_restarts=restarts, max_concurrency=config.llm.max_concurrent,
+            num_cpus=config.llm.num_cpus, num_gpus=config.llm.num_gpus, resources=config.llm.resources or None,
+        ).remote(config.model, config.llm, config.transport)
+        self.encoder_info = ray.get(self.encoder.info.remote(), timeout=START_TIMEOUT_S)
+        self.llm_endpoint = ray.get(self.llm.endpoint.remote(), timeout=START_TIMEOUT_S)
+        self.reconciles = 0
+        for spec in config.streams:
+            self.add_stream(spec)
+        self._loop = LoopThread("controller-reconcile", self._reconcile_forever, exit_on_crash)
+
+    # --- streams --------------------------------------------------------------------------------------
+
+    def add_stream(self, spec: StreamSpec | dict) -> dict:
+        """Start a stream's memory and source actors and wire them in; returns its status.
+
+        Raises ConfigError (a ValueError naming the key) for a bad spec, StreamExists for a duplicate id.
+        """
+        spec = stream_spec(spec)
+        with self._lock:
+            if spec.stream_id in self._streams:
+                raise StreamExists(f"stream {spec.stream_id!r}: already exists; remove it first")
+            self._streams[spec.stream_id] = None  # type: ignore[assignment]  # reserve the id
+        try:
+            options = {"max_restarts": self.config.ray.max_restarts, "num_cpus": 0,
+                       "resources": self.config.stream_resources or None}
+            memory = MemoryActor.options(**options).remote(
+                spec, self.config.checkpoint_dir, self.config.transport, self.llm_endpoint)
+            tokens = ray.get(memory.endpoints.remote(), timeout=START_TIMEOUT_S)["tokens"]
+            self._routes_with(spec.stream_id, tokens)
+            source = SourceActor.options(**options).remote(
+                spec, self.encoder_info["image_size"], self.config.transport, self.encoder_info["frames_endpoint"])
+        except BaseException:
+            with self._lock:
+                del self._streams[spec.stream_id]
+            raise
+        with self._lock:
+            self._streams[spec.stream_id] = StreamActors(spec, source, memory, time.time())
+        self.llm.set_streams.remote(self.stream_ids())
+        log.info("stream %s added (%s)", spec.stream_id, redact_url(spec.url))
+        return {"stream_id": spec.stream_id, "url": redact_url(spec.url), "state": "starting"}
+
+    def remove_stream(self, stream_id: str) -> None:
+        """Stop a stream, delete its checkpoint and kill its actors (no restart)."""
+        with self._lock:
+            entry = self._streams.get(stream_id)
+            if entry is None:
+                raise NoSuchStream(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
+            del self._streams[stream_id]
+            self._route_table.pop(stream_id, None)
+            routes = dict(self._route_table)
+        self.llm.set_streams.remote(self.stream_ids())
+        self.encoder.set_routes.remote(routes)
+        for handle, call in ((entry.source, entry.source.close), (entry.memory, entry.memory.close)):
+            try:
+                ray.get(call.remote(**({"delete_checkpoint": True} if handle is entry.memory else {})),
+                        timeout=CALL_TIMEOUT_S)
+            except (RayError, GetTimeoutError) as exc:
+                log.warning("stream %s: clean close failed (%s), killing", stream_id, exc)
+            ray.kill(handle, no_restart=True)
+        log.info("stream %s removed", stream_id)
+
+    def stream_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(sid for sid, entry in self._streams.items() if entry is not None)
+
+    def list_streams(self) -> list[dict]:
+        return [self.stream_status(sid) for sid in self.stream_ids()]
+
+    def stream_status(self, stream_id: str) -> dict:
+        """Telemetry of one stream (see CONTRACTS.md); values of an actor that is restarting are None."""
+        entry = self._entry(stream_id)
+        source = self._try_get(entry.source.status.remote()) or {}
+        memory = self._try_get(entry.memory.status.remote()) or {}
+        state = source.get("state") or source.get("worker_state") or "restarting"
+        if not memory:
+            state = "restarting"
+        elapsed = max(time.time() - entry.added_at, 1e-9)
+        return {
+            "stream_id": stream_id, "url": redact_url(entry.spec.url), "state": state,
+            "live": entry.spec.is_live, "method": entry.spec.compressor.method,
+            "frames_in": source.get("decoded"), "frames_sampled": source.get("sampled"),
+            "sample_rate_hz": entry.spec.sample_rate_hz,
+            "measured_sample_hz": (source["sampled"] / elapsed) if source.get("sampled") is not None else None,
+            "chunks_sent": source.get("chunks_sent"), "dropped": source.get("dropped"),
+            "reconnects": source.get("reconnects"), "last_error": source.get("last_error"),
+            "lag_s": memory.get("lag_s"), "tokens_held": memory.get("tokens_held"),
+            "tokens_seen": memory.get("tokens_seen"), "compression_ratio": memory.get("compression_ratio"),
+            "t_start": memory.get("t_start"), "t_end": memory.get("t_end"),
+            "snapshot_version": memory.get("snapshot_version"), "chunks_compressed": memory.get("chunks"),
+            "bad_messages": memory.get("bad_messages"), "restored": memory.get("restored"),
+            "stage_s": memory.get("stage_s"),
+        }
+
+    def stream_handles(self, stream_id: str) -> dict:
+        """The stream's actor handles {"source", "memory"} (tests and tools: pids, digests)."""
+        entry = self._entry(stream_id)
+        return {"source": entry.source, "memory": entry.memory}
+
+    # --- shared actors --------------------------------------------------------------------------------
+
+    def llm_handle(self) -> Any:
+        return self.llm
+
+    def encoder_handle(self) -> Any:
+        return self.encoder
+
+    def ready(self) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        """Remove every stream (keeping checkpoints) and stop the shared actors."""
+        self._loop.stop()
+        with self._lock:
+            entries = [e for e in self._streams.values() if e is not None]
+            self._streams.clear()
+        for entry in entries:
+            for handle in (entry.source, entry.memory):
+                ray.kill(handle, no_restart=True)
+        for handle in (self.encoder, self.llm):
+            ray.kill(handle, no_restart=True)
+
+    # --- wiring ---------------------------------------------------------------------------------------
+
+    def _entry(self, stream_id: str) -> StreamActors:
+        with self._lock:
+            entry = self._streams.get(stream_id)
+            if entry is None:
+                raise NoSuchStream(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
+            return entry
+
+    def _routes_with(self, stream_id: str, tokens_endpoint: str) -> None:
+        with self._lock:
+            self._route_table[stream_id] = tokens_endpoint
+            routes = dict(self._route_table)
+        ray.get(self.encoder.set_routes.remote(routes), timeout=CALL_TIMEOUT_S)
+
+    @staticmethod
+    def _try_get(ref: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
+        try:
+            return ray.get(ref, timeout=timeout)
+        except (RayError, GetTimeoutError) as exc:
+            log.debug("control call failed: %s", exc)
+            return None
+
+    def _reconcile_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(RECONCILE_S):
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        """Re-assert every address once (idempotent). Actors that are restarting are skipped this round."""
+        with self._lock:
+            entries = {sid: e for sid, e in self._streams.items() if e is not None}
+        # Ask everyone at once, then collect: one restarting actor must not delay the others' wiring.
+        info_ref, llm_ref = self.encoder.info.remote(), self.llm.endpoint.remote()
+        endpoint_refs = {sid: e.memory.endpoints.remote() for sid, e in entries.items()}
+        info, llm_endpoint = self._try_get(info_ref), self._try_get(llm_ref)
+        endpoints = {sid: self._try_get(ref, timeout=1.0) for sid, ref in endpoint_refs.items()}
+        with self._lock:
+            for sid in list(self._route_table):
+                if sid not in entries:
+                    del self._route_table[sid]
+            for sid, ep in endpoints.items():
+                if ep is not None:
+                    self._route_table[sid] = ep["tokens"]
+            routes = dict(self._route_table)
+        if info is not None:
+            self.encoder_info = info
+            self.encoder.set_routes.remote(routes)
+        if llm_endpoint is not None:
+            self.llm_endpoint = llm_endpoint
+            self.llm.set_streams.remote(sorted(entries))
+        for entry in entries.values():
+            if llm_endpoint is not None:
+                entry.memory.set_publish_target.remote(llm_endpoint)
+            if info is not None:
+                entry.source.set_target.remote(info["frames_endpoint"])
+        self.reconciles += 1
+
+
+@ray.remote
+class ControllerActor(Controller):
+    """Named "tokdyn-controller" in the config's namespace; CLI and API find it with ray.get_actor."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        Controller.__init__(self, config, exit_on_crash=True)

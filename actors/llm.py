@@ -1,0 +1,131 @@
+"""LLM: keeps the newest snapshot of every stream (SUB) and answers questions from it, streamed.
+
+Wire: one SUB socket, bound; every stream's memory actor connects a PUB to it and sends SNAPSHOT messages.
+Each answer takes the stream's newest snapshot once, at the start, and draws only on it (one consistent
+version while compression goes on), and reports the media-time span that snapshot covers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from actors.config import LLMConfig, TransportConfig
+from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
+from actors.vlm import Answerer, ModelConfig, load_vlm
+from compressor.attention import visual_tokens
+from compressor.snapshot import Snapshot
+from stream.codec import Kind, Message
+from stream.transport import Socket
+
+log = logging.getLogger(__name__)
+
+
+class UnknownStream(ValueError):
+    """The question names a stream the pipeline does not have (HTTP 404)."""
+
+
+class NotReady(ValueError):
+    """The stream exists but no snapshot has arrived yet (HTTP 409 / 503: ask again shortly)."""
+
+
+class SnapshotStore:
+    """Newest snapshot per stream, for the streams the controller says exist (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: set[str] = set()
+        self._snapshots: dict[str, tuple[Snapshot, dict[str, Any]]] = {}
+        self.bad_snapshots = 0
+
+    def set_streams(self, stream_ids: list[str]) -> None:
+        with self._lock:
+            self._streams = set(stream_ids)
+            for sid in set(self._snapshots) - self._streams:
+                del self._snapshots[sid]  # a removed stream's memory must not answer questions any more
+
+    def put(self, msg: Message) -> None:
+        """Keep `msg`'s snapshot if its stream is known; a message that is not a valid snapshot is counted."""
+        try:
+            if msg.kind is not Kind.SNAPSHOT:
+                raise ValueError(f"expected a snapshot message, got {msg.kind.value}")
+            snapshot = Snapshot.from_wire(msg.meta, msg.arrays)
+        except (ValueError, TypeError, KeyError) as exc:
+            self.bad_snapshots += 1
+            log.warning("llm: skipped bad snapshot #%d for %s: %s", self.bad_snapshots, msg.stream_id, exc)
+            return
+        extra = {"lag_s": msg.meta.get("lag_s"), "received_at": time.time()}
+        with self._lock:
+            if msg.stream_id in self._streams:
+                self._snapshots[msg.stream_id] = (snapshot, extra)
+
+    def get(self, stream_id: str) -> Snapshot:
+        """The newest snapshot; UnknownStream / NotReady say why there is none."""
+        with self._lock:
+            if stream_id not in self._streams:
+                raise UnknownStream(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
+            held = self._snapshots.get(stream_id)
+        if held is None:
+            raise NotReady(f"stream {stream_id!r}: no snapshot yet (the first chunk is still on its way)")
+        return held[0]
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {sid: {"version": s.version, "t_start": s.t_start, "t_end": s.t_end,
+                          "tokens_held": s.tokens_held, **extra} for sid, (s, extra) in self._snapshots.items()}
+
+
+class LLMWorker:
+    """Owns the language model, the snapshot store and the SUB socket; `ask` streams answer events."""
+
+    def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig,
+                 exit_on_crash: bool = False) -> None:
+        self.vlm = load_vlm(model)
+        self.answerer = Answerer(self.vlm, max_tokens_limit=model.max_new_tokens)
+        self.config = llm
+        self.store = SnapshotStore()
+        self._sub = Socket.open(bind_spec("sub", bind_host(transport.bind)), hwm=max(transport.hwm, 64))
+        self.answers = 0
+        self._loop = LoopThread("llm-snapshots", self._run, exit_on_crash)
+
+    def endpoint(self) -> str:
+        """The address memory actors publish snapshots to (`pub+connect:...`)."""
+        return self._sub.peer_spec()
+
+    def set_streams(self, stream_ids: list[str]) -> None:
+        self.store.set_streams(stream_ids)
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        """Per stream: version, span, tokens held and lag of the snapshot an answer would use now."""
+        return self.store.info()
+
+    def models(self) -> list[str]:
+        return [self.vlm.name]
+
+    def ask(self, stream_id: str, messages: Any, max_tokens: int = 64,
+            temperature: float = 0.0) -> Iterator[dict[str, Any]]:
+        """Answer from the stream's newest snapshot: {"type": "delta", "text"} events, then one "done" event
+        with usage, span {t_start, t_end}, snapshot_version, finish_reason, model, ttft_s.
+
+        Raises UnknownStream / NotReady before the first event (and the model's InputError for bad messages).
+        """
+        snapshot = self.store.get(stream_id)  # taken once: the whole answer draws on this version
+        visual = visual_tokens(snapshot, None)  # [K + R, D]
+        extra = {"span": {"t_start": snapshot.t_start, "t_end": snapshot.t_end},
+                 "snapshot_version": snapshot.version, "stream_id": stream_id}
+        self.answers += 1
+        return self.answerer.stream(visual, messages, max_tokens=max_tokens, temperature=temperature, extra=extra)
+
+    def close(self) -> None:
+        self._loop.stop()
+
+    def _run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                for msg in self._sub.recv_newest(POLL_MS).values():
+                    self.store.put(msg)
+        finally:
+            self._sub.close()

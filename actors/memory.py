@@ -1,0 +1,202 @@
+"""Memory: one stream's streaming compressor state, checkpointed every chunk, published as snapshots.
+
+Wire: PULL (bound; the encoder connects) receives TOKENS messages
+    arrays {"tokens": [T, gh, gw, D], "timestamps": [T] media s, "arrivals": [T] wall clock}, meta {"timings"}
+and a PUB (connected to the LLM's SUB endpoint) sends SNAPSHOT messages (seq = snapshot version,
+`Snapshot.to_wire()` meta + arrays, plus "lag_s"). The newest snapshot is re-published every
+REPUBLISH_S while idle, so a (re)started LLM gets it without waiting for new video.
+
+Checkpoint: `<checkpoint_dir>/<stream_id>.ckpt` holds `StreamCompressor.to_bytes()`, rewritten atomically
+(tmp file + os.replace) after every chunk; a restarted actor restores it before it takes new tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from actors.config import StreamSpec, TransportConfig
+from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, bind_spec
+from compressor.registry import make_stream_compressor, restore_stream_compressor
+from stream.codec import Kind, Message
+from stream.tensors import from_wire_array
+from stream.transport import Socket
+
+log = logging.getLogger(__name__)
+
+REPUBLISH_S = 1.0  # idle re-publish period of the newest snapshot (late or restarted subscribers)
+
+
+def checkpoint_file(checkpoint_dir: str | Path, stream_id: str) -> Path:
+    return Path(checkpoint_dir).expanduser() / f"{stream_id}.ckpt"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` so that a reader (or a restart after kill -9) sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def state_digest(data: bytes) -> str:
+    """Short fingerprint of a serialised compressor state (base, key map, counters)."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+class MemoryWorker:
+    """Owns one stream's compressor, its checkpoint and its sockets; one loop thread updates and publishes."""
+
+    def __init__(self, spec: StreamSpec, checkpoint_dir: str, transport: TransportConfig,
+                 publish_to: str | None = None, exit_on_crash: bool = False) -> None:
+        self.spec = spec
+        self.transport = transport
+        self.path = checkpoint_file(checkpoint_dir, spec.stream_id)
+        self.restored_digest: str | None = None
+        self.compressor = self._restore_or_new()
+        self._tokens_in = Socket.open(bind_spec("pull", bind_host(transport.bind)), hwm=transport.hwm)
+        self._lock = threading.Lock()
+        self._publish_to = publish_to
+        self.times = StageTimes()
+        self.chunks = 0
+        self.bad_messages = 0
+        self.lag_s: float | None = None
+        self.ended = False
+        self._snapshot = self.compressor.snapshot() if self.compressor.frames_seen else None
+        self._loop = LoopThread(f"memory-{spec.stream_id}", self._run, exit_on_crash)
+
+    def _restore_or_new(self):
+        """The checkpointed compressor if this stream has one with the same method, else a fresh one."""
+        if self.path.exists():
+            data = self.path.read_bytes()
+            try:
+                restored = restore_stream_compressor(data)
+            except ValueError as exc:  # a corrupt file must not crash-loop the actor: keep it aside, start over
+                log.error("memory %s: unreadable checkpoint %s (%s), starting fresh", self.spec.stream_id,
+                          self.path, exc)
+                os.replace(self.path, self.path.with_suffix(".bad"))
+                return make_stream_compressor(self.spec.compressor)
+            if restored.snapshot().method == self.spec.compressor.method:
+                self.restored_digest = state_digest(data)
+                log.info("memory %s: restored %d frames from %s", self.spec.stream_id, restored.frames_seen, self.path)
+                return restored
+            log.warning("memory %s: checkpoint holds another method, starting fresh", self.spec.stream_id)
+        return make_stream_compressor(self.spec.compressor)
+
+    # --- control (any thread) -------------------------------------------------------------------------
+
+    def endpoints(self) -> dict:
+        """{"tokens": address the encoder pushes this stream's tokens to}."""
+        return {"tokens": self._tokens_in.peer_spec()}
+
+    def set_publish_target(self, endpoint: str) -> None:
+        """Where snapshots go: the LLM's `pub+connect:...` address (re-set after an LLM restart)."""
+        with self._lock:
+            self._publish_to = endpoint
+
+    def status(self) -> dict:
+        """Telemetry: tokens held vs seen, compression ratio, span, snapshot version, lag, stage times."""
+        snap = self._snapshot
+        c = self.compressor
+        held = snap.tokens_held if snap is not None else 0
+        return {
+            "method": self.spec.compressor.method,
+            "frames_seen": c.frames_seen, "tokens_seen": c.tokens_seen, "tokens_held": held,
+            "compression_ratio": (c.tokens_seen / held) if held else None,
+            "t_start": snap.t_start if snap else None, "t_end": snap.t_end if snap else None,
+            "snapshot_version": snap.version if snap else None,
+            "chunks": self.chunks, "bad_messages": self.bad_messages, "lag_s": self.lag_s, "ended": self.ended,
+            "restored": self.restored_digest is not None, "stage_s": self.times.means(),
+            "loop_error": self._loop.error,
+        }
+
+    def state_digest(self) -> str:
+        """Fingerprint of the current state; equals `state_digest(checkpoint bytes)` when nothing is pending."""
+        with self._lock:
+            return state_digest(self.compressor.to_bytes())
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def close(self, delete_checkpoint: bool = False) -> None:
+        """Stop the loop; with `delete_checkpoint` the stream's memory is gone for good (stream removed)."""
+        self._loop.stop()
+        if delete_checkpoint:
+            self.path.unlink(missing_ok=True)
+
+    # --- loop thread ----------------------------------------------------------------------------------
+
+    def _run(self, stop: threading.Event) -> None:
+        pub: Socket | None = None
+        pub_target: str | None = None
+        last_publish = 0.0
+        try:
+            while not stop.is_set():
+                with self._lock:
+                    target = self._publish_to
+                if target is not None and target != pub_target:
+                    if pub is not None:
+                        pub.close()
+                    pub, pub_target = Socket.open(target, hwm=self.transport.hwm), target
+                    last_publish = 0.0
+                msg = self._tokens_in.recv(POLL_MS)
+                updated = msg is not None and self._apply(msg)
+                if pub is not None and self._snapshot is not None and (
+                        updated or time.monotonic() - last_publish > REPUBLISH_S):
+                    self._publish(pub)
+                    last_publish = time.monotonic()
+        finally:
+            self._tokens_in.close()
+            if pub is not None:
+                pub.close()
+
+    def _apply(self, msg: Message) -> bool:
+        """Update + checkpoint for a TOKENS message; True if the state changed. Bad input is counted."""
+        if msg.kind is Kind.EOS:
+            self.ended = True
+            return False
+        try:
+            if msg.kind is not Kind.TOKENS or "tokens" not in msg.arrays or "timestamps" not in msg.arrays:
+                raise ValueError(f"expected a tokens message with tokens + timestamps, got {msg.kind.value} "
+                                 f"with {sorted(msg.arrays)}")
+            tokens = from_wire_array(msg.arrays["tokens"])  # [T, gh, gw, D]
+            timestamps = np.asarray(msg.arrays["timestamps"], dtype=np.float64)
+            start = time.perf_counter()
+            with self._lock:
+                self.compressor.update(tokens, timestamps)
+                data = self.compressor.to_bytes()
+            snapshot = self.compressor.snapshot()
+            compress_s = time.perf_counter() - start
+        except (ValueError, TypeError) as exc:
+            # The compressor validates shapes/dtypes/timestamps and raises ValueError subclasses:
+            # one bad chunk must not take the stream's memory down.
+            self.bad_messages += 1
+            log.warning("memory %s: skipped bad message #%d (seq %d): %s", self.spec.stream_id,
+                        self.bad_messages, msg.seq, exc)
+            return False
+        write_atomic(self.path, data)
+        timings = dict(msg.meta.get("timings", {}))
+        received = time.time()
+        timings["transport"] = timings.get("transport", 0.0) + max(0.0, received - msg.meta.get("sent_at", received))
+        timings["compress"] = compress_s
+        self.times.merge(timings)
+        arrivals = msg.arrays.get("arrivals")
+        if arrivals is not None and len(arrivals):
+            self.lag_s = time.time() - float(np.max(arrivals))  # decode of the newest frame -> in memory
+        self.chunks += 1
+        self._snapshot = snapshot
+        return True
+
+    def _publish(self, pub: Socket) -> None:
+        meta, arrays = self._snapshot.to_wire()
+        meta = dict(meta, lag_s=self.lag_s, published_at=time.time())
+        pub.send(Message(Kind.SNAPSHOT, self.spec.stream_id, self._snapshot.version, meta, arrays), timeout_ms=0)

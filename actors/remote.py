@@ -1,0 +1,55 @@
+"""Thin Ray shells over the plain workers: the same classes, run as actors that die loudly when a loop breaks.
+
+Resources are set per actor by the controller with `.options(...)` (num_gpus from the config, 0 CPUs for the
+per-stream actors so many streams fit on a small node); restarts come from `max_restarts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import ray
+
+from actors.config import EncoderConfig, LLMConfig, StreamSpec, TransportConfig
+from actors.encoder import EncoderWorker
+from actors.llm import LLMWorker
+from actors.memory import MemoryWorker
+from actors.source import SourceWorker
+from actors.vlm import ModelConfig
+
+
+@ray.remote
+class SourceActor(SourceWorker):
+    def __init__(self, spec: StreamSpec, image_size: int, transport: TransportConfig, target: str | None = None):
+        SourceWorker.__init__(self, spec, image_size, transport, target, exit_on_crash=True)
+
+
+@ray.remote
+class EncoderActor(EncoderWorker):
+    def __init__(self, model: ModelConfig, encoder: EncoderConfig, transport: TransportConfig):
+        EncoderWorker.__init__(self, model, encoder, transport, exit_on_crash=True)
+
+
+@ray.remote
+class MemoryActor(MemoryWorker):
+    def __init__(self, spec: StreamSpec, checkpoint_dir: str, transport: TransportConfig,
+                 publish_to: str | None = None):
+        MemoryWorker.__init__(self, spec, checkpoint_dir, transport, publish_to, exit_on_crash=True)
+
+
+@ray.remote
+class LLMActor(LLMWorker):
+    def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig):
+        LLMWorker.__init__(self, model, llm, transport, exit_on_crash=True)
+
+    @ray.method(num_returns="streaming")
+    def ask(self, stream_id: str, messages: Any, max_tokens: int = 64,
+            temperature: float = 0.0) -> Iterator[dict[str, Any]]:
+        """Streaming generator: one object per event (see LLMWorker.ask)."""
+        yield from LLMWorker.ask(self, stream_id, messages, max_tokens, temperature)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()

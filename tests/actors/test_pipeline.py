@@ -1,0 +1,186 @@
+"""The live pipeline on a local Ray cluster: real ZeroMQ, real tiny model, real files, real faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import ray
+from ray.exceptions import RayActorError
+
+from actors.config import EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
+from actors.llm import NotReady, UnknownStream
+from actors.memory import checkpoint_file, state_digest
+from actors.pipeline import ask, start_pipeline, stop_pipeline
+from actors.vlm import ModelConfig
+from tests.actors.helpers import wait_for, write_video
+
+pytestmark = pytest.mark.ray
+STARTUP_S = 180.0  # actor processes + imports on a busy 2-core machine
+FLOW_S = 90.0
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "squares.mp4", seconds=8.0)
+
+
+@pytest.fixture(scope="module")
+def pipeline(ray_local, tmp_path_factory: pytest.TempPathFactory):
+    config = PipelineConfig(
+        transport=TransportConfig(hwm=8, send_timeout_ms=500),
+        model=ModelConfig(path="tiny", max_new_tokens=8),
+        encoder=EncoderConfig(batch_frames=16, max_wait_ms=20),
+        llm=LLMConfig(max_concurrent=3),
+        checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
+    )
+    controller = start_pipeline(config)
+    yield controller, config
+    stop_pipeline(controller)
+
+
+def status(controller, stream_id: str) -> dict:
+    return ray.get(controller.stream_status.remote(stream_id))
+
+
+def answer(controller, stream_id: str, question: str = "What moves?") -> tuple[str, dict]:
+    llm = ray.get(controller.llm_handle.remote())
+    events = list(ask(llm, stream_id, question, max_tokens=6))
+    assert events[-1]["type"] == "done" and all(e["type"] == "delta" for e in events[:-1])
+    return "".join(e["text"] for e in events[:-1]), events[-1]
+
+
+def test_file_stream_flows_through_all_actors_and_is_answered(pipeline, video: Path) -> None:
+    """Given an 8 s file sampled at 2 Hz (16 frames, 4 chunks), when it is added, then every chunk is
+    encoded and compressed, and a question is answered from that stream's snapshot and span."""
+    controller, _ = pipeline
+    ray.get(controller.add_stream.remote({"stream_id": "file", "url": str(video), "live": False}))
+    final = wait_for(lambda: (s := status(controller, "file"))["chunks_compressed"] == 4 and s, STARTUP_S,
+                     "all 4 chunks compressed")
+    assert final["frames_sampled"] == 16 and final["tokens_seen"] == 16 * 14 * 14
+    assert final["tokens_held"] <= 32 and final["compression_ratio"] >= 16 * 14 * 14 / 32
+    assert final["t_start"] == 0.0 and final["t_end"] == pytest.approx(7.5)
+    assert final["lag_s"] is not None and set(final["stage_s"]) >= {"encode", "compress", "transport"}
+    text, done = wait_for(lambda: _try_answer(controller, "file"), FLOW_S, "an answer")
+    assert done["span"] == {"t_start": 0.0, "t_end": pytest.approx(7.5)}
+    assert done["snapshot_version"] == final["snapshot_version"]
+    assert done["usage"]["visual_tokens"] == final["tokens_held"] and done["usage"]["completion_tokens"] >= 1
+    assert isinstance(text, str)
+    ray.get(controller.remove_stream.remote("file"))
+
+
+def _try_answer(controller, stream_id: str):
+    try:
+        return answer(controller, stream_id)
+    except NotReady:
+        return None
+
+
+def test_two_streams_keep_separate_memories_and_removal_releases_actors(pipeline, tmp_path: Path) -> None:
+    controller, config = pipeline
+    for sid, seed in (("left", 1), ("right", 2)):
+        ray.get(controller.add_stream.remote({"stream_id": sid, "url": str(write_video(tmp_path / f"{sid}.mp4",
+                                              seconds=4.0, seed=seed)), "live": False}))
+    for sid in ("left", "right"):
+        wait_for(lambda sid=sid: status(controller, sid)["chunks_compressed"] == 2, STARTUP_S, f"{sid} done")
+    handles = {sid: ray.get(controller.stream_handles.remote(sid)) for sid in ("left", "right")}
+    digests = {sid: ray.get(h["memory"].state_digest.remote()) for sid, h in handles.items()}
+    assert digests["left"] != digests["right"]
+    for sid in ("left", "right"):  # each memory is exactly its own checkpoint
+        assert digests[sid] == state_digest(checkpoint_file(config.checkpoint_dir, sid).read_bytes())
+    assert {s["stream_id"] for s in ray.get(controller.list_streams.remote())} >= {"left", "right"}
+
+    ray.get(controller.remove_stream.remote("left"))
+    for handle in handles["left"].values():
+        with pytest.raises(RayActorError):
+            ray.get(handle.status.remote(), timeout=30)
+    assert not checkpoint_file(config.checkpoint_dir, "left").exists()
+    with pytest.raises(UnknownStream):
+        wait_for(lambda: answer(controller, "left") and False, 10, "UnknownStream")
+    _, done = answer(controller, "right")  # the other stream is untouched
+    assert done["span"]["t_end"] == pytest.approx(3.5)
+    ray.get(controller.remove_stream.remote("right"))
+
+
+def test_killed_compressor_restores_its_checkpoint_and_the_stream_continues(pipeline, tmp_path: Path) -> None:
+    """kill -9 the memory actor mid-stream: Ray restarts it, it restores exactly the checkpoint (base + key
+    map), gets re-wired, and the stream goes on from there."""
+    controller, config = pipeline
+    video = write_video(tmp_path / "long.mp4", seconds=12.0, seed=3)
+    ray.get(controller.add_stream.remote({"stream_id": "crash", "url": str(video), "live": False}))
+    handles = ray.get(controller.stream_handles.remote("crash"))
+    wait_for(lambda: (status(controller, "crash")["chunks_compressed"] or 0) >= 2, STARTUP_S, "2 chunks")
+    ray.get(handles["source"].pause.remote())
+    path = checkpoint_file(config.checkpoint_dir, "crash")
+    # Quiet: nothing in flight any more once the state equals the checkpoint on disk twice in a row.
+    settled = wait_for(lambda: _settled(handles["memory"], path), FLOW_S, "the memory to settle")
+    before = status(controller, "crash")
+    old_pid = ray.get(handles["memory"].pid.remote())
+    os.kill(old_pid, signal.SIGKILL)
+
+    new_pid = wait_for(lambda: _pid_or_none(handles["memory"]) not in (None, old_pid) and
+                       _pid_or_none(handles["memory"]), FLOW_S, "the restarted memory actor")
+    assert new_pid != old_pid
+    after = status(controller, "crash")
+    assert after["restored"] is True
+    assert ray.get(handles["memory"].state_digest.remote()) == settled  # base + key map = the checkpoint
+    assert after["tokens_seen"] == before["tokens_seen"]
+    assert after["snapshot_version"] == before["snapshot_version"]
+
+    ray.get(handles["source"].resume.remote())
+    final = wait_for(lambda: (s := status(controller, "crash"))["tokens_seen"] == 24 * 196 and s, FLOW_S,
+                     "the rest of the stream after the restart")
+    assert final["t_end"] == pytest.approx(11.5)
+    _, done = answer(controller, "crash")
+    assert done["span"]["t_end"] == pytest.approx(11.5)
+    ray.get(controller.remove_stream.remote("crash"))
+
+
+def _settled(memory, path: Path) -> str | None:
+    first = ray.get(memory.state_digest.remote())
+    if not path.exists() or state_digest(path.read_bytes()) != first:
+        return None
+    return first if ray.get(memory.state_digest.remote()) == first else None
+
+
+def _pid_or_none(handle) -> int | None:
+    try:
+        return ray.get(handle.pid.remote(), timeout=5)
+    except (RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
+        return None
+
+
+def test_killed_llm_answers_again_after_restart(pipeline, tmp_path: Path) -> None:
+    controller, _ = pipeline
+    video = write_video(tmp_path / "short.mp4", seconds=2.0, seed=4)
+    ray.get(controller.add_stream.remote({"stream_id": "q", "url": str(video), "live": False}))
+    wait_for(lambda: _try_answer(controller, "q"), STARTUP_S, "a first answer")
+    llm = ray.get(controller.llm_handle.remote())
+    old_pid = ray.get(llm.pid.remote())
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: _pid_or_none(llm) not in (None, old_pid), FLOW_S, "the restarted LLM")
+    # The restarted LLM learns the stream again from the controller and gets the re-published snapshot.
+    _, done = wait_for(lambda: _answer_or_none(controller, "q"), FLOW_S, "an answer after the restart")
+    assert done["span"]["t_end"] == pytest.approx(1.5)
+    ray.get(controller.remove_stream.remote("q"))
+
+
+def _answer_or_none(controller, stream_id: str):
+    try:
+        return answer(controller, stream_id)
+    except (NotReady, UnknownStream, RayActorError, ray.exceptions.ActorUnavailableError):
+        return None
+
+
+def test_bad_spec_and_duplicates_are_rejected(pipeline, video: Path) -> None:
+    controller, _ = pipeline
+    with pytest.raises(ValueError, match="stream.sample_rate_hz: expected > 0"):
+        ray.get(controller.add_stream.remote({"stream_id": "x", "url": str(video), "sample_rate_hz": 0}))
+    ray.get(controller.add_stream.remote({"stream_id": "dup", "url": str(video), "live": False}))
+    with pytest.raises(ValueError, match="already exists"):
+        ray.get(controller.add_stream.remote({"stream_id": "dup", "url": str(video)}))
+    with pytest.raises(ValueError, match="stream 'nope'"):
+        ray.get(controller.remove_stream.remote("nope"))
+    ray.get(controller.remove_stream.remote("dup"))
