@@ -24,6 +24,10 @@ class InvalidStreamSpec(ValueError):
     """The stream spec was rejected by the pipeline (HTTP 400); the message names the bad key."""
 
 
+class InvalidQuestion(ValueError):
+    """The model rejected the messages (HTTP 400); the message says what it expected."""
+
+
 class StreamNotReady(RuntimeError):
     """The stream exists but has no snapshot to answer from yet (HTTP 409, retry shortly)."""
 
@@ -35,9 +39,10 @@ class BackendUnavailable(RuntimeError):
 class Backend(Protocol):
     """The pipeline as the HTTP app sees it (the controller + LLM contract of CONTRACTS.md).
 
-    Stream dicts are JSON-ready: ``list_streams`` gives ``[{stream_id, url (redacted), state, ...}]``,
-    ``stream_status`` the telemetry (frames_in, frames_sampled, dropped, reconnects, lag_s, tokens_held,
-    tokens_seen, compression_ratio, t_start, t_end, snapshot_version, state, last_error).
+    Stream dicts are JSON-ready: ``stream_status`` gives the telemetry (stream_id, url (redacted), state,
+    frames_in, frames_sampled, dropped, reconnects, lag_s, tokens_held, tokens_seen, compression_ratio,
+    t_start, t_end, snapshot_version, last_error; a value may be None while an actor restarts), and
+    ``list_streams`` one such dict per stream (`/metrics` renders them with one call).
     """
 
     async def add_stream(self, spec: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 
 from actors.api.backend import (
     BackendUnavailable,
+    InvalidQuestion,
     InvalidStreamSpec,
     StreamExistsError,
     StreamNotReady,
@@ -89,6 +90,8 @@ def backend_errors(stream_id: str | None = None) -> Iterator[None]:
         raise ApiError(409, str(exc), param="id", code="stream_exists") from None
     except (InvalidStreamSpec, ConfigError) as exc:
         raise ApiError(400, str(exc), code="invalid_stream") from None
+    except InvalidQuestion as exc:
+        raise ApiError(400, str(exc), param="messages", code="invalid_question") from None
     except StreamNotReady as exc:
         raise ApiError(409, f"stream {stream_id!r} has no snapshot yet, retry shortly: {exc}", param="stream_id",
                        code="stream_not_ready") from None

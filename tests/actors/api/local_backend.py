@@ -61,7 +61,7 @@ class LocalBackend:
         return await self.stream_status(parsed.stream_id)
 
     async def list_streams(self) -> list[dict[str, Any]]:
-        return [{"stream_id": k, "url": s.spec.url, "state": "running"} for k, s in self.streams.items()]
+        return [await self.stream_status(k) for k in self.streams]
 
     async def stream_status(self, stream_id: str) -> dict[str, Any]:
         s = self._get(stream_id)
