@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 import time
@@ -107,6 +108,9 @@ class ApiActor:
     def alive(self) -> bool:
         """False once the HTTP thread died: a caller may then kill the actor so Ray restarts it."""
         return self._server.alive()
+
+    def pid(self) -> int:
+        return os.getpid()
 
 
 def _free_port(host: str) -> int:
