@@ -2,7 +2,7 @@
 
 Wire: PUSH (connected to the encoder's frames endpoint) sends
     arrays {"frames": [T, S, S, 3] uint8, "timestamps": [T] f64 media s, "arrivals": [T] f64 wall clock}
-    meta {"sent_at": wall clock, "timings": {"source": s blocked in the source per chunk}}
+    meta {"sent_at": wall clock, "timings": {"source_wait": s blocked waiting for the chunk (decode + pacing)}}
 and an EOS when a finite file ends. A file waits for the encoder (nothing lost); a live source gives up on a
 chunk after `transport.send_timeout_ms` and counts it as dropped (freshest wins).
 """
@@ -106,7 +106,7 @@ class SourceWorker:
                     if stop.is_set():
                         return
                 msg = Message(Kind.FRAMES, spec.stream_id, chunk.seq,
-                              {"sent_at": time.time(), "timings": {"source": blocked}},
+                              {"sent_at": time.time(), "timings": {"source_wait": blocked}},
                               {"frames": chunk.frames, "timestamps": chunk.timestamps, "arrivals": chunk.arrivals})
                 if self._deliver(msg, stop):
                     self.chunks_sent += 1

@@ -184,3 +184,31 @@ def test_bad_spec_and_duplicates_are_rejected(pipeline, video: Path) -> None:
     with pytest.raises(ValueError, match="stream 'nope'"):
         ray.get(controller.remove_stream.remote("nope"))
     ray.get(controller.remove_stream.remote("dup"))
+
+
+@pytest.mark.rtsp
+def test_rtsp_stream_keeps_running_through_a_server_kill_and_resumes(pipeline) -> None:
+    """A live RTSP camera (real gst-rtsp-server on loopback) flows through all actors; the server is
+    killed: the pipeline keeps answering from the memory, and the stream resumes when the server returns."""
+    from stream.rtsp_server import RtspServer, rtsp_server_available
+
+    ok, why = rtsp_server_available()
+    if not ok:
+        pytest.skip(why)
+    controller, _ = pipeline
+    with RtspServer(width=320, height=240, fps=15) as server:
+        ray.get(controller.add_stream.remote({
+            "stream_id": "cam", "url": server.url, "sample_rate_hz": 2.0,
+            "source": {"open_timeout_s": 3.0, "read_timeout_s": 2.0, "reconnect_initial_s": 0.2,
+                       "reconnect_max_s": 1.0}}))
+        wait_for(lambda: (status(controller, "cam")["chunks_compressed"] or 0) >= 2, STARTUP_S, "RTSP chunks")
+        server.kill()
+        down = wait_for(lambda: (s := status(controller, "cam"))["reconnects"] and s, FLOW_S, "a reconnect")
+        assert down["state"] in ("reconnecting", "connecting", "streaming")
+        _, done = answer(controller, "cam")  # the memory still answers while the camera is away
+        assert done["snapshot_version"] >= 2
+        server.restart()
+        resumed = wait_for(lambda: (s := status(controller, "cam"))["chunks_compressed"] >= down["chunks_compressed"]
+                           + 2 and s, FLOW_S, "chunks after the server came back")
+        assert resumed["t_end"] > down["t_end"]
+        ray.get(controller.remove_stream.remote("cam"))
