@@ -124,9 +124,6 @@ class MemoryWorker:
         with self._lock:
             return state_digest(self.compressor.to_bytes())
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def close(self, delete_checkpoint: bool = False) -> None:
         """Stop the loop; with `delete_checkpoint` the stream's memory is gone for good (stream removed)."""
         self._loop.stop()

@@ -6,6 +6,7 @@ per-stream actors so many streams fit on a small node); restarts come from `max_
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,27 +20,38 @@ from actors.source import SourceWorker
 from actors.vlm import ModelConfig
 
 
+class Located:
+    """Where an actor runs: its node, host address and process (tests, telemetry, `kill -9` drills)."""
+
+    def where(self) -> dict[str, Any]:
+        return {"node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
+                "pid": os.getpid()}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
 @ray.remote
-class SourceActor(SourceWorker):
+class SourceActor(SourceWorker, Located):
     def __init__(self, spec: StreamSpec, image_size: int, transport: TransportConfig, target: str | None = None):
         SourceWorker.__init__(self, spec, image_size, transport, target, exit_on_crash=True)
 
 
 @ray.remote
-class EncoderActor(EncoderWorker):
+class EncoderActor(EncoderWorker, Located):
     def __init__(self, model: ModelConfig, encoder: EncoderConfig, transport: TransportConfig):
         EncoderWorker.__init__(self, model, encoder, transport, exit_on_crash=True)
 
 
 @ray.remote
-class MemoryActor(MemoryWorker):
+class MemoryActor(MemoryWorker, Located):
     def __init__(self, spec: StreamSpec, checkpoint_dir: str, transport: TransportConfig,
                  publish_to: str | None = None):
         MemoryWorker.__init__(self, spec, checkpoint_dir, transport, publish_to, exit_on_crash=True)
 
 
 @ray.remote
-class LLMActor(LLMWorker):
+class LLMActor(LLMWorker, Located):
     def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig):
         LLMWorker.__init__(self, model, llm, transport, exit_on_crash=True)
 
@@ -48,8 +60,3 @@ class LLMActor(LLMWorker):
             temperature: float = 0.0) -> Iterator[dict[str, Any]]:
         """Streaming generator: one object per event (see LLMWorker.ask)."""
         yield from LLMWorker.ask(self, stream_id, messages, max_tokens, temperature)
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
