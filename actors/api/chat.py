@@ -8,7 +8,7 @@ Conventions (also in the actors/api package docstring):
 - ``usage.prompt_tokens`` counts every token the LLM prefilled, the visual ones included; ``usage.visual_tokens``
   says how many of them were visual (the compact memory the answer came from).
 - Every answer says what it covers in an extra top-level field ``"tokdyn": {"stream_id", "span": {"t_start",
-  "t_end"} (media seconds), "snapshot_version", "ttft_s"}``; a streamed answer carries it (and ``usage``) on
+  "t_end"} (media seconds), "snapshot_version", "ttft_s", "note" (random-weight models only)}``; a streamed answer carries it (and ``usage``) on
   the chunk with ``finish_reason``. With ``stream_options.include_usage`` a final ``choices: []`` chunk with
   ``usage`` follows too, as OpenAI sends it.
 - Errors before the first token are plain HTTP errors; an error after it (the answer already started with
@@ -119,6 +119,8 @@ class _Turn:
         self.metrics.observe_done(time.perf_counter() - self.started, self.ttft_s, usage)
         extra = {"stream_id": self.req.stream_id, "span": done.get("span"),
                  "snapshot_version": done.get("snapshot_version"), "ttft_s": done.get("ttft_s")}
+        if done.get("note"):  # e.g. "random-weight model: the answer is not meaningful"
+            extra["note"] = done["note"]
         return usage, extra
 
     async def collect(self, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:

@@ -29,13 +29,16 @@ class _Stream:
 
 class LocalBackend:
     """Backend over real parts, in-process. `fail_next_ask` makes the next answer raise mid-way (after one
-    delta) to test the API's behaviour when the pipeline breaks."""
+    delta) to test the API's behaviour when the pipeline breaks; `pace_s` spaces the events out like a slow
+    model; `open_answers` counts answers started and not yet closed."""
 
     def __init__(self, model: VisionLanguageModel) -> None:
         self.model = model
         self.answerer = Answerer(model, max_tokens_limit=32)
         self.streams: dict[str, _Stream] = {}
         self.fail_next_ask: Exception | None = None
+        self.pace_s = 0.0
+        self.open_answers = 0
 
     def feed(self, stream_id: str, chunks: int = 1, frames_per_chunk: int = 2) -> None:
         """Decode, encode and compress `chunks` chunks of the stream's synthetic video."""
@@ -87,10 +90,15 @@ class LocalBackend:
         extra = {"span": {"t_start": snap.t_start, "t_end": snap.t_end}, "snapshot_version": snap.version}
         events = self.answerer.stream(visual, messages, max_tokens, temperature, extra)
         failure, self.fail_next_ask = self.fail_next_ask, None
-        while (event := await asyncio.to_thread(next, events, None)) is not None:
-            yield event
-            if failure is not None:
-                raise failure
+        self.open_answers += 1
+        try:
+            while (event := await asyncio.to_thread(next, events, None)) is not None:
+                yield event
+                if failure is not None:
+                    raise failure
+                await asyncio.sleep(self.pace_s)
+        finally:
+            self.open_answers -= 1
 
     async def models(self) -> list[str]:
         return [self.model.name]

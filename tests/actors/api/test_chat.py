@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.actors.api.conftest import video_question
+from tests.actors.api.conftest import API_KEY, video_question
+from tests.actors.helpers import wait_for
 
 
 @pytest.fixture
@@ -32,6 +34,7 @@ def test_non_streamed_answer_reports_usage_with_visual_tokens_and_span(client, c
     extra = reply.model_extra["tokdyn"]
     assert extra["stream_id"] == "cam" and extra["snapshot_version"] == 2
     assert extra["span"] == {"t_start": 0.0, "t_end": pytest.approx(0.3)}
+    assert "not meaningful" in extra["note"]  # the tiny model has random weights, and says so
 
 
 def test_streamed_answer_matches_the_non_streamed_one(client, cam, tiny_model):
@@ -108,6 +111,16 @@ def test_pipeline_failure_mid_answer_ends_the_sse_stream_with_an_error_event(htt
     assert last["error"]["type"] == "server_error" and "mid-answer" in last["error"]["message"]
     assert "data: [DONE]" not in events
     assert http.get("/health").status_code == 200
+
+
+def test_client_leaving_mid_answer_stops_the_generation(server, backend, cam):
+    backend.pace_s = 0.5  # a slow model: 32 tokens would take 16 s
+    body = {"messages": video_question(cam), "max_tokens": 32, "stream": True}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            next(response.iter_bytes())  # the answer has started
+            assert backend.open_answers == 1
+    wait_for(lambda: backend.open_answers == 0, 10.0, "the abandoned answer to be closed")
 
 
 def test_openai_client_raises_its_own_error_types(client, tiny_model):
