@@ -6,10 +6,10 @@ preallocated blocks of ``BLOCK_FRAMES`` frames, so appending never copies earlie
 
 A slot is reused after its cluster merges away, so a stored slot id alone is ambiguous. Every frame therefore
 points at a *label table* ``[S]`` (slot at write time -> label); a new table is recorded only when a slot got a
-new label since the previous one. Labels are never reused, and ``label_to_slot`` says which slot holds each
-label's content now. A merge redirects the labels of the absorbed slot (the smaller label list is moved:
-amortised O(log labels) per label), so an old entry resolves in O(1):
-``slot_now = label_to_slot[table[frame_table[t]][stored[t, h, w]]]``.
+new label since the previous one. Labels are never reused. Labels belong to *groups* (one group per live
+cluster) and each group lives in one slot: a merge moves the labels of the smaller group into the larger one
+(amortised O(log labels) per label, never O(history)) and points that group at the surviving slot, so an old
+entry resolves in O(1): ``slot_now = group_slot[label_group[table[frame_table[t]][stored[t, h, w]]]]``.
 """
 
 from __future__ import annotations
@@ -42,34 +42,39 @@ class KeyMapStore:
         self._tables: list[np.ndarray] = []        # each [S] int64, label per slot (-1 free)
         self._current = np.full(self.slots, -1, dtype=np.int64)  # slot -> its label for new entries
         self._dirty = True                         # _current changed since the last recorded table
-        self._label_to_slot = np.zeros(64, dtype=np.int32)
         self._labels = 0
-        self._slot_labels: list[list[int]] = [[] for _ in range(self.slots)]
+        self._label_group = np.zeros(64, dtype=np.int32)  # label -> group (a group id is its first label)
+        self._group_slot = np.zeros(64, dtype=np.int32)   # group -> slot holding its content now
+        self._slot_group = np.full(self.slots, -1, dtype=np.int64)
+        self._group_labels: dict[int, list[int]] = {}
 
     # ---- labels -------------------------------------------------------------------------------------
     def new_label(self, slot: int) -> int:
-        """Give free ``slot`` a fresh label (a new cluster starts there) and return it."""
-        if self._labels == self._label_to_slot.shape[0]:  # amortised doubling
-            self._label_to_slot = np.concatenate([self._label_to_slot, np.zeros_like(self._label_to_slot)])
+        """Give free ``slot`` a fresh label, in a fresh group (a new cluster starts there); return the label."""
+        if self._labels == self._label_group.shape[0]:  # amortised doubling
+            self._label_group = np.concatenate([self._label_group, np.zeros_like(self._label_group)])
+            self._group_slot = np.concatenate([self._group_slot, np.zeros_like(self._group_slot)])
         label = self._labels
         self._labels += 1
-        self._label_to_slot[label] = slot
-        self._slot_labels[slot] = [label]
+        self._label_group[label] = label
+        self._group_slot[label] = slot
+        self._group_labels[label] = [label]
+        self._slot_group[slot] = label
         self._current[slot] = label
         self._dirty = True
         return label
 
     def merge(self, src: int, dst: int) -> None:
         """Entries of slot ``src`` resolve to ``dst`` from now on; ``src`` becomes free."""
-        small, big = self._slot_labels[src], self._slot_labels[dst]
-        if len(small) > len(big):  # move the shorter list; the surviving slot keeps the longer one
-            small, big = big, small
-        self._label_to_slot[np.asarray(small, dtype=np.int64)] = dst
-        big.extend(small)
-        self._slot_labels[dst] = big
-        self._slot_labels[src] = []
-        self._current[src] = -1
-        self._dirty = True
+        big, small = int(self._slot_group[dst]), int(self._slot_group[src])
+        if len(self._group_labels[small]) > len(self._group_labels[big]):
+            big, small = small, big
+        moved = self._group_labels.pop(small)
+        self._label_group[np.asarray(moved, dtype=np.int64)] = big
+        self._group_labels[big].extend(moved)
+        self._group_slot[big] = dst
+        self._slot_group[dst], self._slot_group[src] = big, -1
+        self._current[src] = -1  # no entry is written to a free slot, so no new label table is needed
 
     # ---- entries ------------------------------------------------------------------------------------
     def append(self, slots: np.ndarray) -> None:
@@ -99,7 +104,7 @@ class KeyMapStore:
         frame_table = self._concat(self._frame_table, start, stop).astype(np.int64)  # [T]
         tables = np.stack(self._tables)                                              # [n_tables, S]
         labels = tables[frame_table[:, None, None], stored]                          # [T, H, W]
-        return self._label_to_slot[:self._labels][labels].astype(np.int64)
+        return self._group_slot[self._label_group[labels]].astype(np.int64)
 
     @staticmethod
     def _concat(blocks: list[np.ndarray], start: int, stop: int) -> np.ndarray:
@@ -111,7 +116,7 @@ class KeyMapStore:
     def nbytes(self) -> int:
         """Bytes of live data (entries, frame tables, label tables, label map)."""
         per_frame = self.grid[0] * self.grid[1] * self.dtype.itemsize + 4
-        return self.frames * per_frame + len(self._tables) * self.slots * 8 + self._labels * 4
+        return self.frames * per_frame + len(self._tables) * self.slots * 8 + self._labels * 8
 
     # ---- serialisation ------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -124,7 +129,8 @@ class KeyMapStore:
                                       else np.zeros(0, dtype=np.int32)),
             "tables": pack_array(np.stack(self._tables) if self._tables else np.zeros((0, self.slots), np.int64)),
             "current": pack_array(self._current), "dirty": self._dirty,
-            "label_to_slot": pack_array(self._label_to_slot[:self._labels]),
+            "label_group": pack_array(self._label_group[:self._labels]),
+            "group_slot": pack_array(self._group_slot[:self._labels]), "slot_group": pack_array(self._slot_group),
         }
 
     @classmethod
@@ -135,12 +141,15 @@ class KeyMapStore:
         store._tables = list(unpack_array(state["tables"]).copy())
         store._current = unpack_array(state["current"]).copy()
         store._dirty = bool(state["dirty"])
-        label_to_slot = unpack_array(state["label_to_slot"])
-        store._labels = label_to_slot.shape[0]
-        store._label_to_slot = np.zeros(max(64, 2 * store._labels), dtype=np.int32)
-        store._label_to_slot[:store._labels] = label_to_slot
-        for label in range(store._labels):  # rebuild slot -> labels (their order within a list is irrelevant)
-            store._slot_labels[label_to_slot[label]].append(label)
+        label_group = unpack_array(state["label_group"])
+        store._labels = label_group.shape[0]
+        size = max(64, 2 * store._labels)
+        store._label_group, store._group_slot = np.zeros(size, dtype=np.int32), np.zeros(size, dtype=np.int32)
+        store._label_group[:store._labels] = label_group
+        store._group_slot[:store._labels] = unpack_array(state["group_slot"])
+        store._slot_group = unpack_array(state["slot_group"]).copy()
+        for label, group in enumerate(label_group.tolist()):  # group -> labels (order within a list is irrelevant)
+            store._group_labels.setdefault(group, []).append(label)
         # Entries go back into fresh blocks through append-equivalent copies, one table id per frame.
         for block in range(0, stored.shape[0], BLOCK_FRAMES):
             part = stored[block:block + BLOCK_FRAMES]

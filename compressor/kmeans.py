@@ -7,6 +7,7 @@ gives the same choices on every device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,7 +60,8 @@ def one_hot_sums(xn: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.
 
 def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator, scale: torch.Tensor | None = None,
               d2: torch.Tensor | None = None) -> torch.Tensor:
-    """k-means++ seeds on the unit sphere.
+    """Greedy k-means++ seeds on the unit sphere (as in scikit-learn: each step draws ``2 + log k`` candidates
+    with probability proportional to D^2 and keeps the one that lowers the total D^2 most).
 
     Args:
         x: ``[N, D]`` tokens; ``x[i] * scale[i]`` is unit (``scale`` None: ``x`` is already unit). Passing raw
@@ -71,25 +73,31 @@ def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator, scale: torch.
     Returns:
         ``[k', D]`` unit seeds, ``k' <= k``, taken from the rows of ``x``.
     """
-    unit = (lambda i: x[i]) if scale is None else (lambda i: x[i] * scale[i])
     n = x.shape[0]
-    seeds: list[torch.Tensor] = []
+    trials = 2 + int(math.log(max(k, 1)))
+
+    def dist2(idx: torch.Tensor) -> torch.Tensor:  # [c] candidate rows -> [c, N] squared distances
+        sims = x[idx] @ x.T if scale is None else (x[idx] * scale[idx, None]) @ x.T * scale
+        return (2.0 - 2.0 * sims).clamp_min(0.0)
+
+    chosen: list[int] = []
     if d2 is None:
-        first = int(torch.randint(n, (1,), generator=generator))
-        seeds.append(unit(first))
-        d2 = torch.ones(n, dtype=x.dtype, device=x.device) * 4.0
-    while len(seeds) < k:
-        if seeds:
-            sims = x @ seeds[-1] if scale is None else (x @ seeds[-1]) * scale
-            d2 = torch.minimum(d2, (2.0 - 2.0 * sims).clamp_min(0.0))
+        chosen.append(int(torch.randint(n, (1,), generator=generator)))
+        d2 = dist2(torch.tensor(chosen, device=x.device))[0]
+    while len(chosen) < k:
         d2 = torch.where(d2 < _COVERED, torch.zeros_like(d2), d2)
         weights = d2.cpu().double()
         if float(weights.sum()) <= 0.0:
             break
-        seeds.append(unit(int(torch.multinomial(weights, 1, generator=generator))))
-    if not seeds:
+        candidates = torch.multinomial(weights, trials, replacement=True, generator=generator).to(x.device)
+        after = torch.minimum(d2[None, :], dist2(candidates))               # [trials, N]
+        best = int(torch.argmin(after.sum(dim=1)))
+        chosen.append(int(candidates[best]))
+        d2 = after[best]
+    if not chosen:
         return x[:0].float()
-    return torch.stack(seeds)
+    idx = torch.tensor(chosen, device=x.device)
+    return x[idx].float() if scale is None else x[idx] * scale[idx, None]
 
 
 def lloyd(xn: torch.Tensor, init: torch.Tensor, tol: float, max_iter: int) -> KMeansResult:
