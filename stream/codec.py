@@ -111,7 +111,9 @@ def _wire_array(name: str, arr: np.ndarray) -> tuple[str, np.ndarray]:
     if wire is None:
         raise TypeError(f"array {name!r}: dtype {arr.dtype} is not on the wire whitelist {sorted(_DTYPES)}")
     # Only non-contiguous or big-endian arrays are copied; everything else is sent from its own memory.
-    return wire, np.ascontiguousarray(arr, dtype=dtype)
+    if arr.flags.c_contiguous and arr.dtype == dtype:
+        return wire, arr
+    return wire, np.array(arr, dtype=dtype, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
 
 
 def encode(msg: Message) -> list[bytes | memoryview]:

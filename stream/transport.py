@@ -147,8 +147,8 @@ class Socket:
         return True
 
     def recv(self, timeout_ms: int | None = RECV_TIMEOUT_MS) -> Message | None:
-        """Next valid message, or None after ``timeout_ms`` (None waits forever). Bad messages are
-        counted in ``stats.bad``, logged (rate-limited) and skipped."""
+        """Next valid message, or None after ``timeout_ms`` (None waits forever; 0 polls). Bad messages
+        are counted in ``stats.bad``, logged (rate-limited) and skipped without ending the wait."""
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
             wait = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
@@ -157,8 +157,7 @@ class Socket:
             msg = self._recv_now()
             if msg is not None:
                 return msg
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
+            # A bad message was skipped: keep going (past the deadline only while more are queued).
 
     def _recv_now(self) -> Message | None:
         """One message that is ready now: decoded, or None if it was bad (counted)."""
@@ -186,10 +185,12 @@ class Socket:
             msg = self.recv(0)
         return newest
 
-    def close(self) -> None:
-        """Close at once (linger 0: queued messages are discarded, never waited for). Idempotent."""
+    def close(self, linger_ms: int = 0) -> None:
+        """Close, waiting at most ``linger_ms`` to deliver queued messages (0: discard them at once; a
+        sender that must deliver its last messages, such as an EOS before exiting, passes a bound).
+        Never waits longer than that. Idempotent."""
         if not self._sock.closed:
-            self._sock.close(linger=0)
+            self._sock.close(linger=linger_ms)
 
     def __enter__(self) -> "Socket":
         return self
