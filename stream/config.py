@@ -89,6 +89,9 @@ def redact_url(url: str) -> str:
     except ValueError:
         return REDACTED  # unparseable: show nothing rather than risk a secret
     netloc = parts.netloc
+    secret_query = any(_SECRET_KEYS.search(k) for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if "@" not in netloc and not secret_query:
+        return url  # nothing to hide: keep the URL exactly as given
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
