@@ -54,7 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             start_api = None
         if start_api is not None:
             _, api_url = start_api(config.api, controller, namespace=config.ray.namespace)
-    print(f"tokdyn serving {len(config.streams)} stream(s) with {config.model.name}"
+    print(f"tokdyn serving {len(config.streams)} stream(s) with {config.model.name}; Ray at "
+          f"{ray.get_runtime_context().gcs_address} (namespace {config.ray.namespace})"
           + (f"; HTTP API on {api_url}" if api_url else "") + ". Ctrl-C stops.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
