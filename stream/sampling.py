@@ -16,7 +16,9 @@ from stream.config import BufferPolicy, SourceConfig
 from stream.frames import Chunk, Frame
 from stream.sources import Source, open_source
 
-GRID_EPS_S = 1e-6  # timestamps within this of a grid point count as on it (float rounding of PTS)
+# Timestamps within this of a grid point count as on it: mkv/webm store milliseconds, so the frame at
+# 1/3 s is stored as 0.333 s and must still be the one picked for the grid point 1/3 s.
+GRID_EPS_S = 5e-4
 
 
 class Sampler:

@@ -30,6 +30,9 @@ from stream.timestamps import TimestampCorrector
 log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
+# Live by nature: end of data means the connection dropped. HTTP(S) is live only for playlists (HLS) or
+# when the server declares no duration; a plain file over HTTP is read like a local file.
+LIVE_SCHEMES = NETWORK_SCHEMES - {"http", "https"}
 MAX_EVENTS = 32  # status events kept per source
 MAX_LIVE_DECODE_ERRORS = 50  # consecutive undecodable packets before a live stream counts as disconnected
 TRUNCATION_SLACK_S = 1.0  # a file ending this much (+5%) before its declared duration is truncated
@@ -199,9 +202,11 @@ class AvSource(Source):
     URLs (RTSP over TCP/UDP, HTTP, HLS, ...) with timeouts and reconnect-forever."""
 
     def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
-        scheme = urlsplit(url).scheme.lower()
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
         self.network = scheme in NETWORK_SCHEMES
-        self.live = self.network or config.realtime
+        self.live_stream = scheme in LIVE_SCHEMES or (self.network and parts.path.endswith(".m3u8"))
+        self.live = self.live_stream or config.realtime
         self._path = url[len("file://"):] if scheme == "file" else url
         super().__init__(url, config, on_event)
         self._rng = random.Random()
@@ -210,7 +215,7 @@ class AvSource(Source):
         cfg = self.config
         if not self.network:
             return av.open(self._path)
-        options = {"fflags": "nobuffer", "analyzeduration": "500000"}  # live: low latency, quick open
+        options = {"fflags": "nobuffer", "analyzeduration": "500000"} if self.live_stream else {}  # low latency
         if urlsplit(self._url).scheme.lower().startswith("rtsp"):
             options.update(rtsp_transport=cfg.transport, timeout=str(int(cfg.read_timeout_s * 1e6)))
         else:
@@ -236,7 +241,7 @@ class AvSource(Source):
             decoded_before = self._counts["decoded"]
             try:
                 stream = self._video_stream(container)
-                clock = clock or TimestampCorrector(self._info["fps"], live=self.live)  # type: ignore[arg-type]
+                clock = clock or TimestampCorrector(self._info["fps"], live=self.live_stream)  # type: ignore[arg-type]
                 finished = yield from self._decode(container, stream, clock, pace_from)
                 reason = "end of stream (treated as a disconnect)"
             except (av.FFmpegError, OSError, EOFError) as exc:
@@ -303,7 +308,7 @@ class AvSource(Source):
                 if self._state is SourceState.CONNECTING:
                     self._set_state(SourceState.STREAMING)
                 yield out
-        if self.network or container.duration is None:
+        if self.live_stream or (self.network and container.duration is None):
             return False
         self._check_complete(container, stream, last_raw)
         return True
