@@ -39,6 +39,7 @@ MOUNT = "/stream"
 START_TIMEOUT_S = 10.0  # the server listens about 0.4 s after start; generous for a loaded machine
 STOP_TIMEOUT_S = 3.0
 POLL_S = 0.02
+READY_LINE = "serving rtsp://"
 
 
 class RtspServerError(RuntimeError):
@@ -95,7 +96,8 @@ class RtspServer:
     """
 
     def __init__(self, source_file: str | Path | None = None, port: int | None = None, width: int = 640,
-                 height: int = 480, fps: int = 30, python: str = SYSTEM_PYTHON) -> None:
+                 height: int = 480, fps: int = 30, python: str = SYSTEM_PYTHON,
+                 start_timeout_s: float = START_TIMEOUT_S) -> None:
         if source_file is not None and not Path(source_file).is_file():
             raise FileNotFoundError(f"source_file: no such file {source_file}")
         self.source_file = None if source_file is None else str(Path(source_file).resolve())
@@ -106,7 +108,7 @@ class RtspServer:
         self._proc: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile()
         self._finalizer = None
-        self.start()
+        self.start(start_timeout_s)
 
     @property
     def pid(self) -> int | None:
@@ -133,7 +135,8 @@ class RtspServer:
             # Make sure the child dies with us even if nobody calls stop().
             self._finalizer = weakref.finalize(self, _kill_quietly, self._proc.pid)
             while time.monotonic() < deadline and self._proc.poll() is None:
-                if _listening(self.port):
+                # Our child says it attached, and the port answers (another process there does not count).
+                if READY_LINE in self._output() and _listening(self.port):
                     return
                 time.sleep(POLL_S)
             if self._proc.poll() is None:  # still running but never listened
@@ -238,7 +241,7 @@ def _serve(argv: list[str]) -> int:
         return 2
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
-    print(f"serving rtsp://{HOST}:{args.port}{MOUNT}", flush=True)
+    print(f"{READY_LINE}{HOST}:{args.port}{MOUNT}", flush=True)
     loop.run()
     return 0
 
