@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from actors.config import ConfigError, load_config
+from stream import probe
 
 
 def _print_answer(events: Any, out=sys.stdout) -> dict:
@@ -117,13 +118,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_probe(args: argparse.Namespace) -> int:
-    from stream import probe
-
-    print(json.dumps(probe.probe(args.url, timeout_s=args.timeout), indent=2, default=str))
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from actors.demo import run_demo
 
@@ -206,10 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--png", default=None, help="where to write the PNG (default: FILE with .png)")
     insp.set_defaults(func=cmd_inspect)
 
-    probe = sub.add_parser("probe", help="open a URL and report what it carries (codec, size, fps)")
-    probe.add_argument("url")
-    probe.add_argument("--timeout", type=float, default=10.0, help="seconds")
-    probe.set_defaults(func=cmd_probe)
+    probe_parser = sub.add_parser("probe", help="does this camera or file work? codec, size, fps, contact sheet")
+    probe.add_arguments(probe_parser)
+    probe_parser.set_defaults(func=probe.run)
     return parser
 
 

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 CONTROLLER_NAME = "tokdyn-controller"
 LLM_NAME = "tokdyn-llm"
 RECONCILE_S = 1.0  # how often the wiring is re-asserted
+MAX_PENDING_CALLS = 256  # fire-and-forget wiring calls still unanswered before a round is skipped
 CALL_TIMEOUT_S = 10.0  # a control call on a healthy actor answers well within this
 START_TIMEOUT_S = 300.0  # actor start-up (process + imports + model load) on a busy 2-core machine
 
@@ -69,6 +70,7 @@ class Controller:
         self.encoder_info = ray.get(self.encoder.info.remote(), timeout=START_TIMEOUT_S)
         self.llm_endpoint = ray.get(self.llm.endpoint.remote(), timeout=START_TIMEOUT_S)
         self.reconciles = 0
+        self._pending: list[Any] = []  # refs of wiring calls not answered yet (a hung actor must not pile up)
         for spec in config.streams:
             self.add_stream(spec)
         self._loop = LoopThread("controller-reconcile", self._reconcile_forever, exit_on_crash)
@@ -213,6 +215,11 @@ class Controller:
 
     def reconcile(self) -> None:
         """Re-assert every address once (idempotent). Actors that are restarting are skipped this round."""
+        if self._pending:
+            _, self._pending = ray.wait(self._pending, num_returns=len(self._pending), timeout=0)
+            if len(self._pending) > MAX_PENDING_CALLS:
+                log.warning("reconcile: %d wiring calls unanswered, skipping a round", len(self._pending))
+                return
         with self._lock:
             entries = {sid: e for sid, e in self._streams.items() if e is not None}
         # Ask everyone at once, then collect: one restarting actor must not delay the others' wiring.
@@ -225,20 +232,22 @@ class Controller:
                 if sid not in entries:
                     del self._route_table[sid]
             for sid, ep in endpoints.items():
-                if ep is not None:
+                if ep is not None and self._streams.get(sid) is not None:  # not removed meanwhile
                     self._route_table[sid] = ep["tokens"]
             routes = dict(self._route_table)
+        calls = []
         if info is not None:
             self.encoder_info = info
-            self.encoder.set_routes.remote(routes)
+            calls.append(self.encoder.set_routes.remote(routes))
         if llm_endpoint is not None:
             self.llm_endpoint = llm_endpoint
-            self.llm.set_streams.remote(sorted(entries))
+            calls.append(self.llm.set_streams.remote(sorted(entries)))
         for entry in entries.values():
             if llm_endpoint is not None:
-                entry.memory.set_publish_target.remote(llm_endpoint)
+                calls.append(entry.memory.set_publish_target.remote(llm_endpoint))
             if info is not None:
-                entry.source.set_target.remote(info["frames_endpoint"])
+                calls.append(entry.source.set_target.remote(info["frames_endpoint"]))
+        self._pending += calls
         self.reconciles += 1
 
 

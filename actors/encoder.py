@@ -94,7 +94,8 @@ class EncoderWorker:
     def stats(self) -> dict:
         with self._lock:
             per_stream = {sid: vars(c).copy() for sid, c in self._counters.items()}
-        return {"batches": self.batches, "bad_chunks": self.bad_chunks, "encode_s": self.encode_s,
+        return {"batches": self.batches, "bad_chunks": self.bad_chunks + self._frames_in.stats.bad,
+                "encode_s": self.encode_s,
                 "streams": per_stream, "loop_error": self._loop.error}
 
     def close(self) -> None:
@@ -159,7 +160,12 @@ class EncoderWorker:
             return out
         received = time.time()
         start = time.perf_counter()
-        encoded = self._encoder.encode([(msg.stream_id, frames) for msg, frames in good])  # [T_i, gh, gw, D] each
+        try:
+            encoded = self._encoder.encode([(msg.stream_id, frames) for msg, frames in good])  # [T_i, gh, gw, D]
+        except ValueError as exc:  # the model's InputError: frames it cannot take; skip them, keep serving
+            self.bad_chunks += len(good)
+            log.warning("encoder: skipped a batch of %d chunks the model rejected: %s", len(good), exc)
+            return out
         elapsed = time.perf_counter() - start
         self.encode_s += elapsed
         self.batches += 1

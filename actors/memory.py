@@ -114,7 +114,7 @@ class MemoryWorker:
             "compression_ratio": (c.tokens_seen / held) if held else None,
             "t_start": snap.t_start if snap else None, "t_end": snap.t_end if snap else None,
             "snapshot_version": snap.version if snap else None,
-            "chunks": self.chunks, "bad_messages": self.bad_messages, "lag_s": self.lag_s, "ended": self.ended,
+            "chunks": self.chunks, "bad_messages": self.bad_messages + self._tokens_in.stats.bad, "lag_s": self.lag_s, "ended": self.ended,
             "restored": self.restored_digest is not None, "stage_s": self.times.means(),
             "loop_error": self._loop.error,
         }

@@ -86,3 +86,11 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad.write_text("encoder: {batch_frames: 0}\n")
     assert main(["serve", "-c", str(bad)]) == 2
     assert "encoder.batch_frames: expected >= 1, got 0" in capsys.readouterr().err
+
+
+def test_probe_reports_a_working_source(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    sheet = tmp_path / "sheet.png"
+    assert main(["probe", "synthetic://?width=160&height=120&fps=10&seconds=2", "--sheet", str(sheet),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True and sheet.exists()
+    assert main(["probe", str(tmp_path / "missing.mp4"), "--sheet", ""]) == 1

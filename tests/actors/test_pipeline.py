@@ -68,6 +68,11 @@ def test_file_stream_flows_through_all_actors_and_is_answered(pipeline, video: P
     assert done["snapshot_version"] == final["snapshot_version"]
     assert done["usage"]["visual_tokens"] == final["tokens_held"] and done["usage"]["completion_tokens"] >= 1
     assert isinstance(text, str)
+    # several questions at once: both generators run side by side, each on one consistent snapshot
+    llm = ray.get(controller.llm_handle.remote())
+    gens = [llm.ask.remote("file", [{"role": "user", "content": q}], 6, 0.0) for q in ("Who?", "Where?")]
+    finals = [[ray.get(ref) for ref in gen][-1] for gen in gens]
+    assert [f["snapshot_version"] for f in finals] == [final["snapshot_version"]] * 2
     ray.get(controller.remove_stream.remote("file"))
 
 

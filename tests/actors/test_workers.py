@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import zmq
 
 from actors.config import EncoderConfig, StreamSpec, TransportConfig
 from actors.encoder import EncoderWorker
@@ -86,6 +87,9 @@ def test_encoder_batches_streams_and_routes_tokens_per_stream(encoder: EncoderWo
     encoder.set_routes({sid: s.peer_spec() for sid, s in sinks.items()})
     src = Socket.open(info["frames_endpoint"], hwm=8)
     try:
+        garbage = zmq.Context.instance().socket(zmq.PUSH)
+        garbage.connect(info["frames_endpoint"].split(":", 1)[1])
+        garbage.send_multipart([b"\x00not msgpack", b"junk"])  # not even a message: counted at the socket
         bad = Message(Kind.FRAMES, "a", 99, {}, {"frames": np.zeros((2, size + 1, size, 3), np.uint8)})
         for msg in (bad, _frames_msg("a", 0, size), _frames_msg("b", 0, size), _frames_msg("a", 1, size)):
             assert src.send(msg, timeout_ms=5000)
@@ -95,9 +99,10 @@ def test_encoder_batches_streams_and_routes_tokens_per_stream(encoder: EncoderWo
         assert got_a[1].arrays["tokens"].shape == (2, gh, gw, dim)
         np.testing.assert_array_equal(got_a[1].arrays["timestamps"], [2.0, 3.0])
         assert got_a[0].meta["timings"]["encode"] > 0
-        assert encoder.stats()["bad_chunks"] == 1
+        assert encoder.stats()["bad_chunks"] == 2  # the malformed chunk + the garbage
         assert encoder.stats()["streams"]["a"]["frames"] == 4
     finally:
+        garbage.close(linger=0)
         src.close()
         for s in sinks.values():
             s.close()
