@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 STARTED = time.perf_counter()  # before the heavy imports: --quick's 60 s budget counts them
+# Idle OpenMP threads sleep instead of spinning. On a machine shared with other busy processes, spinning
+# threads that wait at every barrier for a descheduled sibling made a 0.3 s prefill take 3-12 s here;
+# passive waiting keeps it near 1 s under the same load. Must be set before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
@@ -135,65 +139,71 @@ def compact_memory(seconds: int, grid: int, dim: int, chunk_frames: int = 8) -> 
     return visual_tokens(snapshot, None).float(), info
 
 
+def run(quick: bool, device: str, dtype: str, grid: int) -> dict:
+    """Build the model and both memories, time the questions -> the report (JSON-able)."""
+    # The full-token prefill costs ~35 s a time on 2 CPU cores: one run in --quick.
+    reps_full, reps_compact = (1, 9) if quick else (3, 21)
+    torch.manual_seed(0)
+    load_start = os.getloadavg()  # other processes on the machine: timings are only as quiet as this
+    started = time.perf_counter()
+    model = build_model(device, getattr(torch, dtype))
+    build_s = time.perf_counter() - started
+
+    full = torch.randn(FRAMES_FULL * TOKENS_PER_FRAME, model.hidden_size)  # [6272, D]
+    minute, minute_info = compact_memory(60, grid, model.hidden_size)
+    hour, hour_info = compact_memory(3600, grid, model.hidden_size)
+    ttft(model, minute)  # warm-up: first-call allocations and kernel selection
+    runs = measure(model, {"minute": minute, "hour": hour}, reps_compact, full, reps_full)
+    # The compact side of the full-token comparison is the 1-minute memory: K tokens from the compressor.
+    speedup = runs["full"]["ttft_s"] / runs["minute"]["ttft_s"]
+    hour_ratio = runs["hour"]["ttft_s"] / runs["minute"]["ttft_s"]
+    return {
+        "bench": "query", "quick": quick, "device": device_name(device), "dtype": dtype, "torch": torch.__version__,
+        "model": "LLaVA-OneVision-0.5B architecture (Qwen2-0.5B LLM), random weights", "build_s": build_s,
+        "question": QUESTION, "budget_k": BUDGET, "synthetic_grid": grid,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch_threads": torch.get_num_threads(),
+        "load_average_start": load_start, "load_average_end": os.getloadavg(),
+        "runs": runs, "minute_memory": minute_info, "hour_memory": hour_info,
+        "compact_vs_full": {"speedup": speedup,
+                            "speedup_of_mins": runs["full"]["ttft_min_s"] / runs["minute"]["ttft_min_s"],
+                            "target": f">= {TARGET_SPEEDUP}x", "pass": speedup >= TARGET_SPEEDUP},
+        "hour_vs_minute": {"ratio": hour_ratio,
+                           "ratio_of_mins": runs["hour"]["ttft_min_s"] / runs["minute"]["ttft_min_s"],
+                           "target": f"<= {TARGET_HOUR_RATIO}", "pass": hour_ratio <= TARGET_HOUR_RATIO},
+        "wall_s": time.perf_counter() - STARTED,
+    }
+
+
+def print_table(report: dict) -> None:
+    runs, fast, steady = report["runs"], report["compact_vs_full"], report["hour_vs_minute"]
+    print(f"device: {report['device']}  dtype: {report['dtype']}  model build: {report['build_s']:.1f} s  "
+          f"wall: {report['wall_s']:.0f} s  load average: {report['load_average_start'][0]:.1f} -> "
+          f"{report['load_average_end'][0]:.1f}")
+    print(f"{'question answered from':28} {'prefill tok':>11} {'visual tok':>10} {'TTFT median':>12} {'min':>9} "
+          f"{'runs':>5}")
+    for label, name in (("full tokens (32 fr x 196)", "full"), ("compact K=32, 1 min stream", "minute"),
+                        ("compact K=32, 1 hour stream", "hour")):
+        row = runs[name]
+        print(f"{label:28} {row['prompt_tokens']:>11} {row['visual_tokens']:>10} {row['ttft_s']:>10.3f} s"
+              f" {row['ttft_min_s']:>7.3f} s {len(row['ttft_runs_s']):>5}")
+    print(f"compact vs full: {fast['speedup']:.1f}x faster ({fast['speedup_of_mins']:.1f}x of mins), target "
+          f"{fast['target']} -> {'PASS' if fast['pass'] else 'FAIL'}")
+    print(f"1 hour vs 1 minute: ratio {steady['ratio']:.3f} ({steady['ratio_of_mins']:.3f} of mins), target "
+          f"{steady['target']} -> {'PASS' if steady['pass'] else 'FAIL'}; memory: {report['hour_memory']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions, coarser synthetic grid (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, coarser synthetic grid")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--grid", type=int, help="synthetic token grid per frame fed to the compressor "
                         "(default 14 = the real 196 tokens/frame; 4 with --quick)")
     args = parser.parse_args()
-    # The full-token prefill costs ~35 s a time on 2 CPU cores: one run in --quick.
-    reps_full, reps_compact = (1, 9) if args.quick else (3, 21)
     # The LLM sees K tokens whatever the grid; a coarser grid only makes feeding an hour of stream quicker.
-    grid = args.grid or (4 if args.quick else 14)
-    torch.manual_seed(0)
-    load_start = os.getloadavg()  # other processes on the machine: timings are only as quiet as this
-
-    started = time.perf_counter()
-    model = build_model(args.device, getattr(torch, args.dtype))
-    build_s = time.perf_counter() - started
-    dim = model.hidden_size
-
-    full = torch.randn(FRAMES_FULL * TOKENS_PER_FRAME, dim)  # [6272, D]
-    minute, minute_info = compact_memory(60, grid, dim)
-    hour, hour_info = compact_memory(3600, grid, dim)
-    ttft(model, minute)  # warm-up: first-call allocations and kernel selection
-    runs = measure(model, {"minute": minute, "hour": hour}, reps_compact, full, reps_full)
-    # The compact side of the full-token comparison is the 1-minute memory: K tokens from the compressor.
-    cost = {"compact": runs["minute"], "full": runs["full"]}
-    stream = {"minute": runs["minute"], "hour": runs["hour"]}
-
-    speedup = cost["full"]["ttft_s"] / cost["compact"]["ttft_s"]
-    speedup_min = cost["full"]["ttft_min_s"] / cost["compact"]["ttft_min_s"]
-    hour_ratio = stream["hour"]["ttft_s"] / stream["minute"]["ttft_s"]
-    hour_ratio_min = stream["hour"]["ttft_min_s"] / stream["minute"]["ttft_min_s"]
-    report = {
-        "bench": "query", "quick": args.quick, "device": device_name(args.device), "dtype": args.dtype,
-        "torch": torch.__version__, "model": "LLaVA-OneVision-0.5B architecture (Qwen2-0.5B LLM), random weights",
-        "build_s": build_s, "question": QUESTION, "budget_k": BUDGET, "synthetic_grid": grid,
-        "load_average_start": load_start, "load_average_end": os.getloadavg(),
-        "compact_vs_full": {**cost, "speedup": speedup, "speedup_of_mins": speedup_min, "target": f">= {TARGET_SPEEDUP}x",
-                            "pass": speedup >= TARGET_SPEEDUP},
-        "hour_vs_minute": {**stream, "minute_memory": minute_info, "hour_memory": hour_info,
-                           "ratio": hour_ratio, "ratio_of_mins": hour_ratio_min, "target": f"<= {TARGET_HOUR_RATIO}", "pass": hour_ratio <= TARGET_HOUR_RATIO},
-    }
-    report["wall_s"] = time.perf_counter() - STARTED
-    rows = [
-        ("full tokens (32 fr x 196)", cost["full"]),
-        ("compact K=32, 1 min stream", stream["minute"]),
-        ("compact K=32, 1 hour stream", stream["hour"]),
-    ]
-    print(f"device: {report['device']}  dtype: {args.dtype}  model build: {build_s:.1f} s  "
-          f"wall: {report['wall_s']:.0f} s  load average: {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f}")
-    print(f"{'question answered from':28} {'prefill tok':>11} {'visual tok':>10} {'TTFT median':>12} {'min':>9} {'runs':>5}")
-    for label, row in rows:
-        print(f"{label:28} {row['prompt_tokens']:>11} {row['visual_tokens']:>10} {row['ttft_s']:>10.3f} s"
-              f" {row['ttft_min_s']:>7.3f} s {len(row['ttft_runs_s']):>5}")
-    print(f"compact vs full: {speedup:.1f}x faster ({speedup_min:.1f}x of mins) (target >= {TARGET_SPEEDUP}x) -> {'PASS' if speedup >= TARGET_SPEEDUP else 'FAIL'}")
-    print(f"1 hour vs 1 minute: ratio {hour_ratio:.3f} of medians, {hour_ratio_min:.3f} of mins (target <= {TARGET_HOUR_RATIO}) -> "
-          f"{'PASS' if hour_ratio <= TARGET_HOUR_RATIO else 'FAIL'}; memory: {hour_info.get('compressor')}")
+    report = run(args.quick, args.device, args.dtype, args.grid or (4 if args.quick else 14))
+    print_table(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 
