@@ -23,6 +23,7 @@ signals the process it started (by pid).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import socket
@@ -46,6 +47,7 @@ class RtspServerError(RuntimeError):
     """The RTSP server could not start (packages missing, port taken, bad file)."""
 
 
+@functools.lru_cache(maxsize=None)
 def rtsp_server_available(python: str = SYSTEM_PYTHON) -> tuple[bool, str]:
     """(True, "") if ``python`` can import gi + GstRtspServer; else (False, why) for a clean pytest skip."""
     probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
