@@ -82,11 +82,10 @@ class LlavaOnevision:
 
     def _stop_ids(self) -> set[int]:
         """End-of-turn ids: the tokenizer's eos, the generation config's, and ChatML's <|im_end|>."""
-        ids = {self.tokenizer.eos_token_id}
         configured = self.model.generation_config.eos_token_id
-        ids.update(configured if isinstance(configured, list) else [configured])
-        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        ids.add(im_end if im_end != self.tokenizer.unk_token_id else None)
+        ids = {self.tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+        if "<|im_end|>" in self.tokenizer.get_vocab():
+            ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         return {int(i) for i in ids if i is not None}
 
     def encode_frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -100,6 +99,7 @@ class LlavaOnevision:
                 vision_feature_select_strategy=config.vision_feature_select_strategy,
             )
         tokens = out.pooler_output[0, :-1]  # [T * gh * gw, D]; the last token is the image_newline
+        # clone: a view would keep the whole vision-tower output alive as long as the tokens are held.
         return tokens.reshape(pixels.shape[0], *self.grid, self.hidden_size).clone()  # [T, gh, gw, D]
 
     def _prompt_ids(self, num_visual: int, question: Question) -> list[int]:
