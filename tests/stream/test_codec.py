@@ -167,7 +167,7 @@ def test_fuzz_random_bytes_only_protocol_error(data):
         pass
 
 
-header_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**64 + 1, 2**64 - 1), st.floats(),
+header_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(),
                                        st.text(max_size=10), st.binary(max_size=40)),
                              lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                      st.dictionaries(st.text(max_size=5), inner, max_size=4)),
