@@ -8,8 +8,8 @@ Conventions (also in the actors/api package docstring):
 - ``usage.prompt_tokens`` counts every token the LLM prefilled, the visual ones included; ``usage.visual_tokens``
   says how many of them were visual (the compact memory the answer came from).
 - Every answer says what it covers in an extra top-level field ``"tokdyn": {"stream_id", "span": {"t_start",
-  "t_end"} (media seconds), "snapshot_version", "ttft_s", "note" (random-weight models only)}``; a streamed answer carries it (and ``usage``) on
-  the chunk with ``finish_reason``. With ``stream_options.include_usage`` a final ``choices: []`` chunk with
+  "t_end"} (media seconds), "snapshot_version", "ttft_s", "note" (random-weight models only)}``; a streamed
+  answer carries it (and ``usage``) on the chunk with ``finish_reason``. With ``stream_options.include_usage`` a final ``choices: []`` chunk with
   ``usage`` follows too, as OpenAI sends it.
 - Errors before the first token are plain HTTP errors; an error after it (the answer already started with
   200) arrives as one ``data: {"error": {...}}`` event, and the stream ends without ``[DONE]``.
@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -111,7 +112,10 @@ class _Turn:
         finally:
             close = getattr(rest, "aclose", None)
             if close is not None:  # client gone or error: stop generating (RayBackend cancels the task)
-                await close()
+                # Shielded: when the client left, Starlette's cancel scope would cancel this await too,
+                # leaving the backend's generator (and its Ray task) open until garbage collection.
+                with anyio.CancelScope(shield=True):
+                    await close()
 
     def _finish(self, done: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(usage, tokdyn extra) of a done item; records the query in the metrics."""

@@ -26,7 +26,8 @@ from actors.config import ApiConfig
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 10.0  # uvicorn up after the socket is bound
+START_TIMEOUT_ACTOR_S = 180.0  # actor process + imports (torch, via the pipeline modules) on a busy machine
 STOP_TIMEOUT_S = 5.0
 API_ACTOR_NAME = "tokdyn-api"
 
@@ -50,11 +51,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class ApiServer:
     """The app over `backend`, served by uvicorn on a background thread at ``config.host:config.port``.
 
-    Usable as a context manager (tests); `url` is ``http://host:port`` with the bound port.
+    Usable as a context manager (tests); `url` is ``http://host:port`` with the bound port. With
+    `exit_on_crash` (the Ray actor) a server loop that ends without `stop()` ends the process, so Ray
+    restarts the actor instead of leaving a live actor that no longer serves HTTP.
     """
 
-    def __init__(self, backend: Backend, config: ApiConfig) -> None:
+    def __init__(self, backend: Backend, config: ApiConfig, exit_on_crash: bool = False) -> None:
         self.config = config
+        self._exit_on_crash = exit_on_crash
+        self._stopping = False
         self._socket = bind_socket(config.host, config.port)
         self.port: int = self._socket.getsockname()[1]
         uv_config = uvicorn.Config(create_app(backend, config), log_level="warning", access_log=False,
@@ -75,13 +80,16 @@ class ApiServer:
         return f"http://{host}:{self.port}"
 
     def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._socket]))
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        try:
+            asyncio.run(self._server.serve(sockets=[self._socket]))
+        finally:
+            if self._exit_on_crash and not self._stopping:
+                log.critical("API server loop ended unexpectedly; exiting so that Ray restarts the actor")
+                os._exit(1)
 
     def stop(self) -> None:
         """Stop accepting, finish in-flight requests (up to the graceful timeout), release the port."""
+        self._stopping = True
         self._server.should_exit = True
         self._thread.join(STOP_TIMEOUT_S)
         self._socket.close()
@@ -100,14 +108,10 @@ class ApiActor:
     def __init__(self, config: ApiConfig, controller: ray.actor.ActorHandle) -> None:
         from actors.api.ray_backend import RayBackend
 
-        self._server = ApiServer(RayBackend(controller), config)
+        self._server = ApiServer(RayBackend(controller), config, exit_on_crash=True)
 
     def url(self) -> str:
         return self._server.url
-
-    def alive(self) -> bool:
-        """False once the HTTP thread died: a caller may then kill the actor so Ray restarts it."""
-        return self._server.alive()
 
     def pid(self) -> int:
         return os.getpid()
@@ -132,6 +136,6 @@ def start_api(config: ApiConfig, controller: ray.actor.ActorHandle, name: str = 
         name=name, namespace=namespace, lifetime=None,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
     ).remote(fixed, controller)
-    url = ray.get(actor.url.remote(), timeout=60)
+    url = ray.get(actor.url.remote(), timeout=START_TIMEOUT_ACTOR_S)
     log.info("tokdyn API listening on %s", url)
     return actor, url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import httpx
@@ -116,11 +117,16 @@ def test_pipeline_failure_mid_answer_ends_the_sse_stream_with_an_error_event(htt
 def test_client_leaving_mid_answer_stops_the_generation(server, backend, cam):
     backend.pace_s = 0.5  # a slow model: 32 tokens would take 16 s
     body = {"messages": video_question(cam), "max_tokens": 32, "stream": True}
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
-        with http.stream("POST", "/v1/chat/completions", json=body) as response:
-            next(response.iter_bytes())  # the answer has started
-            assert backend.open_answers == 1
-    wait_for(lambda: backend.open_answers == 0, 10.0, "the abandoned answer to be closed")
+    gc.disable()  # the API must close the answer itself, not leave it to the garbage collector
+    try:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+            with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                pieces = response.iter_bytes()  # kept referenced: dropping it would close the connection
+                next(pieces)  # the answer has started
+                assert backend.open_answers == 1
+        wait_for(lambda: backend.open_answers == 0, 5.0, "the abandoned answer to be closed")
+    finally:
+        gc.enable()
 
 
 def test_openai_client_raises_its_own_error_types(client, tiny_model):
