@@ -63,6 +63,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.merges = 0
         self._active_idx: torch.Tensor | None = None
         self._buffer: torch.Tensor | None = None
+        self._merge_loss: float | None = None
 
     # ---- update ---------------------------------------------------------------------------------------
     def _update(self, x: torch.Tensor, norms: torch.Tensor, timestamps: np.ndarray) -> None:
@@ -128,7 +129,8 @@ class StreamingTokenDynamics(StreamCompressorBase):
         best, arg = sims.max(dim=1)
         slots = act[arg]
         novel = torch.nonzero(best < c.novelty_threshold).flatten()
-        if c.max_new_clusters and novel.numel():
+        self._merge_loss = None
+        if c.max_new_clusters and novel.numel() and self._may_gain(best[novel]):
             slots = self._seed_new(xf, inv, best, slots, novel)
             act = self._active()
         self.sums += group_sums(xf, slots, self.slots, inv, out=self._scratch(xf.shape))
@@ -137,6 +139,13 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.counts += np.bincount(slots_np, minlength=self.slots)
         self.norm_sums += np.bincount(slots_np, weights=norms.cpu().numpy(), minlength=self.slots)
         return slots_np
+
+    def _may_gain(self, novel_best: torch.Tensor) -> bool:
+        """Cheap test before seeding: even perfect new centroids could win at most ``sum(1 - best)`` of summed
+        cosine; with no room below K_max that must beat the cheapest merge, or seeding cannot pay off."""
+        if int(self.active.sum()) < self.k_max:
+            return True
+        return float((1.0 - novel_best).sum()) > self._cheapest_merge_loss()
 
     def _seed_new(self, xf: torch.Tensor, inv: torch.Tensor, best: torch.Tensor, slots: torch.Tensor,
                   novel: torch.Tensor) -> torch.Tensor:
@@ -151,12 +160,20 @@ class StreamingTokenDynamics(StreamCompressorBase):
         seeds = kmeans_pp(xs, len(free), generator, scale=scale, d2=(2.0 - 2.0 * best[novel]).clamp_min(0.0))
         if seeds.shape[0] == 0:
             return slots
-        new = torch.from_numpy(free[: seeds.shape[0]]).to(self.device)
         best_new, arg_new = ((xs @ seeds.T) * scale[:, None]).max(dim=1)         # [M]
+        gain = torch.zeros(seeds.shape[0], dtype=torch.float64, device=self.device).index_add_(
+            0, arg_new, (best_new - best[novel]).clamp_min(0.0).double()).cpu().numpy()  # summed cosine won
+        accepted = self._worth_adding(gain)
+        if not accepted.any():
+            return slots
+        new = torch.full((seeds.shape[0],), -1, dtype=torch.long, device=self.device)
+        new[torch.from_numpy(np.flatnonzero(accepted)).to(self.device)] = torch.from_numpy(
+            free[: int(accepted.sum())]).to(self.device)
+        target = new[arg_new]
         slots = slots.clone()
-        slots[novel] = torch.where(best_new > best[novel], new[arg_new], slots[novel])
+        slots[novel] = torch.where((best_new > best[novel]) & (target >= 0), target, slots[novel])
         slots_np = slots.cpu().numpy()
-        for slot in free[: seeds.shape[0]]:
+        for slot in free[: int(accepted.sum())]:
             members = np.flatnonzero(slots_np == slot)
             if members.size == 0:  # a seed that won no token stays free
                 continue
@@ -169,6 +186,33 @@ class StreamingTokenDynamics(StreamCompressorBase):
             self.new_clusters += 1
         self._active_idx = None
         return slots
+
+    def _worth_adding(self, gain: np.ndarray) -> np.ndarray:
+        """Which candidate clusters to add, given the summed cosine ``gain [m]`` each wins in this chunk.
+
+        While there is room below K_max a candidate only has to win something; beyond that, adding it forces a
+        merge, so it must win more than the cheapest merge loses (otherwise it would be seeded and merged back
+        at once: churn that costs time and no fidelity). Greedy, best candidates first.
+        """
+        room = self.k_max - int(self.active.sum())
+        order = np.argsort(-gain, kind="stable")
+        accepted = np.zeros(gain.shape[0], dtype=bool)
+        accepted[order[: max(room, 0)]] = True
+        accepted &= gain > 0
+        if room < gain.shape[0]:
+            accepted[order[max(room, 0):]] = gain[order[max(room, 0):]] > self._cheapest_merge_loss()
+        return accepted
+
+    def _cheapest_merge_loss(self) -> float:
+        """Summed cosine lost by the cheapest merge of two active clusters (cached per chunk)."""
+        if self._merge_loss is None:
+            sums = self.sums[self._active()].double()
+            gram = (sums @ sums.T).cpu().numpy()                               # [K, K]
+            sq = np.maximum(np.diag(gram), 0.0)
+            loss = np.sqrt(sq)[:, None] + np.sqrt(sq) - np.sqrt(np.maximum(sq[:, None] + sq + 2 * gram, 0.0))
+            np.fill_diagonal(loss, np.inf)
+            self._merge_loss = float(loss.min()) if loss.size > 1 else float("inf")
+        return self._merge_loss
 
     def _merge_down(self) -> None:
         """Merge clusters until K <= K_max (cheapest fidelity loss first), then, adaptive only, merge pairs
