@@ -36,7 +36,8 @@ from stream.transport import Socket  # noqa: E402
 
 WARMUP = 10
 VARIANTS = ("bare", "codec", "msgpack")
-PAYLOADS = {"tokens 16x196x896 f16": ((16, 196, 896), np.float16), "frames 4x384x384x3 u8": ((4, 384, 384, 3), np.uint8)}
+PAYLOADS = {"tokens 16x196x896 f16": ((16, 196, 896), np.float16),
+            "frames 4x384x384x3 u8": ((4, 384, 384, 3), np.uint8)}
 TARGET_RATIO = 0.8
 
 
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                          "ratio_to_bare": rate / bare, "runs_gb_per_s": [r / 1e9 for r in rates[variant]]})
     print(f"{'payload':24} {'variant':8} {'GB/s':>7} {'msg/s':>8} {'vs bare':>8}")
     for r in rows:
-        print(f"{r['payload']:24} {r['variant']:8} {r['gb_per_s']:7.2f} {r['msg_per_s']:8.0f} {r['ratio_to_bare']:8.2f}")
+        print(f"{r['payload']:24} {r['variant']:8} {r['gb_per_s']:7.2f} {r['msg_per_s']:8.0f} "
+              f"{r['ratio_to_bare']:8.2f}")
     codec = next(r for r in rows if r["variant"] == "codec")
     verdict = "meets" if codec["ratio_to_bare"] >= TARGET_RATIO else "MISSES"
     print(f"codec / bare for the token chunk: {codec['ratio_to_bare']:.2f} ({verdict} the >= {TARGET_RATIO} target)")

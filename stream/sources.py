@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 from urllib.parse import urlsplit
 
 import av
@@ -72,7 +72,7 @@ class Source:
         self._last_error: str | None = None
         self._buffer: FrameBuffer | None = None
         self._reader: threading.Thread | None = None
-        self._iterated = False
+        self._iterator: Generator[Frame, None, None] | None = None
 
     # -- state machine -------------------------------------------------------------------------------
     def _set_state(self, state: SourceState, detail: str = "") -> None:
@@ -120,10 +120,13 @@ class Source:
     def _produce(self) -> Iterator[Frame]:
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[Frame]:
-        if self._iterated:
+    def __iter__(self) -> Generator[Frame, None, None]:
+        if self._iterator is not None:
             raise RuntimeError(f"source {self.url} can be iterated once")
-        self._iterated = True
+        self._iterator = self._iterate()
+        return self._iterator
+
+    def _iterate(self) -> Generator[Frame, None, None]:
         if self.policy is BufferPolicy.WAIT:
             yield from self._produce()
             return
@@ -165,6 +168,11 @@ class Source:
         self._stop.set()
         if self._buffer is not None:
             self._buffer.finish()
+        if self._iterator is not None:
+            try:  # release the decoder and connection now, not when the iterator is garbage-collected
+                self._iterator.close()
+            except ValueError:
+                pass  # running in another thread right now: it stops at the next frame (stop flag)
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(CLOSE_JOIN_S)
         if self._state not in (SourceState.ENDED, SourceState.FAILED):

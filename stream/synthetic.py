@@ -70,7 +70,8 @@ class SyntheticVideo:
         """[shapes, 4] start x, start y, speed x, speed y (pixels, pixels per second)."""
         rng = np.random.default_rng(self.seed)
         start = rng.uniform(0, 1, (self.shapes, 2)) * [self.width - self.side, self.height - self.side]
-        speed = rng.uniform(0.15, 0.5, (self.shapes, 2)) * [self.width, self.height] * rng.choice([-1, 1], (self.shapes, 2))
+        direction = rng.choice([-1, 1], (self.shapes, 2))
+        speed = rng.uniform(0.15, 0.5, (self.shapes, 2)) * [self.width, self.height] * direction
         return np.concatenate([start, speed], axis=1)
 
     def positions(self, t: float) -> np.ndarray:
