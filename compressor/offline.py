@@ -63,7 +63,9 @@ def fit_tokens(flat: torch.Tensor, norms: torch.Tensor, k: int, *, seed: int, to
     rank = torch.empty_like(order)
     rank[order] = torch.arange(kk, device=xn.device)
     labels = rank[res.labels]
-    norm_sums = torch.zeros(kk, dtype=torch.float64, device=xn.device).index_add_(0, labels, norms.double())
+    # Summed on the CPU in a fixed order: GPU atomics would make the result depend on scheduling.
+    norm_sums = torch.from_numpy(np.bincount(labels.cpu().numpy(), weights=norms.double().cpu().numpy(),
+                                             minlength=kk)).to(xn.device)
     return Fit(res.centroids[order], labels, res.sums[order], res.counts[order], norm_sums, first[order],
                res.inertia)
 

@@ -161,8 +161,10 @@ class StreamingTokenDynamics(StreamCompressorBase):
         if seeds.shape[0] == 0:
             return slots
         best_new, arg_new = ((xs @ seeds.T) * scale[:, None]).max(dim=1)         # [M]
-        gain = torch.zeros(seeds.shape[0], dtype=torch.float64, device=self.device).index_add_(
-            0, arg_new, (best_new - best[novel]).clamp_min(0.0).double()).cpu().numpy()  # summed cosine won
+        # Summed cosine each seed wins, added up on the CPU in a fixed order ([M] values; GPU atomics would
+        # make the acceptance test, hence the whole state, depend on scheduling).
+        won = (best_new - best[novel]).clamp_min(0.0).double().cpu().numpy()
+        gain = np.bincount(arg_new.cpu().numpy(), weights=won, minlength=seeds.shape[0])
         accepted = self._worth_adding(gain)
         if not accepted.any():
             return slots

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compressor.config import CompressorConfig
 from compressor.offline import token_dynamics
-from compressor.streaming import StreamingTokenDynamics
 from compressor.keymap import BLOCK_FRAMES
+from compressor.streaming import StreamingTokenDynamics
 from tests.compressor.helpers import clustered_tokens, feed, timestamps
 
 SETTINGS = settings(max_examples=12, deadline=None)
@@ -146,3 +147,15 @@ def test_low_precision_chunks() -> None:
     for dtype in (torch.float16, torch.bfloat16):
         compressor = run(CompressorConfig(budget=6), tokens.to(dtype))
         assert compressor.snapshot().base.dtype == np.float32 and compressor.snapshot().base.shape[0] == 6
+
+
+@pytest.mark.gpu
+def test_gpu_stream_matches_cpu_and_is_deterministic() -> None:
+    tokens = clustered_tokens(16, noise=0.2, centres=10)
+    config = CompressorConfig(budget=6, novelty_threshold=0.9)
+    cpu = run(config, tokens)
+    gpu_a, gpu_b = StreamingTokenDynamics(config, device="cuda"), StreamingTokenDynamics(config, device="cuda")
+    feed(gpu_a, tokens.cuda(), 3)
+    feed(gpu_b, tokens.cuda(), 3)
+    assert gpu_a.to_bytes() == gpu_b.to_bytes()
+    assert (gpu_a.key_map() == cpu.key_map()).mean() > 0.9
