@@ -17,9 +17,11 @@ controller and LLM actors. If the actor dies, Ray restarts it on the same host a
 Starting it (for `tokdyn serve`)::
 
     from actors.api.server import start_api
-    handle, url = start_api(config.api, controller_handle, namespace=config.ray.namespace)
+    handle, url = start_api(config.api, namespace=config.ray.namespace)   # controller found by its name
 
-`config.api` is `actors.config.ApiConfig` (host 127.0.0.1, port, api_key, max_body_bytes). Port 0 picks a
+`config.api` is `actors.config.ApiConfig` (host 127.0.0.1, port, api_key, max_body_bytes). The controller
+is looked up by name ("tokdyn-controller"), again after each restart; passing its handle instead works
+too, but Ray then warns that the actor's constructor arguments live in the object store. Port 0 picks a
 free port once, so a restarted actor comes back on the same URL. Listening on another interface means
 setting `api.host` explicitly (e.g. the node's IP, or 0.0.0.0) and, then, an `api_key`.
 

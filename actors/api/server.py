@@ -22,7 +22,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.api.app import create_app
 from actors.api.backend import Backend
+from actors.api.ray_backend import RayBackend
 from actors.config import ApiConfig
+from actors.controller import CONTROLLER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +105,17 @@ class ApiServer:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class ApiActor:
-    """Ray shell over ApiServer + RayBackend: one process serving HTTP, restarted by Ray if it dies."""
+    """Ray shell over ApiServer + RayBackend: one process serving HTTP, restarted by Ray if it dies.
 
-    def __init__(self, config: ApiConfig, controller: ray.actor.ActorHandle) -> None:
-        from actors.api.ray_backend import RayBackend
+    `controller` is the controller's actor name (looked up in `namespace`, again after every restart) or
+    its handle. Prefer the name: Ray keeps a handle argument in the object store, and warns that a restart
+    fails if the handle's owner lets it go.
+    """
 
+    def __init__(self, config: ApiConfig, controller: str | ray.actor.ActorHandle,
+                 namespace: str | None = None) -> None:
+        if isinstance(controller, str):
+            controller = ray.get_actor(controller, namespace=namespace)
         self._server = ApiServer(RayBackend(controller), config, exit_on_crash=True)
 
     def url(self) -> str:
@@ -122,9 +130,12 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def start_api(config: ApiConfig, controller: ray.actor.ActorHandle, name: str = API_ACTOR_NAME,
-              namespace: str | None = None) -> tuple[ray.actor.ActorHandle, str]:
+def start_api(config: ApiConfig, controller: str | ray.actor.ActorHandle = CONTROLLER_NAME,
+              namespace: str | None = None, name: str = API_ACTOR_NAME) -> tuple[ray.actor.ActorHandle, str]:
     """Start the HTTP API as a named Ray actor on this node and return (handle, url). Needs ray.init() done.
+
+    `controller`: the pipeline controller's actor name in `namespace` (the default, "tokdyn-controller",
+    is what `start_pipeline` creates) or its handle; `namespace` is also the API actor's own namespace.
 
     The actor is pinned to the node that calls this, so ``host`` (127.0.0.1 by default) means this machine.
     Port 0 is resolved here to a free port first, so a restarted actor listens on the same URL again.
@@ -135,7 +146,7 @@ def start_api(config: ApiConfig, controller: ray.actor.ActorHandle, name: str = 
     actor = ApiActor.options(
         name=name, namespace=namespace, lifetime=None,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
-    ).remote(fixed, controller)
+    ).remote(fixed, controller, namespace)
     url = ray.get(actor.url.remote(), timeout=START_TIMEOUT_ACTOR_S)
     log.info("tokdyn API listening on %s", url)
     return actor, url

@@ -32,7 +32,7 @@ def api(ray_local, tmp_path_factory):
         api=ApiConfig(port=0, api_key=API_KEY), checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
     )
     controller = start_pipeline(config)
-    actor, url = start_api(config.api, controller, namespace=config.ray.namespace)
+    actor, url = start_api(config.api, namespace=config.ray.namespace)  # finds the controller by name
     yield url, actor
     ray.kill(actor, no_restart=True)
     stop_pipeline(controller)
