@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from actors.api.backend import BackendUnavailable
+
 
 def stream_samples(http) -> dict[tuple[str, str], float]:
     """{(metric sample name, stream_id): value} from /metrics."""
@@ -51,3 +53,19 @@ def test_metrics_counters_move_as_the_stream_plays(http, backend):
 def test_health_and_ready(server, http):
     assert http.get("/health").json() == {"status": "ok"}
     assert http.get("/ready").json() == {"status": "ready"}
+
+
+def test_unreachable_pipeline_is_503_and_not_ready(http, backend):
+    async def down(*args):
+        raise BackendUnavailable("controller restarting")
+
+    async def not_ready():
+        return False
+
+    backend.list_streams = backend.stream_status = down
+    backend.ready = not_ready
+    for path in ("/v1/streams", "/v1/streams/cam", "/metrics"):
+        response = http.get(path)
+        assert response.status_code == 503 and response.json()["error"]["code"] == "backend_unavailable", path
+    assert http.get("/ready").json()["error"]["code"] == "not_ready"
+    assert http.get("/health").status_code == 200  # the HTTP process itself is fine
