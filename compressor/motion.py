@@ -51,36 +51,44 @@ class MotionStats:
 
     def update(self, slots: np.ndarray, timestamps: np.ndarray, first_frame: int) -> None:
         """Add a chunk: ``slots [T_c, H*W]`` int64 cluster of every token, ``timestamps [T_c]`` media seconds,
-        ``first_frame`` the stream index of the chunk's first frame."""
+        ``first_frame`` the stream index of the chunk's first frame. Vectorised over frames and clusters."""
         t_c, s, a = slots.shape[0], self.slots, self.arrays
         flat = (slots + np.arange(t_c)[:, None] * s).ravel()               # [T_c*HW] frame-major bins
         rows, cols = np.tile(self._rows, t_c), np.tile(self._cols, t_c)
         count = np.bincount(flat, minlength=t_c * s).reshape(t_c, s)        # [T_c, S]
         rsum = np.bincount(flat, rows, minlength=t_c * s).reshape(t_c, s)
         csum = np.bincount(flat, cols, minlength=t_c * s).reshape(t_c, s)
+        present = count > 0
         a["tokens"] += count.sum(0)
-        a["frames"] += (count > 0).sum(0)
+        a["frames"] += present.sum(0)
         a["row_sum"] += rsum.sum(0)
         a["col_sum"] += csum.sum(0)
-        a["row_sq"] += np.bincount(flat, rows * rows, minlength=t_c * s).reshape(t_c, s).sum(0)
-        a["col_sq"] += np.bincount(flat, cols * cols, minlength=t_c * s).reshape(t_c, s).sum(0)
-        for t in range(t_c):  # T_c is a handful of frames; everything inside is vectorised over clusters
-            present = count[t] > 0
-            row = np.where(present, rsum[t] / np.maximum(count[t], 1), 0.0)
-            col = np.where(present, csum[t] / np.maximum(count[t], 1), 0.0)
-            moved = present & (a["last_frame"] >= 0)
-            gap = np.maximum(first_frame + t - a["last_frame"], 1.0)
-            d_row = np.where(moved, (row - a["last_row"]) / gap, 0.0)
-            d_col = np.where(moved, (col - a["last_col"]) / gap, 0.0)
-            a["vel_row"] += d_row
-            a["vel_col"] += d_col
-            a["speed"] += np.hypot(d_row, d_col)
-            a["steps"] += moved
-            a["last_row"] = np.where(present, row, a["last_row"])
-            a["last_col"] = np.where(present, col, a["last_col"])
-            a["last_frame"] = np.where(present, float(first_frame + t), a["last_frame"])
-            a["first_t"] = np.where(present, np.minimum(a["first_t"], timestamps[t]), a["first_t"])
-            a["last_t"] = np.where(present, np.maximum(a["last_t"], timestamps[t]), a["last_t"])
+        a["row_sq"] += np.bincount(slots.ravel(), rows * rows, minlength=s)
+        a["col_sq"] += np.bincount(slots.ravel(), cols * cols, minlength=s)
+        # Row 0 of the extended [T_c + 1, S] arrays is the state before the chunk; for every frame, find the
+        # cluster's previous appearance (forward fill of the latest row where it was present).
+        frame = first_frame + np.arange(t_c, dtype=np.float64)
+        ext = np.empty((4, t_c + 1, s))                                    # present, row, col, frame
+        ext[:, 0] = a["last_frame"] >= 0, a["last_row"], a["last_col"], a["last_frame"]
+        ext[0, 1:], ext[1, 1:], ext[2, 1:], ext[3, 1:] = present, rsum / np.maximum(count, 1), \
+            csum / np.maximum(count, 1), frame[:, None]
+        latest = np.maximum.accumulate(np.where(ext[0] > 0, np.arange(t_c + 1)[:, None], -1), axis=0)
+        prev = np.maximum(latest[:-1], 0)                                  # [T_c, S] row of the previous appearance
+        cluster = np.arange(s)
+        before = ext[1:, prev, cluster]                                    # [3, T_c, S] row, col, frame there
+        moved = present & (latest[:-1] >= 0)
+        gap = np.maximum(frame[:, None] - before[2], 1.0)
+        d_row = np.where(moved, (ext[1, 1:] - before[0]) / gap, 0.0)
+        d_col = np.where(moved, (ext[2, 1:] - before[1]) / gap, 0.0)
+        a["vel_row"] += d_row.sum(0)
+        a["vel_col"] += d_col.sum(0)
+        a["speed"] += np.hypot(d_row, d_col).sum(0)
+        a["steps"] += moved.sum(0)
+        last = ext[1:, np.maximum(latest[-1], 0), cluster]                 # row 0 (old value) if never present
+        a["last_row"], a["last_col"], a["last_frame"] = last[0].copy(), last[1].copy(), last[2].copy()
+        ts = timestamps[:, None]
+        a["first_t"] = np.minimum(a["first_t"], np.where(present, ts, np.inf).min(0))
+        a["last_t"] = np.maximum(a["last_t"], np.where(present, ts, -np.inf).max(0))
 
     def merge(self, src: int, dst: int) -> None:
         """Cluster ``src`` joins ``dst``; ``src`` is reset."""

@@ -125,8 +125,8 @@ class StreamingTokenDynamics(StreamCompressorBase):
         act = self._active()                                                 # [K]
         inv = 1.0 / norms.clamp_min(1e-12)                                    # [N]
         xf = flat if flat.dtype == torch.float32 else flat.float()
-        sims = (xf @ self.centroids[act].T) * inv[:, None]                   # [N, K] cosine
-        best, arg = sims.max(dim=1)
+        raw, arg = (xf @ self.centroids[act].T).max(dim=1)                  # [N]: argmax of cosine = of raw
+        best = raw * inv                                                      # best cosine
         slots = act[arg]
         novel = torch.nonzero(best < c.novelty_threshold).flatten()
         self._merge_loss = None
@@ -134,7 +134,8 @@ class StreamingTokenDynamics(StreamCompressorBase):
             slots = self._seed_new(xf, inv, best, slots, novel)
             act = self._active()
         self.sums += group_sums(xf, slots, self.slots, inv, out=self._scratch(xf.shape))
-        self.centroids[act] = normalize_rows(self.sums[act])
+        # All S rows in place (free slots' rows are never read): no gather/scatter, no allocation.
+        torch.nn.functional.normalize(self.sums, dim=1, eps=1e-12, out=self.centroids)
         slots_np = slots.cpu().numpy()
         self.counts += np.bincount(slots_np, minlength=self.slots)
         self.norm_sums += np.bincount(slots_np, weights=norms.cpu().numpy(), minlength=self.slots)
@@ -208,8 +209,8 @@ class StreamingTokenDynamics(StreamCompressorBase):
     def _cheapest_merge_loss(self) -> float:
         """Summed cosine lost by the cheapest merge of two active clusters (cached per chunk)."""
         if self._merge_loss is None:
-            sums = self.sums[self._active()].double()
-            gram = (sums @ sums.T).cpu().numpy()                               # [K, K]
+            sums = self.sums[self._active()]
+            gram = (sums @ sums.T).double().cpu().numpy()  # [K, K]; float32 products suffice for a filter
             sq = np.maximum(np.diag(gram), 0.0)
             loss = np.sqrt(sq)[:, None] + np.sqrt(sq) - np.sqrt(np.maximum(sq[:, None] + sq + 2 * gram, 0.0))
             np.fill_diagonal(loss, np.inf)
