@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, LookupError, FileNotFoundError) as exc:
         print(f"tokdyn: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # UnknownStream, NotReady, StreamExists, bad specs: the message says what to do
+    except (ValueError, RuntimeError) as exc:  # UnknownStream, NotReady, StreamExists, bad specs: the message says what to do
         print(f"tokdyn: {exc}", file=sys.stderr)
         return 1
 

@@ -62,7 +62,7 @@ class Controller:
         self.encoder = EncoderActor.options(
             max_restarts=restarts, num_cpus=config.encoder.num_cpus, num_gpus=config.encoder.num_gpus,
             resources=config.encoder.resources or None,
-        ).remote(config.model, config.encoder, config.transport)
+        ).remote(config.model, config.encoder, config.transport, str(config.checkpoint_path / "encoder.port"))
         self.llm = LLMActor.options(
             name=LLM_NAME, max_restarts=restarts, max_concurrency=config.llm.max_concurrent,
             num_cpus=config.llm.num_cpus, num_gpus=config.llm.num_gpus, resources=config.llm.resources or None,

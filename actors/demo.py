@@ -69,6 +69,8 @@ def _watch(controller, stream_id: str, seconds: float, out) -> dict:
         status = ray.get(controller.stream_status.remote(stream_id))
         print("  " + _status_line(status), file=out, flush=True)
         waited = time.monotonic() - start
+        if status.get("state") == "failed":
+            raise RuntimeError(f"stream {stream_id}: the source failed: {status.get('last_error')}")
         if status.get("snapshot_version") is not None and waited >= seconds:
             return status
         if waited > max(seconds, FIRST_SNAPSHOT_TIMEOUT_S):

@@ -14,11 +14,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from actors.config import EncoderConfig, TransportConfig
-from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
+from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec, open_sticky
 from actors.vlm import Encoder, ModelConfig, load_vlm
 from stream.codec import Kind, Message
 from stream.tensors import to_wire_array
@@ -60,12 +61,15 @@ class EncoderWorker:
     """Owns the vision model and the sockets; one loop thread batches, encodes and routes."""
 
     def __init__(self, model: ModelConfig, encoder: EncoderConfig, transport: TransportConfig,
-                 exit_on_crash: bool = False) -> None:
+                 port_file: str | None = None, exit_on_crash: bool = False) -> None:
+        """port_file: where the frames port is recorded, so that a restarted encoder binds it again."""
         self.vlm = load_vlm(model)
         self._encoder = Encoder(self.vlm, model.encode_batch_frames)
         self.config = encoder
         self.transport = transport
-        self._frames_in = Socket.open(bind_spec("pull", bind_host(transport.bind)), hwm=transport.hwm)
+        host = bind_host(transport.bind)
+        self._frames_in = (open_sticky("pull", host, Path(port_file), transport.hwm) if port_file
+                           else Socket.open(bind_spec("pull", host), hwm=transport.hwm))
         self._routes: dict[str, str] = {}
         self._lock = threading.Lock()
         self._counters: dict[str, StreamCounters] = collections.defaultdict(StreamCounters)

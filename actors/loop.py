@@ -11,6 +11,11 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from stream.transport import Socket
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,24 @@ def bind_host(bind: str) -> str:
 def bind_spec(pattern: str, host: str) -> str:
     """Socket address that binds `pattern` ("pull", "sub", ...) on an ephemeral tcp port of `host`."""
     return f"{pattern}+bind:tcp://{host}:*"
+
+
+def open_sticky(pattern: str, host: str, port_file: Path, hwm: int) -> Socket:
+    """Bind `pattern` on `host`, on the port recorded in `port_file` if it is still free, else on a new
+    ephemeral port (recorded for next time).
+
+    A restarted actor thus usually comes back on the address its peers already connect to: ZeroMQ peers
+    reconnect by themselves and the messages they queued meanwhile are delivered instead of lost.
+    """
+    if port_file.exists():
+        try:
+            return Socket.open(f"{pattern}+bind:tcp://{host}:{int(port_file.read_text())}", hwm=hwm)
+        except (zmq.ZMQError, ValueError) as exc:
+            log.info("%s: recorded port unusable (%s), binding a new one", port_file.name, exc)
+    sock = Socket.open(bind_spec(pattern, host), hwm=hwm)
+    port_file.parent.mkdir(parents=True, exist_ok=True)
+    port_file.write_text(sock.endpoint.rsplit(":", 1)[1])
+    return sock
 
 
 class LoopThread:

@@ -7,7 +7,8 @@ and a PUB (connected to the LLM's SUB endpoint) sends SNAPSHOT messages (seq = s
 REPUBLISH_S while idle, so a (re)started LLM gets it without waiting for new video.
 
 Checkpoint: `<checkpoint_dir>/<stream_id>.ckpt` holds `StreamCompressor.to_bytes()`, rewritten atomically
-(tmp file + os.replace) after every chunk; a restarted actor restores it before it takes new tokens.
+(tmp file + os.replace) after every chunk; a restarted actor restores it before it takes new tokens, and
+binds the tokens port recorded in `<stream_id>.port` again, so the encoder's queued chunks reach it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from actors.config import StreamSpec, TransportConfig
-from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, bind_spec
+from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
 from compressor.registry import make_stream_compressor, restore_stream_compressor
 from stream.codec import Kind, Message
 from stream.tensors import from_wire_array
@@ -63,7 +64,7 @@ class MemoryWorker:
         self.path = checkpoint_file(checkpoint_dir, spec.stream_id)
         self.restored_digest: str | None = None
         self.compressor = self._restore_or_new()
-        self._tokens_in = Socket.open(bind_spec("pull", bind_host(transport.bind)), hwm=transport.hwm)
+        self._tokens_in = open_sticky("pull", bind_host(transport.bind), self.path.with_suffix(".port"), transport.hwm)
         self._lock = threading.Lock()
         self._publish_to = publish_to
         self.times = StageTimes()
@@ -129,6 +130,7 @@ class MemoryWorker:
         self._loop.stop()
         if delete_checkpoint:
             self.path.unlink(missing_ok=True)
+            self.path.with_suffix(".port").unlink(missing_ok=True)
 
     # --- loop thread ----------------------------------------------------------------------------------
 

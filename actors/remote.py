@@ -39,8 +39,9 @@ class SourceActor(SourceWorker, Located):
 
 @ray.remote
 class EncoderActor(EncoderWorker, Located):
-    def __init__(self, model: ModelConfig, encoder: EncoderConfig, transport: TransportConfig):
-        EncoderWorker.__init__(self, model, encoder, transport, exit_on_crash=True)
+    def __init__(self, model: ModelConfig, encoder: EncoderConfig, transport: TransportConfig,
+                 port_file: str | None = None):
+        EncoderWorker.__init__(self, model, encoder, transport, port_file, exit_on_crash=True)
 
 
 @ray.remote

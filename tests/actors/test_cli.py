@@ -94,3 +94,13 @@ def test_probe_reports_a_working_source(tmp_path: Path, capsys: pytest.CaptureFi
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True and sheet.exists()
     assert main(["probe", str(tmp_path / "missing.mp4"), "--sheet", ""]) == 1
+
+
+@pytest.mark.ray
+def test_demo_runs_end_to_end() -> None:
+    """`tokdyn demo` (its own local Ray cluster, so in its own process): progress, answers, figures, clean exit."""
+    done = tokdyn("demo", "--seconds", "3", "--question", "What moves?", timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "answers are NOT meaningful" in out and "Q: What moves?" in out
+    assert "compression ratio" in out and "shut down cleanly." in out

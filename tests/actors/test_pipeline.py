@@ -119,7 +119,9 @@ def test_killed_compressor_restores_its_checkpoint_and_the_stream_continues(pipe
     wait_for(lambda: (status(controller, "crash")["chunks_compressed"] or 0) >= 2, STARTUP_S, "2 chunks")
     ray.get(handles["source"].pause.remote())
     path = checkpoint_file(config.checkpoint_dir, "crash")
-    # Quiet: nothing in flight any more once the state equals the checkpoint on disk twice in a row.
+    # Quiet: every chunk sent is compressed, and the state equals the checkpoint on disk.
+    wait_for(lambda: (s := status(controller, "crash"))["chunks_sent"] == s["chunks_compressed"], FLOW_S,
+             "the chunks in flight")
     settled = wait_for(lambda: _settled(handles["memory"], path), FLOW_S, "the memory to settle")
     before = status(controller, "crash")
     old_pid = ray.get(handles["memory"].pid.remote())

@@ -141,6 +141,7 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
         status = worker.status()
         assert status["bad_messages"] == 1 and status["chunks"] == 3 and status["compression_ratio"] >= 96 / 8
         digest = worker.state_digest()
+        endpoint = worker.endpoints()["tokens"]
         assert digest == state_digest(checkpoint_file(tmp_path, "m").read_bytes())
     finally:
         push.close()
@@ -148,6 +149,7 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
     again = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=sub.peer_spec())
     try:
         assert again.status()["restored"] and again.state_digest() == digest
+        assert again.endpoints()["tokens"] == endpoint  # same port again: the encoder's queue reaches it
         # the restored snapshot is re-published without new input (a restarted LLM gets it)
         msg = sub.recv(int(DEADLINE_S * 1000))
         while msg is not None and msg.seq < 3:
