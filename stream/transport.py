@@ -121,6 +121,11 @@ class Socket:
             raise
         return cls(address, sock, max_bytes)
 
+    @property
+    def raw(self) -> zmq.Socket:
+        """The underlying ZeroMQ socket (benchmarks and low-level tests send raw frames through it)."""
+        return self._sock
+
     def peer_spec(self, host: str | None = None) -> str:
         """Address string a peer uses to reach this socket (bound sockets only), e.g. for a PUSH
         bound at ``tcp://0.0.0.0:5000`` and host "10.0.0.5": ``pull+connect:tcp://10.0.0.5:5000``."""

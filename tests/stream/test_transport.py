@@ -107,7 +107,7 @@ def test_pub_sub_newest_per_stream():
 def test_ten_thousand_bad_messages_interleaved_with_good(pair):
     """Every good message arrives, in order; every bad one is counted and skipped; the receiver lives on."""
     push, pull = pair
-    raw = push._sock
+    raw = push.raw
     good_frames = encode(Message(Kind.TOKENS, "s", 0, {}, {"x": np.arange(600, dtype=np.float32)}))
     bad_kinds = [[b"garbage"], [good_frames[0]], [good_frames[0], b"short"], [b"\x81\xa1v\x01"],
                  [good_frames[0], good_frames[1], b"extra"], [b""]]
