@@ -122,6 +122,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                     code="not_found" if exc.status_code == 404 else "method_not_allowed").response()
 
 
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug in the API itself: still a 500 in the OpenAI shape (Starlette logs the traceback)."""
+    return ApiError(500, f"internal error: {type(exc).__name__}", code="internal_error").response()
+
+
 def create_app(backend: Backend, config: ApiConfig) -> Starlette:
     """The HTTP API over `backend`; `config` gives the API key and the body size limit (actors.config.ApiConfig)."""
     api = Api(backend, config)
@@ -139,5 +144,5 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(BearerAuth, api_key=config.api_key)],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
     )

@@ -76,6 +76,8 @@ class ChatHandler:
     async def _resolve_model(self, requested: str | None) -> str:
         with backend_errors():
             names = await self.model_names()
+        if not names:
+            raise ApiError(503, "pipeline has no model to answer with", code="backend_unavailable")
         if requested is None:
             return names[0]
         if requested not in names:

@@ -24,7 +24,7 @@ from actors.api.backend import (
     UnknownStreamError,
 )
 from actors.config import ConfigError
-from actors.controller import NoSuchStream, StreamExists
+from actors.controller import START_TIMEOUT_S, NoSuchStream, StreamExists
 from actors.llm import NotReady, UnknownStream
 from actors.vlm.base import InputError
 
@@ -73,7 +73,9 @@ class RayBackend:
         return self._llm
 
     async def add_stream(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(self.controller.add_stream, spec)
+        # The controller waits for the stream's new actors to start (imports, on a busy machine: minutes);
+        # giving up sooner would report a failure for a stream that then appears anyway.
+        return await self._call(self.controller.add_stream, spec, timeout_s=START_TIMEOUT_S)
 
     async def list_streams(self) -> list[dict[str, Any]]:
         return await self._call(self.controller.list_streams)

@@ -136,3 +136,11 @@ def test_openai_client_raises_its_own_error_types(client, tiny_model):
     bad_key = openai.OpenAI(base_url=str(client.base_url), api_key="wrong-key-000", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad_key.models.list()
+
+
+def test_a_bug_in_the_api_is_still_an_openai_shaped_500(server, http, cam, monkeypatch):
+    monkeypatch.setattr("actors.api.chat._Turn.collect", None)  # calling None: a TypeError inside the handler
+    response = http.post("/v1/chat/completions", json={"messages": video_question(cam)})
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    # uvicorn closes the connection after an unhandled error; a new one is served
+    assert httpx.get(f"{server.url}/v1/models", headers=http.headers).status_code == 200
