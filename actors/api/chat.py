@@ -9,8 +9,8 @@ Conventions (also in the actors/api package docstring):
   says how many of them were visual (the compact memory the answer came from).
 - Every answer says what it covers in an extra top-level field ``"tokdyn": {"stream_id", "span": {"t_start",
   "t_end"} (media seconds), "snapshot_version", "ttft_s", "note" (random-weight models only)}``; a streamed
-  answer carries it (and ``usage``) on the chunk with ``finish_reason``. With ``stream_options.include_usage`` a final ``choices: []`` chunk with
-  ``usage`` follows too, as OpenAI sends it.
+  answer carries it (and ``usage``) on the chunk with ``finish_reason``. With ``stream_options.include_usage``
+  a final ``choices: []`` chunk with ``usage`` follows too, as OpenAI sends it.
 - Errors before the first token are plain HTTP errors; an error after it (the answer already started with
   200) arrives as one ``data: {"error": {...}}`` event, and the stream ends without ``[DONE]``.
 """
