@@ -9,6 +9,7 @@ the app's Ray calls (`await ref`) work from any event loop.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
@@ -32,6 +33,13 @@ START_TIMEOUT_S = 10.0  # uvicorn up after the socket is bound
 START_TIMEOUT_ACTOR_S = 180.0  # actor process + imports (torch, via the pipeline modules) on a busy machine
 STOP_TIMEOUT_S = 5.0
 API_ACTOR_NAME = "tokdyn-api"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only "localhost" is known to stay on this machine
+        return host == "localhost"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -59,6 +67,9 @@ class ApiServer:
     """
 
     def __init__(self, backend: Backend, config: ApiConfig, exit_on_crash: bool = False) -> None:
+        if config.api_key is None and not _is_loopback(config.host):
+            log.warning("API on %s without an api_key: anyone who reaches this address can manage streams "
+                        "and ask questions", config.host)
         self.config = config
         self._exit_on_crash = exit_on_crash
         self._stopping = False

@@ -67,3 +67,14 @@ def test_port_in_use_fails_at_once_naming_the_address(backend):
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
             ApiServer(backend, ApiConfig(port=port))
+
+
+@needs_host_ip
+def test_listening_beyond_loopback_without_a_key_is_warned_about(backend, caplog):
+    with ApiServer(backend, ApiConfig(host=HOST_IP, port=0)):
+        pass
+    assert "without an api_key" in caplog.text
+    caplog.clear()
+    with ApiServer(backend, ApiConfig(port=0)):
+        pass
+    assert "without an api_key" not in caplog.text
