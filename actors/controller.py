@@ -155,7 +155,7 @@ class Controller:
             "t_start": memory.get("t_start"), "t_end": memory.get("t_end"),
             "snapshot_version": memory.get("snapshot_version"), "chunks_compressed": memory.get("chunks"),
             "bad_messages": memory.get("bad_messages"), "restored": memory.get("restored"),
-            "stage_s": memory.get("stage_s"),
+            "stage_s": memory.get("stage_s"), "stage_totals": memory.get("stage_totals"),
         }
 
     def stream_handles(self, stream_id: str) -> dict:

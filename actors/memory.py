@@ -117,6 +117,7 @@ class MemoryWorker:
             "snapshot_version": snap.version if snap else None,
             "chunks": self.chunks, "bad_messages": self.bad_messages + self._tokens_in.stats.bad, "lag_s": self.lag_s, "ended": self.ended,
             "restored": self.restored_digest is not None, "stage_s": self.times.means(),
+            "stage_totals": {k: [v, self.times.counts[k]] for k, v in self.times.totals.items()},
             "loop_error": self._loop.error,
         }
 
