@@ -1,0 +1,14 @@
+"""Getting frames in and moving data between processes (no Ray, no models).
+
+- ``sources``: ``open_source(url, SourceConfig) -> Source`` for files, RTSP/HTTP (any FFmpeg URL) and
+  ``synthetic://`` video; state machine, counters, reconnect with backoff, buffer policies.
+- ``sampling``: ``Sampler`` (by timestamp), ``resize_frames``, ``Chunker`` and ``chunks(...)``, the one loop.
+- ``codec``: ``Message`` <-> multipart frames (msgpack header + zero-copy buffers), ``ProtocolError``.
+- ``tensors``: torch <-> wire arrays (bfloat16 as raw bits); imports torch lazily.
+- ``transport``: ``Socket.open("push+bind:tcp://127.0.0.1:*")``, ``SequenceTracker`` (gaps, EOS).
+- ``probe``: ``probe(url) -> ProbeReport`` and the ``tokdyn probe`` command.
+- ``rtsp_server``: ``RtspServer``, a real RTSP camera on loopback for tests and demos.
+- ``synthetic``: moving squares with known positions; ``write_video`` encodes frames with PyAV.
+
+Submodules are imported on demand (``import stream`` stays cheap).
+"""
