@@ -38,19 +38,21 @@ def normalize_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def group_sums(x: torch.Tensor, labels: torch.Tensor, k: int, weights: torch.Tensor | None = None,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+               scratch: torch.Tensor | None = None, into: torch.Tensor | None = None) -> torch.Tensor:
     """``[k, D]`` sums of the rows of ``x [N, D]`` (times ``weights [N]`` if given) grouped by ``labels [N]``.
 
     CPU: ``index_add_`` (serial, deterministic, about 4x faster than a one-hot matmul here). GPU: a one-hot
-    matmul, because ``index_add_`` uses atomics there and would break same-seed-same-result. ``out``: optional
-    ``[N, D]`` scratch for the weighted rows (CPU).
+    matmul, because ``index_add_`` uses atomics there and would break same-seed-same-result.
+    ``scratch``: optional ``[N, D]`` buffer for the weighted rows; ``into``: optional ``[k, D]`` accumulator
+    the sums are added to in place (and returned).
     """
     if x.device.type == "cpu":
-        rows = x if weights is None else torch.mul(x, weights[:, None], out=out)
-        return torch.zeros(k, x.shape[1], dtype=x.dtype).index_add_(0, labels, rows)
+        rows = x if weights is None else torch.mul(x, weights[:, None], out=scratch)
+        target = torch.zeros(k, x.shape[1], dtype=x.dtype) if into is None else into
+        return target.index_add_(0, labels, rows)
     onehot = torch.zeros(k, labels.shape[0], dtype=x.dtype, device=x.device)  # [k, N]
     onehot[labels, torch.arange(labels.shape[0], device=x.device)] = 1.0 if weights is None else weights
-    return onehot @ x
+    return onehot @ x if into is None else into.addmm_(onehot, x)
 
 
 def one_hot_sums(xn: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -133,7 +133,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         if c.max_new_clusters and novel.numel() and self._may_gain(best[novel]):
             slots = self._seed_new(xf, inv, best, slots, novel)
             act = self._active()
-        self.sums += group_sums(xf, slots, self.slots, inv, out=self._scratch(xf.shape))
+        group_sums(xf, slots, self.slots, inv, scratch=self._scratch(xf.shape), into=self.sums)
         # All S rows in place (free slots' rows are never read): no gather/scatter, no allocation.
         torch.nn.functional.normalize(self.sums, dim=1, eps=1e-12, out=self.centroids)
         slots_np = slots.cpu().numpy()
