@@ -1,4 +1,4 @@
-"""The interface every VLM family implements, and the small types its answers carry."""
+"""The interface every VLM family implements, and the errors its methods raise (all ValueErrors)."""
 
 from __future__ import annotations
 
