@@ -74,10 +74,11 @@ class CrossDynamicsAttention(nn.Module):
 def visual_tokens(snapshot: Snapshot, attention: CrossDynamicsAttention | None = None) -> torch.Tensor:
     """The tokens handed to the LLM: ``[K + R, D]`` float32 = base (motion-fused if ``attention``) then recent.
 
-    The base is already in canonical order (first appearance) and at the input tokens' norm.
+    The base is already in canonical order (first appearance) and at the input tokens' norm. Snapshots without
+    motion features (baselines: ``motion`` is ``[K, 0]``) pass through unchanged.
     """
     base = torch.from_numpy(np.array(snapshot.base, dtype=np.float32))      # [K, D]
-    if attention is not None and base.shape[0]:
+    if attention is not None and base.shape[0] and snapshot.motion.shape[1]:
         motion = torch.from_numpy(np.array(snapshot.motion, dtype=np.float32))
         device = next(attention.parameters()).device
         with torch.no_grad():

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from compressor.baselines import BipartiteMerger, reduce_clip
+from compressor.config import CompressorConfig
 from compressor.motion import MOTION_FEATURES, motion_features
 from compressor.serial import pack_array, unpack_array
 from compressor.stream_base import StreamCompressorBase
@@ -97,7 +98,7 @@ class StreamingToMe(StreamCompressorBase):
 
     method = "tome"
 
-    def __init__(self, config: Any = None) -> None:
+    def __init__(self, config: CompressorConfig | None = None) -> None:
         super().__init__(config)
         self._merger = BipartiteMerger(self.config.base_budget)
 

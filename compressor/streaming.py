@@ -281,10 +281,6 @@ class StreamingTokenDynamics(StreamCompressorBase):
         rank[order] = np.arange(order.shape[0])
         return rank[self.keymap.resolve(start, stop)].astype(smallest_uint_dtype(max(order.shape[0], 1)))
 
-    def unit_base(self) -> torch.Tensor:
-        """``[K, D]`` unit centroids in canonical order (on the state's device)."""
-        return self.centroids[torch.from_numpy(self.canonical_slots()).to(self.device)]
-
     def reconstruct(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Token hash function over the stream so far: ``[T, H, W, D]`` at the input scale."""
         base = torch.from_numpy(self.snapshot().base.copy())  # the snapshot array is read-only

@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 from compressor.attention import CrossDynamicsAttention, visual_tokens
 from compressor.config import CompressorConfig
 from compressor.motion import MOTION_FEATURES, MotionStats, motion_features
+from compressor.registry import make_stream_compressor
 from compressor.streaming import StreamingTokenDynamics
 from tests.compressor.helpers import clustered_tokens, feed
 
@@ -104,3 +105,11 @@ def test_visual_tokens_canonical_base_then_recent() -> None:
     assert torch.equal(tokens[6:], torch.from_numpy(snap.recent.copy()))
     # the base sits at the input tokens' typical norm (3..4 in this clip), not on the unit sphere
     assert 2.5 < float(torch.linalg.vector_norm(tokens[:6], dim=1).mean()) < 4.5
+
+
+def test_visual_tokens_of_a_baseline_pass_through() -> None:
+    compressor = make_stream_compressor(CompressorConfig(method="tome", budget=5))
+    feed(compressor, clustered_tokens(4))
+    snap = compressor.snapshot()
+    assert snap.motion.shape == (5, 0)
+    assert torch.equal(visual_tokens(snap, CrossDynamicsAttention(16, heads=2)), torch.from_numpy(snap.base.copy()))
