@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'payload':24} {'variant':8} {'GB/s':>6} {'msg/s':>6} {'vs bare':>7} {'best GB/s':>9} "
           f"{'best vs bare':>12} {'CPU ms/msg':>10}")
     for r in rows:
-        print(f"{r['payload']:24} {r['variant']:8} {r['gb_per_s']:6.2f} {r['msg_per_s']:6.0f} {r['ratio_to_bare']:7.2f} "
+        print(f"{r['payload']:24} {r['variant']:8} {r['gb_per_s']:6.2f} {r['msg_per_s']:6.0f} "
+              f"{r['ratio_to_bare']:7.2f} "
               f"{r['best_gb_per_s']:9.2f} {r['best_ratio_to_bare']:12.2f} {r['cpu_ms_per_msg']:10.2f}")
     print(f"medians over {rounds} rounds of {batch} messages per variant; 'vs bare' = median of per-round ratios; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

@@ -74,8 +74,9 @@ class StatusEvent:
 class SourceStatus:
     """Point-in-time view of a source; every URL and error text in it is redacted.
 
-    decoded: frames decoded; sampled: frames kept by the sampler; dropped: decoded frames discarded
-    because the consumer lagged (drop_oldest policy) or they went stale; reconnects: disconnects
+    decoded: frames decoded; sampled: frames the source's sampler kept (all of them without a sampler);
+    dropped: sampled frames discarded because the consumer lagged (drop_oldest policy) or they went
+    stale; reconnects: disconnects
     followed by a reconnect attempt; fps / width / height / codec: of the current stream, when known.
     """
 

@@ -102,7 +102,7 @@ def probe(url: str, samples: int = 6, seconds: float = 5.0, timeout_s: float = 2
                                               "loop": False}))
     watchdog = threading.Timer(timeout_s, source.close)  # a stalled camera cannot hold the probe forever
     watchdog.daemon = True
-    sampler = Sampler(samples / seconds)
+    source.set_sampler(Sampler(samples / seconds).keep)
     kept: list[Frame] = []
     first_s, start, error = None, time.monotonic(), None
     watchdog.start()
@@ -113,8 +113,7 @@ def probe(url: str, samples: int = 6, seconds: float = 5.0, timeout_s: float = 2
                 t0 = frame.pts
             if frame.pts - t0 >= seconds or len(kept) >= samples:
                 break
-            if sampler.keep(frame.pts):
-                kept.append(frame)
+            kept.append(frame)
     except SourceError as exc:
         error = str(exc)
     finally:

@@ -106,12 +106,10 @@ def chunks(source: Source | str, rate_hz: float, frames_per_chunk: int, size: in
         source = open_source(source, SourceConfig(policy=policy))
     elif policy is not None and BufferPolicy(policy) is not source.policy:
         raise ValueError(f"policy: the source was opened with {source.policy.value}, got {policy!r}")
-    sampler, chunker = Sampler(rate_hz), Chunker(frames_per_chunk, stream_id, size)
+    source.set_sampler(Sampler(rate_hz).keep)  # sample inside the source: skipped frames cost no RGB conversion
+    chunker = Chunker(frames_per_chunk, stream_id, size)
     try:
         for frame in source:
-            if not sampler.keep(frame.pts):
-                continue
-            source.note_sampled()
             chunk = chunker.push(frame)
             if chunk is not None:
                 yield chunk

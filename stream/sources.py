@@ -12,6 +12,7 @@ with DROP_OLDEST a reader thread decodes into a bounded ``FrameBuffer`` (freshes
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import random
 import threading
@@ -20,6 +21,7 @@ from typing import Callable, Generator, Iterator
 from urllib.parse import urlsplit
 
 import av
+import numpy as np
 
 from stream.buffer import FrameBuffer
 from stream.config import BufferPolicy, SourceConfig, redact_text, redact_url
@@ -73,6 +75,7 @@ class Source:
         self._buffer: FrameBuffer | None = None
         self._reader: threading.Thread | None = None
         self._iterator: Generator[Frame, None, None] | None = None
+        self._keep: Callable[[float], bool] | None = None
 
     # -- state machine -------------------------------------------------------------------------------
     def _set_state(self, state: SourceState, detail: str = "") -> None:
@@ -111,10 +114,14 @@ class Source:
                                 last_error=self._last_error, events=tuple(self._events), **self._counts,
                                 **self._info)  # type: ignore[arg-type]
 
-    def note_sampled(self, count: int = 1) -> None:
-        """Called by the sampling loop: ``count`` frames of this source were kept."""
-        with self._lock:
-            self._counts["sampled"] += count
+    def set_sampler(self, keep: Callable[[float], bool]) -> None:
+        """Hand out only frames for which ``keep(pts)`` is true (e.g. ``Sampler(rate_hz).keep``); call before
+        iterating. The others are still decoded (inter-frame codecs need them) but never converted to RGB
+        nor buffered: a 30 fps camera sampled at 2 Hz skips 28 of 30 conversions, and drop_oldest drops
+        only frames that would have been used."""
+        if self._iterator is not None or self._keep is not None:
+            raise RuntimeError(f"source {self.url}: set_sampler must be called once, before iterating")
+        self._keep = keep
 
     # -- iteration -------------------------------------------------------------------------------------
     def _produce(self) -> Iterator[Frame]:
@@ -146,11 +153,18 @@ class Source:
         else:
             self._buffer.finish()
 
-    def _emit(self, image, raw_pts: float | None, clock: TimestampCorrector, pace_from: list) -> Frame:
-        """Count, timestamp and (if realtime) pace one decoded frame. ``pace_from`` holds the
-        (wall, media) anchor of the pacing clock, set on the first frame."""
+    def _emit(self, image: Callable[[], np.ndarray], raw_pts: float | None, clock: TimestampCorrector,
+              pace_from: list) -> Frame | None:
+        """Count and timestamp one decoded frame; if the sampler keeps it, pace it (realtime) and convert it
+        (``image()`` -> [H, W, 3] uint8 RGB), else return None. ``pace_from`` holds the (wall, media) anchor
+        of the pacing clock, set on the first frame."""
         arrival = time.time()
         pts = clock.correct(raw_pts, arrival)
+        with self._lock:
+            index = self._counts["decoded"]
+            self._counts["decoded"] += 1
+        if self._keep is not None and not self._keep(pts):
+            return None
         if self.config.realtime:
             if not pace_from:
                 pace_from.extend([arrival, pts])
@@ -159,9 +173,8 @@ class Source:
                 self._stop.wait(wait)
                 arrival = time.time()
         with self._lock:
-            index = self._counts["decoded"]
-            self._counts["decoded"] += 1
-        return Frame(image, pts, arrival, index)
+            self._counts["sampled"] += 1
+        return Frame(image(), pts, arrival, index)
 
     def close(self) -> None:
         """Stop reading (the reader thread exits within about a read timeout). Idempotent."""
@@ -194,13 +207,18 @@ class SyntheticSource(Source):
         super().__init__(url, config, on_event)
         self._info.update(fps=self.video.fps, width=self.video.width, height=self.video.height, codec="synthetic")
 
+    def _image(self, index: int) -> np.ndarray:
+        return self.video.frame(index)[0]
+
     def _produce(self) -> Iterator[Frame]:
         clock, pace_from = TimestampCorrector(self.video.fps), []
         self._set_state(SourceState.STREAMING)
-        for image, t in self.video.frames():
-            if self._stop.is_set():
-                break
-            yield self._emit(image, t, clock, pace_from)
+        index = 0
+        while not self._stop.is_set() and (self.video.num_frames is None or index < self.video.num_frames):
+            frame = self._emit(functools.partial(self._image, index), index / self.video.fps, clock, pace_from)
+            if frame is not None:
+                yield frame
+            index += 1
         if self._state is not SourceState.ENDED:
             self._set_state(SourceState.ENDED, "end of synthetic video")
 
@@ -312,10 +330,11 @@ class AvSource(Source):
             errors = 0
             for frame in decoded:
                 last_raw = frame.time if frame.time is not None else last_raw
-                out = self._emit(frame.to_ndarray(format="rgb24"), frame.time, clock, pace_from)
+                out = self._emit(functools.partial(frame.to_ndarray, format="rgb24"), frame.time, clock, pace_from)
                 if self._state is SourceState.CONNECTING:
                     self._set_state(SourceState.STREAMING)
-                yield out
+                if out is not None:
+                    yield out
         if self.live_stream or (self.network and container.duration is None):
             return False
         self._check_complete(container, stream, last_raw)

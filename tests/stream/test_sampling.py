@@ -127,6 +127,15 @@ def test_chunks_from_synthetic_exact_grid_and_counters():
     assert (status.decoded, status.sampled, status.state.value) == (90, 12, "ended")
 
 
+def test_set_sampler_before_iterating_only():
+    source = open_source("synthetic://?width=64&height=48&fps=10&seconds=2")
+    source.set_sampler(Sampler(1.0).keep)
+    with pytest.raises(RuntimeError, match="set_sampler must be called once"):
+        source.set_sampler(Sampler(2.0).keep)
+    assert [f.index for f in source] == [0, 10]  # decode indices of the kept frames
+    assert (source.status().decoded, source.status().sampled) == (20, 2)
+
+
 def test_chunks_from_url_and_policy_checks():
     got = list(chunks("synthetic://?width=64&height=48&fps=10&seconds=1", 2, 4, policy="wait"))
     assert [len(c.timestamps) for c in got] == [2]  # short final chunk flushed
