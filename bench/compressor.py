@@ -196,6 +196,21 @@ def bench_fidelity(clips: dict[str, tuple[float, int]], budgets: list[int]) -> l
     return rows
 
 
+def bench_adaptive(rate_hz: float, max_frames: int) -> list[dict]:
+    """Adaptive K in [12, 32] on vtest with tiny-SigLIP tokens: offline elbow and silhouette vs streaming."""
+    frames, times = decode(sample_path("vtest"), rate_hz, max_frames)
+    tokens = TinySiglip()(frames)
+    rows = []
+    for rule in ("elbow", "silhouette"):
+        config = CompressorConfig(budget=32, adaptive=True, k_min=12, k_max=32, adaptive_rule=rule)
+        offline = reduce_clip("offline_token_dynamics", tokens, config)
+        stream_fid, stream_k = streaming_fidelity(tokens, times, config)
+        rows.append({"rule": rule, "frames": int(frames.shape[0]), "offline_k": int(offline.tokens.shape[0]),
+                     "offline_fidelity": fidelity(tokens, offline), "streaming_k": stream_k,
+                     "streaming_fidelity": stream_fid})
+    return rows
+
+
 def print_report(result: dict) -> None:
     up = result["updates"]
     print(f"\nUpdate cost ({up['tokens']}; chunk {up['chunk_shape']}, K={up['k']}, torch threads "
@@ -220,6 +235,10 @@ def print_report(result: dict) -> None:
     for row in result["fidelity"]:
         print(f"{row['clip']:>13} {row['source']:>16} {row['frames']:>4} {row['budget']:>3} "
               + " ".join(f"{row[m]:>12.4f}" for m in methods) + f"  {row['streaming_over_offline']:>10.4f}")
+    print("\nAdaptive K in [12, 32] (vtest, tiny-siglip-64): rule, offline K / fidelity, streaming K / fidelity")
+    for row in result["adaptive"]:
+        print(f"  {row['rule']:>10}: offline K={row['offline_k']:>2} {row['offline_fidelity']:.4f}; "
+              f"streaming K={row['streaming_k']:>2} {row['streaming_fidelity']:.4f}")
     print("\n" + "\n".join(result["summary"]))
 
 
@@ -268,6 +287,7 @@ def main() -> None:
         "token_convention": "196 tokens/frame (14x14 grid, pooled LLaVA-OneVision convention)",
         "updates": {**bench_updates(checkpoints, window=100 if args.quick else 300), "seeding": bench_seeding()},
         "fidelity": bench_fidelity(clips, [16, 32, 64]),
+        "adaptive": bench_adaptive(*clips["vtest"]),
     }
     result["summary"] = summarise(result)
     result["wall_s"] = time.perf_counter() - started

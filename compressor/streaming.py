@@ -12,9 +12,11 @@ offline Token Dynamics on it. Later chunks:
     1. assign every token to the nearest active centroid by cosine (one ``[N, D] x [D, K]`` matmul on the raw
        tokens, divided by their norms: the unit tokens are never materialised);
     2. tokens whose best cosine is below ``novelty_threshold`` seed up to ``max_new_clusters`` new clusters by
-       k-means++ continued from the current centroids; tokens closer to a new seed move to it;
-    3. add the chunk to sums/counts (a second matmul: ``[S, N]`` weighted one-hot x ``[N, D]``), write the key
-       map and motion statistics;
+       greedy k-means++ continued from the current centroids; tokens closer to a new seed move to it. A new
+       cluster is kept only if it wins more summed cosine than the cheapest merge would lose (at the budget,
+       every new cluster forces a merge), so the state does not churn;
+    3. add the chunk to sums/counts (``index_add_`` of the unit tokens on CPU, a one-hot matmul on GPU), write
+       the key map and motion statistics;
     4. merge down to K_max, always the pair whose merge loses the least reconstruction fidelity:
        ``|s_a| + |s_b| - |s_a + s_b|`` (the drop in summed cosine of the members to their centroid; a
        Ward-like cost computed on the small ``[K, K]`` Gram matrix of the sums). Adaptive mode further merges
@@ -132,7 +134,6 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self._merge_loss = None
         if c.max_new_clusters and novel.numel() and self._may_gain(best[novel]):
             slots = self._seed_new(xf, inv, best, slots, novel)
-            act = self._active()
         group_sums(xf, slots, self.slots, inv, scratch=self._scratch(xf.shape), into=self.sums)
         # All S rows in place (free slots' rows are never read): no gather/scatter, no allocation.
         torch.nn.functional.normalize(self.sums, dim=1, eps=1e-12, out=self.centroids)
