@@ -25,7 +25,8 @@ class BufferPolicy(str, enum.Enum):
 class SourceConfig:
     """How to open and read a source. Times in seconds.
 
-    realtime: pace a file / synthetic source at its frame rate, as if it were live.
+    realtime: pace a file / synthetic source at its frame rate, as if it were live (a network camera is
+        paced by its own clock: no extra pacing, but it still counts as live for the default policy).
     policy: buffer policy; None picks DROP_OLDEST for live sources (network, realtime) and WAIT otherwise.
     buffer_frames: capacity of the DROP_OLDEST buffer (decoded frames).
     max_staleness_s: DROP_OLDEST hands out no frame that arrived longer ago than this.

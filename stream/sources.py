@@ -7,6 +7,7 @@ recent events, with every URL and error text redacted.
 
 Threading: with the WAIT policy frames are decoded in the consumer's thread, on demand (nothing lost);
 with DROP_OLDEST a reader thread decodes into a bounded ``FrameBuffer`` (freshest wins, drops counted).
+``set_sampler`` moves sampling into the source, so frames it skips are never converted to RGB.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float, jitter: float, r
 class Source:
     """Base class: state machine, counters, events, buffer policy. Subclasses implement ``_produce``."""
 
-    live: bool = False
+    live: bool = False  # frames come in real time (network stream or paced file): drop_oldest by default
+    live_stream: bool = False  # a network stream that is live by nature (RTSP, RTMP, HLS, ...)
 
     def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
         self._url = url
         self.url = redact_url(url)
         self.config = config
         self.policy = config.policy or (BufferPolicy.DROP_OLDEST if self.live else BufferPolicy.WAIT)
+        self.paced = config.realtime and not self.live_stream  # a camera is paced by its own clock
         self._on_event = on_event
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -165,7 +168,7 @@ class Source:
             self._counts["decoded"] += 1
         if self._keep is not None and not self._keep(pts):
             return None
-        if self.config.realtime:
+        if self.paced:
             if not pace_from:
                 pace_from.extend([arrival, pts])
             wait = pace_from[0] + (pts - pace_from[1]) - time.time()
