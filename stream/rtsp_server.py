@@ -118,7 +118,7 @@ class RtspServer:
 
     def _command(self) -> list[str]:
         cmd = [self.python, str(Path(__file__).resolve()), "--port", str(self.port), "--width", str(self.width),
-               "--height", str(self.height), "--fps", str(self.fps)]
+               "--height", str(self.height), "--fps", str(self.fps), "--parent", str(os.getpid())]
         return cmd + (["--file", self.source_file] if self.source_file else [])
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -222,6 +222,7 @@ def _serve(argv: list[str]) -> int:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--parent", type=int, help="exit when this process is gone (no orphaned servers)")
     args = parser.parse_args(argv)
 
     import gi
@@ -243,6 +244,14 @@ def _serve(argv: list[str]) -> int:
         return 2
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
+    if args.parent:
+        def parent_alive() -> bool:
+            if os.getppid() != args.parent:  # reparented: whoever started us died without stopping us
+                loop.quit()
+                return False
+            return True
+
+        GLib.timeout_add_seconds(1, parent_alive)
     print(f"{READY_LINE}{HOST}:{args.port}{MOUNT}", flush=True)
     loop.run()
     return 0
