@@ -103,6 +103,8 @@ def message_to_chunk(msg: Message) -> Chunk:
 
 
 def _wire_array(name: str, arr: np.ndarray) -> tuple[str, np.ndarray]:
+    if not isinstance(name, str):
+        raise TypeError(f"array names must be str, got {name!r:.40}")
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"array {name!r}: expected numpy.ndarray, got {type(arr).__name__} "
                         "(convert torch tensors with stream.tensors.to_wire_array)")
@@ -141,8 +143,11 @@ def encode(msg: Message) -> list[bytes | memoryview]:
         specs.append([name, wire, list(arr.shape), part])
     if total > MAX_MESSAGE_BYTES:
         raise ValueError(f"message arrays total {total} bytes, limit {MAX_MESSAGE_BYTES}")
-    header = msgpack.packb({"v": SCHEMA_VERSION, "k": kind.value, "s": msg.stream_id, "q": msg.seq,
-                            "m": msg.meta, "a": specs}, use_bin_type=True)
+    try:
+        header = msgpack.packb({"v": SCHEMA_VERSION, "k": kind.value, "s": msg.stream_id, "q": msg.seq,
+                                "m": msg.meta, "a": specs}, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"meta: {exc} (meta takes plain Python values; send numpy data as arrays)") from None
     if len(header) > MAX_HEADER_BYTES:
         raise ValueError(f"header is {len(header)} bytes, limit {MAX_HEADER_BYTES}")
     return [header, *buffers]

@@ -109,6 +109,8 @@ def test_chunk_message_roundtrip_and_eos():
     (Message(Kind.TOKENS, "s", 0, {}, {"x": np.zeros(3, np.complex64)}), "whitelist"),
     (Message(Kind.TOKENS, "s", 0, {}, {"x": [1, 2]}), "numpy.ndarray"),
     (Message(Kind.TOKENS, "s", 0, {}, {f"a{i}": np.zeros(1) for i in range(codec.MAX_ARRAYS + 1)}), "at most"),
+    (Message(Kind.TOKENS, "s", 0, {"t": np.float32(1.0)}), "plain Python values"),
+    (Message(Kind.TOKENS, "s", 0, {}, {3: np.zeros(1)}), "names must be str"),
 ])
 def test_encode_rejects_what_decode_would(msg, error):
     with pytest.raises((TypeError, ValueError), match=error):
