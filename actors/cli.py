@@ -47,20 +47,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     controller = start_pipeline(config)
-    api_url = None
-    if config.api.enabled:
-        try:
-            from actors.api.server import start_api
-        except ImportError:
-            start_api = None
-        if start_api is not None:
-            _, api_url = start_api(config.api, controller, namespace=config.ray.namespace)
-    print(f"tokdyn serving {len(config.streams)} stream(s) with {config.model.name}; Ray at "
-          f"{ray.get_runtime_context().gcs_address} (namespace {config.ray.namespace})"
-          + (f"; HTTP API on {api_url}" if api_url else "") + ". Ctrl-C stops.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        api_url = None
+        if config.api.enabled:
+            from actors.api.server import start_api
+
+            _, api_url = start_api(config.api, controller, namespace=config.ray.namespace)
+        print(f"tokdyn serving {len(config.streams)} stream(s) with {config.model.name}; Ray at "
+              f"{ray.get_runtime_context().gcs_address} (namespace {config.ray.namespace})"
+              + (f"; HTTP API on {api_url}" if api_url else "") + ". Ctrl-C stops.", flush=True)
         while not stop.wait(2.0):
             ray.get(controller.ready.remote(), timeout=60)  # the controller died -> raise and exit non-zero
     except KeyboardInterrupt:

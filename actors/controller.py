@@ -87,18 +87,23 @@ class Controller:
             if spec.stream_id in self._streams:
                 raise StreamExists(f"stream {spec.stream_id!r}: already exists; remove it first")
             self._streams[spec.stream_id] = None  # type: ignore[assignment]  # reserve the id
+        started: list[Any] = []
         try:
             options = {"max_restarts": self.config.ray.max_restarts, "num_cpus": 0,
                        "resources": self.config.stream_resources or None}
             memory = MemoryActor.options(**options).remote(
                 spec, self.config.checkpoint_dir, self.config.transport, self.llm_endpoint)
+            started.append(memory)
             tokens = ray.get(memory.endpoints.remote(), timeout=START_TIMEOUT_S)["tokens"]
             self._routes_with(spec.stream_id, tokens)
             source = SourceActor.options(**options).remote(
                 spec, self.encoder_info["image_size"], self.config.transport, self.encoder_info["frames_endpoint"])
         except BaseException:
+            for handle in started:  # a half-started stream must not leave actors behind
+                ray.kill(handle, no_restart=True)
             with self._lock:
                 del self._streams[spec.stream_id]
+                self._route_table.pop(spec.stream_id, None)
             raise
         with self._lock:
             self._streams[spec.stream_id] = StreamActors(spec, source, memory, time.time())

@@ -146,7 +146,7 @@ def main() -> int:
         "bench": "pipeline", "quick": args.quick, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "python": sys.version.split()[0], "model": "tiny-llava-onevision", "stream": "640x480@30fps live, 2 fps "
         "sampled, 4 frames/chunk", "lag_limit_s": LAG_LIMIT_S, "startup_s": round(startup_s, 1),
-        "max_sustained_streams": sustained, "tested_up_to": steps[-1], "steps": results,
+        "max_sustained_streams": sustained, "tested_up_to": results[-1]["streams"] if results else 0, "steps": results,
         "total_s": round(time.perf_counter() - STARTED, 1),
     }
     print(f"\n{'streams':>7} {'max lag s':>9} {'pace':>5} {'drops':>5} {'ok':>3} {'load':>5}  "
@@ -157,7 +157,7 @@ def main() -> int:
         print(f"{r['streams']:>7} {r['max_lag_s']:>9.2f} {r['min_pace']:>5.2f} {r['dropped']:>5} "
               f"{'yes' if r['sustained'] else 'no':>3} {r['load_avg_1m']:>5.1f}  {ms('decode')} {ms('encode')} {ms('compress')} "
               f"{ms('transport'):>9}")
-    print(f"\nsustained: {sustained} stream(s) (tested up to {steps[-1]}); start-up {startup_s:.1f} s; "
+    print(f"\nsustained: {sustained} stream(s) (tested up to {report['tested_up_to']}); start-up {startup_s:.1f} s; "
           f"total {report['total_s']} s")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
