@@ -6,6 +6,7 @@ changes the state), ``_base_and_motion`` (the content tokens for a snapshot) and
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -51,6 +52,8 @@ class StreamCompressorBase:
         self.dim: int | None = None
         self._recent = np.zeros((0, 0), dtype=np.float32)
         self._snapshot: Snapshot | None = None
+        # Readers on other threads (snapshot, to_bytes) never see a half-applied update.
+        self._lock = threading.Lock()
 
     def update(self, tokens: np.ndarray | torch.Tensor, timestamps: np.ndarray) -> None:
         """Add one chunk of tokens ``[T_c, H, W, D]`` with media timestamps ``[T_c]`` (seconds).
@@ -59,6 +62,10 @@ class StreamCompressorBase:
             InvalidTokens: wrong rank, empty, grid/D unlike earlier chunks, NaN/Inf, bad timestamps. The state
                 is unchanged when this is raised.
         """
+        with self._lock:
+            self._checked_update(tokens, timestamps)
+
+    def _checked_update(self, tokens: np.ndarray | torch.Tensor, timestamps: np.ndarray) -> None:
         x = check_chunk(tokens, self.grid, self.dim)
         ts = check_timestamps(timestamps, x.shape[0])
         t, h, w, d = x.shape
@@ -77,6 +84,10 @@ class StreamCompressorBase:
 
     def snapshot(self) -> Snapshot:
         """Immutable view of the current state (cached per version)."""
+        with self._lock:
+            return self._cached_snapshot()
+
+    def _cached_snapshot(self) -> Snapshot:
         if self._snapshot is None:
             base, motion = self._base_and_motion()
             recent = self._recent if self._recent.size else np.zeros((0, base.shape[1]), dtype=np.float32)
@@ -87,6 +98,10 @@ class StreamCompressorBase:
 
     def to_bytes(self) -> bytes:
         """The whole state as msgpack bytes (schema-versioned); ``from_bytes`` restores it exactly."""
+        with self._lock:
+            return self._to_bytes()
+
+    def _to_bytes(self) -> bytes:
         common = {"config": self.config.to_dict(), "frames_seen": self.frames_seen, "tokens_seen": self.tokens_seen,
                   "version": self.version, "t_start": self.t_start, "t_end": self.t_end,
                   "grid": list(self.grid) if self.grid else None, "dim": self.dim, "recent": pack_array(self._recent)}

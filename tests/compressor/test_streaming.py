@@ -159,3 +159,28 @@ def test_gpu_stream_matches_cpu_and_is_deterministic() -> None:
     feed(gpu_b, tokens.cuda(), 3)
     assert gpu_a.to_bytes() == gpu_b.to_bytes()
     assert (gpu_a.key_map() == cpu.key_map()).mean() > 0.9
+
+
+def test_reader_thread_sees_whole_versions_while_updates_continue() -> None:
+    import threading
+
+    compressor = StreamingTokenDynamics(CompressorConfig(budget=5, novelty_threshold=0.9))
+    tokens = clustered_tokens(40, centres=12, noise=0.3)
+    seen: list[tuple[int, int, int]] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            snap = compressor.snapshot()
+            seen.append((snap.version, snap.frames_seen, snap.base.shape[0]))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        feed(compressor, tokens, chunk=2)
+    finally:
+        done.set()
+        reader.join(timeout=10)
+    versions = [v for v, _, _ in seen]
+    assert versions == sorted(versions)
+    assert all(frames == 2 * version and k <= 5 for version, frames, k in seen)
