@@ -143,8 +143,11 @@ class Source:
         self._buffer = FrameBuffer(self.config.buffer_frames, self.config.max_staleness_s)
         self._reader = threading.Thread(target=self._read_into_buffer, name=f"source-{self.url}", daemon=True)
         self._reader.start()
-        while (frame := self._buffer.get()) is not None:
-            yield frame
+        try:
+            while (frame := self._buffer.get()) is not None:
+                yield frame
+        finally:
+            self._stop.set()  # the consumer is gone (or done): the reader thread must not run on
 
     def _read_into_buffer(self) -> None:
         assert self._buffer is not None

@@ -152,6 +152,16 @@ def test_drop_oldest_counts_drops_and_freshest_wins():
     assert all(b.pts > a.pts for a, b in zip(got, got[1:]))
 
 
+def test_abandoned_live_iteration_stops_the_reader():
+    source = open_source("synthetic://?width=32&height=32&fps=100", SourceConfig(realtime=True))
+    frames = iter(source)
+    next(frames)
+    reader = source._reader
+    frames.close()  # what a `break` out of a for loop does once the iterator is dropped
+    reader.join(10)
+    assert not reader.is_alive() and source.status().state is SourceState.ENDED
+
+
 def test_synthetic_source_and_bad_url():
     source = open_source("synthetic://?width=32&height=32&fps=5&seconds=1&shapes=2")
     frames = list(source)
