@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 
 from stream.samples import SampleUnavailable, sample_path
-from stream.synthetic import SyntheticVideo, write_video
+from stream.synthetic import write_video
 
-SMALL = SyntheticVideo(width=160, height=120, fps=30, seconds=2)
-# (suffix, encoder): H.264/mp4, VP9/webm, H.264/mkv, MPEG-4 part 2/avi
-FORMATS = [("mp4", "libx264"), ("webm", "libvpx-vp9"), ("mkv", "libx264"), ("avi", "mpeg4")]
+from .helpers import FORMATS, SMALL
 
 
 @pytest.fixture(scope="session")

@@ -10,18 +10,7 @@ from stream.sampling import Chunker, Sampler, chunks, resize_frames
 from stream.sources import open_source
 from stream.timestamps import TimestampCorrector
 
-
-def reference_selection(timestamps: list[float], rate_hz: float) -> list[float]:
-    """Independent statement of the rule: the first frame at or after each grid point t0 + k / rate
-    (within half a millisecond: container rounding), and after a gap the grid resumes past the kept frame."""
-    kept, t0 = [], timestamps[0]
-    k = 0
-    for t in timestamps:
-        if t >= t0 + k / rate_hz - 5e-4:
-            kept.append(t)
-            while t0 + k / rate_hz <= t + 5e-4:
-                k += 1
-    return kept
+from .helpers import reference_selection
 
 
 def run_sampler(timestamps, rate_hz):

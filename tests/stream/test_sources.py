@@ -17,8 +17,7 @@ from stream.sampling import Sampler, chunks
 from stream.sources import SourceError, backoff_delay, open_source
 from stream.synthetic import COLOURS, SyntheticVideo, write_video
 
-from .conftest import SMALL
-from .test_sampling import reference_selection
+from .helpers import SMALL, reference_selection
 
 
 @pytest.mark.parametrize("suffix, codec", [("mp4", "h264"), ("webm", "vp9"), ("mkv", "h264"), ("avi", "mpeg4")])
