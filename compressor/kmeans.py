@@ -38,18 +38,25 @@ def normalize_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def group_sums(x: torch.Tensor, labels: torch.Tensor, k: int, weights: torch.Tensor | None = None,
-               scratch: torch.Tensor | None = None, into: torch.Tensor | None = None) -> torch.Tensor:
+               into: torch.Tensor | None = None) -> torch.Tensor:
     """``[k, D]`` sums of the rows of ``x [N, D]`` (times ``weights [N]`` if given) grouped by ``labels [N]``.
 
-    CPU: ``index_add_`` (serial, deterministic, about 4x faster than a one-hot matmul here). GPU: a one-hot
-    matmul, because ``index_add_`` uses atomics there and would break same-seed-same-result.
-    ``scratch``: optional ``[N, D]`` buffer for the weighted rows; ``into``: optional ``[k, D]`` accumulator
-    the sums are added to in place (and returned).
+    CPU: ``index_add_`` or a sparse matmul (serial, deterministic, several times faster than a one-hot matmul
+    here). GPU: a one-hot matmul, because ``index_add_`` uses atomics there and would break
+    same-seed-same-result. ``into``: optional ``[k, D]`` accumulator the sums are added to in place (and
+    returned).
     """
+    if x.device.type == "cpu" and weights is not None:
+        # A [k, N] sparse matrix holding each row's weight in its group's row: one pass over x, no scaled copy
+        # (about 2x faster than mul + index_add_ here; CPU sparse mm walks the entries in order).
+        n = labels.shape[0]
+        w = torch.sparse_coo_tensor(torch.stack([labels, torch.arange(n)]), weights, (k, n), is_coalesced=False,
+                                    check_invariants=False)  # indices valid by construction
+        sums = torch.sparse.mm(w, x)
+        return sums if into is None else into.add_(sums)
     if x.device.type == "cpu":
-        rows = x if weights is None else torch.mul(x, weights[:, None], out=scratch)
         target = torch.zeros(k, x.shape[1], dtype=x.dtype) if into is None else into
-        return target.index_add_(0, labels, rows)
+        return target.index_add_(0, labels, x)
     onehot = torch.zeros(k, labels.shape[0], dtype=x.dtype, device=x.device)  # [k, N]
     onehot[labels, torch.arange(labels.shape[0], device=x.device)] = 1.0 if weights is None else weights
     return onehot @ x if into is None else into.addmm_(onehot, x)

@@ -64,7 +64,6 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.new_clusters = 0  # clusters seeded after the first chunk (telemetry)
         self.merges = 0
         self._active_idx: torch.Tensor | None = None
-        self._buffer: torch.Tensor | None = None
         self._merge_loss: float | None = None
 
     # ---- update ---------------------------------------------------------------------------------------
@@ -110,12 +109,6 @@ class StreamingTokenDynamics(StreamCompressorBase):
             self.keymap.new_label(slot)
         return fit.labels.cpu().numpy()
 
-    def _scratch(self, shape: torch.Size) -> torch.Tensor:
-        """Reused ``[N, D]`` float32 buffer: a fresh multi-MB tensor per chunk costs page faults every time."""
-        if self._buffer is None or self._buffer.shape[0] < shape[0] or self._buffer.shape[1] != shape[1]:
-            self._buffer = torch.empty(shape, dtype=torch.float32, device=self.device)
-        return self._buffer[: shape[0]]
-
     def _active(self) -> torch.Tensor:
         """Active slot indices ``[K]`` on the state's device (cached until the set changes)."""
         if self._active_idx is None:
@@ -134,7 +127,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self._merge_loss = None
         if c.max_new_clusters and novel.numel() and self._may_gain(best[novel]):
             slots = self._seed_new(xf, inv, best, slots, novel)
-        group_sums(xf, slots, self.slots, inv, scratch=self._scratch(xf.shape), into=self.sums)
+        group_sums(xf, slots, self.slots, inv, into=self.sums)
         # All S rows in place (free slots' rows are never read): no gather/scatter, no allocation.
         torch.nn.functional.normalize(self.sums, dim=1, eps=1e-12, out=self.centroids)
         slots_np = slots.cpu().numpy()
