@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if config.api.enabled:
             from actors.api.server import start_api
 
-            _, api_url = start_api(config.api, controller, namespace=config.ray.namespace)
+            _, api_url = start_api(config.api, namespace=config.ray.namespace)  # finds the controller by name
         print(f"tokdyn serving {len(config.streams)} stream(s) with {config.model.name}; Ray at "
               f"{ray.get_runtime_context().gcs_address} (namespace {config.ray.namespace})"
               + (f"; HTTP API on {api_url}" if api_url else "") + ". Ctrl-C stops.", flush=True)

@@ -6,13 +6,31 @@
         print(piece, end="")
 """
 
-from actors.vlm.base import InputError, PlaceholderMismatch, VisionLanguageModel
-from actors.vlm.config import TINY, ModelConfig, ModelConfigError
-from actors.vlm.decoding import Generation
-from actors.vlm.registry import FAMILIES, Family, load_vlm, register_family
-from actors.vlm.serving import NOT_MEANINGFUL, Answerer, Encoder
+import importlib
+from typing import Any
 
-__all__ = [
-    "FAMILIES", "NOT_MEANINGFUL", "TINY", "Answerer", "Encoder", "Family", "Generation", "InputError",
-    "ModelConfig", "ModelConfigError", "PlaceholderMismatch", "VisionLanguageModel", "load_vlm", "register_family",
-]
+# Public names -> the module that defines them. Resolved on first use (PEP 562) so that importing a light
+# piece, e.g. `from actors.vlm import ModelConfig` in a config or a source actor, does not load torch and
+# transformers (seconds per process).
+_EXPORTS = {
+    "InputError": "actors.vlm.base", "PlaceholderMismatch": "actors.vlm.base",
+    "VisionLanguageModel": "actors.vlm.base",
+    "TINY": "actors.vlm.config", "ModelConfig": "actors.vlm.config", "ModelConfigError": "actors.vlm.config",
+    "Generation": "actors.vlm.decoding",
+    "FAMILIES": "actors.vlm.registry", "Family": "actors.vlm.registry", "load_vlm": "actors.vlm.registry",
+    "register_family": "actors.vlm.registry",
+    "NOT_MEANINGFUL": "actors.vlm.serving", "Answerer": "actors.vlm.serving", "Encoder": "actors.vlm.serving",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'actors.vlm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
