@@ -25,7 +25,8 @@ import av
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from compressor.baselines import reduce_clip  # noqa: E402
 from compressor.config import CompressorConfig  # noqa: E402

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
+sys.path[0] = str(ROOT)
 
 from stream.config import SourceConfig  # noqa: E402
 from stream.rtsp_server import RtspServer, rtsp_server_available  # noqa: E402

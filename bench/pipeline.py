@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 STARTED = time.perf_counter()  # --quick's 60 s budget counts the imports too
-# Run as a script, bench/ would be sys.path[0] and bench/compressor.py would shadow the compressor package.
+# Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import ray

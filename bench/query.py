@@ -27,10 +27,8 @@ STARTED = time.perf_counter()  # before the heavy imports: --quick's 60 s budget
 # threads that wait at every barrier for a descheduled sibling made a 0.3 s prefill take 3-12 s here;
 # passive waiting keeps it near 1 s under the same load. Must be set before torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# Run as a script, Python puts bench/ first on sys.path, where bench/compressor.py would shadow the
-# compressor package: look up packages from the repository root instead.
-_BENCH_DIR = Path(__file__).resolve().parent
-sys.path[:] = [str(_BENCH_DIR.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+# Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import numpy as np
 import torch

@@ -31,7 +31,8 @@ import numpy as np
 import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
+sys.path[0] = str(ROOT)
 
 from stream.codec import Kind, Message, decode  # noqa: E402
 from stream.transport import Socket  # noqa: E402
