@@ -14,6 +14,7 @@ from actors.source import SourceWorker
 from actors.vlm import ModelConfig
 from stream.codec import Kind, Message
 from stream.transport import Socket
+from tests.actors.helpers import wait_for
 
 TRANSPORT = TransportConfig(hwm=8, send_timeout_ms=200)
 TINY = ModelConfig(path="tiny")
@@ -62,10 +63,7 @@ def test_source_pushes_sampled_chunks_then_eos() -> None:
 def test_source_reports_a_bad_url_without_crashing() -> None:
     spec = StreamSpec("bad", "/no/such/file.mp4", live=False)
     worker = SourceWorker(spec, 32, TRANSPORT, target="push+connect:tcp://127.0.0.1:9")
-    deadline = time.monotonic() + DEADLINE_S
-    while worker.status()["worker_state"] != "failed":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: worker.status()["worker_state"] == "failed", DEADLINE_S, "the source to fail")
     assert "no/such/file" in worker.status()["last_error"]
     worker.close()
 
