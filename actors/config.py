@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from actors.vlm.config import ModelConfig
+from vlm.config import ModelConfig
 from compressor.config import CompressorConfig
 from stream.config import SourceConfig
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from actors.config import EncoderConfig, TransportConfig
 from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec, open_sticky
-from actors.vlm import ModelConfig
+from vlm import ModelConfig
 from stream.codec import Kind, Message
 from stream.tensors import to_wire_array
 from stream.transport import Socket
@@ -65,7 +65,7 @@ class EncoderWorker:
         """port_file: where the frames port is recorded, so that a restarted encoder binds it again."""
         # Imported here, not at module top: the controller imports this module only to create the actor,
         # and should not pay for loading transformers.
-        from actors.vlm import Encoder, load_vlm
+        from vlm import Encoder, load_vlm
 
         self.vlm = load_vlm(model)
         self._encoder = Encoder(self.vlm, model.encode_batch_frames)

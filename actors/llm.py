@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.config import LLMConfig, TransportConfig
 from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
-from actors.vlm import ModelConfig
+from vlm import ModelConfig
 from compressor.attention import visual_tokens
 from compressor.snapshot import Snapshot
 from stream.codec import Kind, Message
@@ -85,7 +85,7 @@ class LLMWorker:
                  exit_on_crash: bool = False) -> None:
         # Imported here, not at module top: the controller imports this module only to create the actor,
         # and should not pay for loading transformers.
-        from actors.vlm import Answerer, load_vlm
+        from vlm import Answerer, load_vlm
 
         self.vlm = load_vlm(model)
         self.answerer = Answerer(self.vlm, max_tokens_limit=model.max_new_tokens)

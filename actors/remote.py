@@ -17,7 +17,7 @@ from actors.encoder import EncoderWorker
 from actors.llm import LLMWorker
 from actors.memory import MemoryWorker
 from actors.source import SourceWorker
-from actors.vlm import ModelConfig
+from vlm import ModelConfig
 
 
 class Located:

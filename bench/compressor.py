@@ -31,7 +31,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 from compressor.baselines import reduce_clip  # noqa: E402
 from compressor.config import CompressorConfig  # noqa: E402
 from compressor.metrics import fidelity, fidelity_keymap, token_counts  # noqa: E402
-from compressor.sources import TinySiglip, lift, pixel_patch_tokens  # noqa: E402
+from testkit.token_sources import TinySiglip, lift, pixel_patch_tokens  # noqa: E402
 from compressor.streaming import StreamingTokenDynamics  # noqa: E402
 from stream.samples import sample_path  # noqa: E402
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)
 
 from stream.config import SourceConfig  # noqa: E402
-from stream.rtsp_server import RtspServer, rtsp_server_available  # noqa: E402
+from testkit.rtsp_server import RtspServer, rtsp_server_available  # noqa: E402
 from stream.samples import SampleUnavailable, sample_path  # noqa: E402
 from stream.sampling import chunks  # noqa: E402
 from stream.sources import open_source  # noqa: E402

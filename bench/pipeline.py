@@ -35,7 +35,7 @@ import ray
 
 from actors.config import EncoderConfig, PipelineConfig, RayConfig, StreamSpec, TransportConfig
 from actors.pipeline import start_pipeline, stop_pipeline
-from actors.vlm import ModelConfig
+from vlm import ModelConfig
 from stream.config import SourceConfig
 from stream.sampling import chunks
 from stream.sources import open_source

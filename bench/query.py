@@ -2,7 +2,7 @@
 
 The language model is Qwen2-0.5B at real size (hidden 896, 24 layers, 14 heads, 2 KV heads, MLP 4864,
 vocabulary 151,646) with random weights: speed does not depend on the weights' values. Questions go
-through the product's own path (actors.vlm: chat template, visual tokens spliced at placeholders,
+through the product's own path (vlm: chat template, visual tokens spliced at placeholders,
 Qwen2 fed inputs_embeds, KV-cache decode). The vision tower is left tiny: visual tokens are given.
 
 Time to first token (TTFT) = from the call that builds the prompt to the first generated token,
@@ -35,8 +35,8 @@ import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config
 from transformers.initialization import no_init_weights
 
-from actors.vlm.llava_onevision import LlavaOnevision, tiny_config
-from actors.vlm.tokenizer import byte_level_tokenizer
+from vlm.llava_onevision import LlavaOnevision, tiny_config
+from vlm.tokenizer import byte_level_tokenizer
 
 QWEN2_0_5B = dict(
     hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,

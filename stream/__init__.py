@@ -7,7 +7,6 @@
 - ``tensors``: torch <-> wire arrays (bfloat16 as raw bits); imports torch lazily.
 - ``transport``: ``Socket.open("push+bind:tcp://127.0.0.1:*")``, ``SequenceTracker`` (gaps, EOS).
 - ``probe``: ``probe(url) -> ProbeReport`` and the ``tokdyn probe`` command.
-- ``rtsp_server``: ``RtspServer``, a real RTSP camera on loopback for tests and demos.
 - ``synthetic``: moving squares with known positions; ``write_video`` encodes frames with PyAV.
 
 Submodules are imported on demand (``import stream`` stays cheap).

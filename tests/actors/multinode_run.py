@@ -16,8 +16,8 @@ from ray.cluster_utils import Cluster
 
 from actors.config import EncoderConfig, LLMConfig, PipelineConfig, RayConfig, TransportConfig
 from actors.pipeline import ask, start_pipeline, stop_pipeline
-from actors.vlm import ModelConfig
-from tests.actors.helpers import wait_for, write_video
+from vlm import ModelConfig
+from tests.helpers import wait_for, write_video
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from actors.config import EncoderConfig, LLMConfig, PipelineConfig, TransportCon
 from actors.llm import NotReady, UnknownStream
 from actors.memory import checkpoint_file, state_digest
 from actors.pipeline import ask, start_pipeline, stop_pipeline
-from actors.vlm import ModelConfig
-from tests.actors.helpers import wait_for, write_video
+from vlm import ModelConfig
+from tests.helpers import wait_for, write_video
 
 pytestmark = pytest.mark.ray
 STARTUP_S = 180.0  # actor processes + imports on a busy 2-core machine
@@ -197,7 +197,7 @@ def test_bad_spec_and_duplicates_are_rejected(pipeline, video: Path) -> None:
 def test_rtsp_stream_keeps_running_through_a_server_kill_and_resumes(pipeline) -> None:
     """A live RTSP camera (real gst-rtsp-server on loopback) flows through all actors; the server is
     killed: the pipeline keeps answering from the memory, and the stream resumes when the server returns."""
-    from stream.rtsp_server import RtspServer, rtsp_server_available
+    from testkit.rtsp_server import RtspServer, rtsp_server_available
 
     ok, why = rtsp_server_available()
     if not ok:

@@ -11,10 +11,10 @@ import zmq
 from actors.config import EncoderConfig, StreamSpec, TransportConfig
 from actors.encoder import EncoderWorker
 from actors.source import SourceWorker
-from actors.vlm import ModelConfig
+from vlm import ModelConfig
 from stream.codec import Kind, Message
 from stream.transport import Socket
-from tests.actors.helpers import wait_for
+from tests.helpers import wait_for
 
 TRANSPORT = TransportConfig(hwm=8, send_timeout_ms=200)
 TINY = ModelConfig(path="tiny")

@@ -12,7 +12,7 @@ from compressor.metrics import (compression_ratio, fidelity, fidelity_keymap, fi
                                 tok_dense, token_counts)
 from compressor.offline import token_dynamics
 from compressor.registry import make_stream_compressor, restore_stream_compressor
-from compressor.sources import TinySiglip, lift, pixel_patch_tokens
+from testkit.token_sources import TinySiglip, lift, pixel_patch_tokens
 from tests.compressor.helpers import clustered_tokens, feed, timestamps
 
 CLIP_METHODS = ("offline_token_dynamics", "uniform", "pooling", "dycoke", "tome")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from stream.probe import THUMB_WIDTH, main, probe
-from stream.rtsp_server import RtspServer, free_port, rtsp_server_available
+from testkit.rtsp_server import RtspServer, free_port, rtsp_server_available
 
 
 def test_probe_file_writes_contact_sheet(video_files, tmp_path):

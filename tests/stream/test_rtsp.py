@@ -12,7 +12,7 @@ import pytest
 
 from stream.config import SourceConfig
 from stream.frames import SourceState
-from stream.rtsp_server import RtspServer, RtspServerError, free_port, rtsp_server_available
+from testkit.rtsp_server import RtspServer, RtspServerError, free_port, rtsp_server_available
 from stream.sources import SourceError, open_source
 
 AVAILABLE, WHY = rtsp_server_available()

@@ -1,0 +1,148 @@
+"""The ASGI app: routes, bearer-token auth, error mapping. `create_app(backend, config) -> Starlette`.
+
+Routes (all but /health need ``Authorization: Bearer <api_key>`` when `config.api_key` is set):
+
+    GET    /health                  liveness of the HTTP process (never touches the pipeline)
+    GET    /ready                   200 when the pipeline's actors answer, else 503
+    POST   /v1/streams              add a stream: {"id", "url", "sample_rate_hz", "budget", "method", ...}
+    GET    /v1/streams              list streams
+    GET    /v1/streams/{id}         one stream's status and telemetry
+    DELETE /v1/streams/{id}         remove a stream
+    POST   /v1/chat/completions     OpenAI chat completions, SSE-streamed or not (frontends/api/chat.py)
+    GET    /v1/models               OpenAI model list
+    GET    /metrics                 Prometheus text format (frontends/api/metrics.py)
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from frontends.api import chat
+from frontends.api.backend import Backend
+from frontends.api.errors import AUTHENTICATION, ApiError, backend_errors
+from frontends.api.metrics import QueryMetrics, render
+from frontends.api.parsing import parse_stream_spec, read_json
+from actors.config import ApiConfig, stream_spec
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+class BearerAuth:
+    """Pure ASGI middleware: every request but OPEN_PATHS must carry ``Authorization: Bearer <api_key>``."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self.api_key = None if api_key is None else api_key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.api_key is not None and scope["path"] not in OPEN_PATHS:
+            header = dict(scope["headers"]).get(b"authorization", b"")
+            scheme, _, token = header.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
+                problem = "missing" if not header else "wrong"
+                error = ApiError(401, f"expected 'Authorization: Bearer <api key>', got a {problem} one",
+                                 type=AUTHENTICATION, code="invalid_api_key")
+                await error.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Api:
+    """Route handlers over one Backend; `create_app` wires them into a Starlette app."""
+
+    def __init__(self, backend: Backend, config: ApiConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self.metrics = QueryMetrics()
+        self.chat = chat.ChatHandler(backend, self.metrics, config.max_body_bytes)
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        with backend_errors():
+            ok = await self.backend.ready()
+        if not ok:
+            raise ApiError(503, "pipeline not ready: its actors do not answer", code="not_ready")
+        return JSONResponse({"status": "ready"})
+
+    async def add_stream(self, request: Request) -> Response:
+        spec = parse_stream_spec(await read_json(request, self.config.max_body_bytes))
+        with backend_errors(spec["stream_id"]):
+            stream_spec(spec)  # validate here: a 400 naming the bad key, before any actor starts
+            status = await self.backend.add_stream(spec)
+        return JSONResponse(status, status_code=201)
+
+    async def list_streams(self, request: Request) -> Response:
+        with backend_errors():
+            streams = await self.backend.list_streams()
+        return JSONResponse({"object": "list", "data": streams})
+
+    async def stream_status(self, request: Request) -> Response:
+        stream_id = request.path_params["stream_id"]
+        with backend_errors(stream_id):
+            status = await self.backend.stream_status(stream_id)
+        return JSONResponse(status)
+
+    async def remove_stream(self, request: Request) -> Response:
+        stream_id = request.path_params["stream_id"]
+        with backend_errors(stream_id):
+            await self.backend.remove_stream(stream_id)
+        return JSONResponse({"id": stream_id, "object": "stream", "deleted": True})
+
+    async def models(self, request: Request) -> Response:
+        with backend_errors():
+            names = await self.chat.model_names()
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "tokdyn"} for name in names]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def metrics_text(self, request: Request) -> Response:
+        with backend_errors():
+            statuses = await self.backend.list_streams()  # one call: list entries carry the telemetry
+        return Response(render(self.metrics, statuses), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 / 405 in the OpenAI shape."""
+    assert isinstance(exc, HTTPException)
+    return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
+                    code="not_found" if exc.status_code == 404 else "method_not_allowed").response()
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug in the API itself: still a 500 in the OpenAI shape (Starlette logs the traceback)."""
+    return ApiError(500, f"internal error: {type(exc).__name__}", code="internal_error").response()
+
+
+def create_app(backend: Backend, config: ApiConfig) -> Starlette:
+    """The HTTP API over `backend`; `config` gives the API key and the body size limit (actors.config.ApiConfig)."""
+    api = Api(backend, config)
+    routes = [
+        Route("/health", api.health, methods=["GET"]),
+        Route("/ready", api.ready, methods=["GET"]),
+        Route("/v1/streams", api.add_stream, methods=["POST"]),
+        Route("/v1/streams", api.list_streams, methods=["GET"]),
+        Route("/v1/streams/{stream_id}", api.stream_status, methods=["GET"]),
+        Route("/v1/streams/{stream_id}", api.remove_stream, methods=["DELETE"]),
+        Route("/v1/chat/completions", api.chat.handle, methods=["POST"]),
+        Route("/v1/models", api.models, methods=["GET"]),
+        Route("/metrics", api.metrics_text, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(BearerAuth, api_key=config.api_key)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
+    )

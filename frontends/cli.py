@@ -1,0 +1,221 @@
+"""`tokdyn` command line: demo, serve, streams add|list|rm, ask, compress, inspect, probe.
+
+`serve` starts a pipeline (and the HTTP API) and keeps it running; `streams` and `ask` talk to that running
+pipeline through Ray: they join the cluster (`ray.init(address="auto")`) and find the controller by name
+("tokdyn-controller" in namespace "tokdyn", `--namespace` to change). The HTTP API of `serve` offers the
+same operations to programs that do not speak Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from actors.config import ConfigError, load_config
+from stream import probe
+
+
+def _print_answer(events: Any, out=sys.stdout) -> dict:
+    """Print delta texts as they arrive; return the final "done" event."""
+    done: dict = {}
+    for event in events:
+        if event["type"] == "delta":
+            out.write(event["text"])
+            out.flush()
+        else:
+            done = event
+    out.write("\n")
+    return done
+
+
+def format_span(done: dict) -> str:
+    span = done.get("span") or {}
+    return (f"[snapshot v{done.get('snapshot_version')}, media {span.get('t_start', 0):.1f}-"
+            f"{span.get('t_end', 0):.1f} s, {done.get('usage', {}).get('visual_tokens')} visual tokens, "
+            f"{done.get('finish_reason')}]")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import ray
+
+    from actors.pipeline import start_pipeline, stop_pipeline
+
+    config = load_config(args.config)
+    controller = start_pipeline(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        api_url = None
+        if config.api.enabled:
+            from frontends.api.server import start_api
+
+            _, api_url = start_api(config.api, namespace=config.ray.namespace)  # finds the controller by name
+        print(f"tokdyn serving {len(config.streams)} stream(s) with {config.model.name}; Ray at "
+              f"{ray.get_runtime_context().gcs_address} (namespace {config.ray.namespace})"
+              + (f"; HTTP API on {api_url}" if api_url else "") + ". Ctrl-C stops.", flush=True)
+        while not stop.wait(2.0):
+            ray.get(controller.ready.remote(), timeout=60)  # the controller died -> raise and exit non-zero
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping ...", flush=True)
+        stop_pipeline(controller)
+        ray.shutdown()
+    return 0
+
+
+def _controller(args: argparse.Namespace) -> Any:
+    from actors.pipeline import connect
+
+    return connect(args.address, args.namespace)
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    import ray
+
+    controller = _controller(args)
+    if args.action == "list":
+        for status in ray.get(controller.list_streams.remote()):
+            print(json.dumps(status, default=str) if args.json else _status_line(status))
+    elif args.action == "add":
+        spec: dict[str, Any] = {"stream_id": args.stream_id, "url": args.url, "sample_rate_hz": args.rate,
+                                "loop": args.loop, "compressor": {"method": args.method, "budget": args.budget}}
+        if args.live is not None:
+            spec["live"] = args.live
+        print(json.dumps(ray.get(controller.add_stream.remote(spec))))
+    else:
+        ray.get(controller.remove_stream.remote(args.stream_id))
+        print(f"removed {args.stream_id}")
+    return 0
+
+
+def _status_line(s: dict) -> str:
+    ratio = s.get("compression_ratio")
+    return (f"{s['stream_id']:<12} {s.get('state', '?'):<12} frames {s.get('frames_in') or 0:>6}  "
+            f"chunks {s.get('chunks_compressed') or 0:>4}  tokens {s.get('tokens_held') or 0}/"
+            f"{s.get('tokens_seen') or 0} ({ratio or 0:.0f}x)  lag {s.get('lag_s') or 0:.2f}s  "
+            f"drops {s.get('dropped') or 0}  reconnects {s.get('reconnects') or 0}  {s.get('url')}")
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    import ray
+
+    from actors.pipeline import ask
+
+    llm = ray.get(_controller(args).llm_handle.remote())
+    done = _print_answer(ask(llm, args.stream_id, args.question, args.max_tokens, args.temperature))
+    print(format_span(done))
+    if done.get("note"):
+        print(done["note"])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from frontends.demo import run_demo
+
+    return run_demo(url=args.url, seconds=args.seconds, questions=args.question or None)
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from frontends.offline import compress_file
+
+    summary = compress_file(args.video, args.output, config=load_config(args.config).model,
+                            rate_hz=args.rate, k=args.k, max_frames=args.max_frames, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from frontends.offline import inspect_file
+
+    summary = inspect_file(args.file, png=args.png)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokdyn", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run everything on the embedded default and ask a few questions")
+    demo.add_argument("--url", default=None, help="video instead of the synthetic camera (path, rtsp://, "
+                      "sample://vtest)")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long to watch before asking (s)")
+    demo.add_argument("--question", action="append", help="a question to ask (repeatable)")
+    demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser("serve", help="run a pipeline (and its HTTP API) until Ctrl-C")
+    serve.add_argument("-c", "--config", default="default", help="config name or YAML path")
+    serve.set_defaults(func=cmd_serve)
+
+    for name, helptext in (("streams", "manage the streams of a running `tokdyn serve`"),
+                           ("ask", "ask a running `tokdyn serve` about a stream (answer streamed)")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--address", default="auto", help="Ray cluster address of the running serve")
+        p.add_argument("--namespace", default="tokdyn", help="Ray namespace of the running serve")
+        if name == "streams":
+            actions = p.add_subparsers(dest="action", required=True)
+            add = actions.add_parser("add", help="start a stream")
+            add.add_argument("stream_id")
+            add.add_argument("url")
+            add.add_argument("--rate", type=float, default=2.0, help="sampled frames per second")
+            add.add_argument("--method", default="token_dynamics", help="compressor method")
+            add.add_argument("--budget", type=int, default=32, help="visual tokens per answer")
+            add.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                             help="pace as live and drop when behind (default: inferred from the URL)")
+            add.add_argument("--loop", action="store_true", help="replay a file forever")
+            ls = actions.add_parser("list", help="streams and their telemetry")
+            ls.add_argument("--json", action="store_true", help="one JSON object per line")
+            rm = actions.add_parser("rm", help="stop a stream and delete its memory")
+            rm.add_argument("stream_id")
+            p.set_defaults(func=cmd_streams)
+        else:
+            p.add_argument("stream_id")
+            p.add_argument("question")
+            p.add_argument("--max-tokens", type=int, default=64)
+            p.add_argument("--temperature", type=float, default=0.0)
+            p.set_defaults(func=cmd_ask)
+
+    comp = sub.add_parser("compress", help="offline: decode a whole video, encode it, Token Dynamics, save")
+    comp.add_argument("video")
+    comp.add_argument("-o", "--output", required=True, help="output file (.tdz)")
+    comp.add_argument("-c", "--config", default="default", help="config whose model encodes the frames")
+    comp.add_argument("--rate", type=float, default=2.0, help="sampled frames per second")
+    comp.add_argument("--k", type=int, default=32, help="base tokens kept")
+    comp.add_argument("--max-frames", type=int, default=256, help="stop after this many sampled frames")
+    comp.add_argument("--seed", type=int, default=0)
+    comp.set_defaults(func=cmd_compress)
+
+    insp = sub.add_parser("inspect", help="figures of a compressed file, and a PNG of frames + key map")
+    insp.add_argument("file")
+    insp.add_argument("--png", default=None, help="where to write the PNG (default: FILE with .png)")
+    insp.set_defaults(func=cmd_inspect)
+
+    probe_parser = sub.add_parser("probe", help="does this camera or file work? codec, size, fps, contact sheet")
+    probe.add_arguments(probe_parser)
+    probe_parser.set_defaults(func=probe.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, LookupError, FileNotFoundError) as exc:
+        print(f"tokdyn: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as exc:  # UnknownStream, NotReady, StreamExists, bad specs: the message says what to do
+        print(f"tokdyn: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""An in-process Backend made of the pipeline's real parts, without Ray: synthetic video -> the tiny
+LLaVA-OneVision encoder -> streaming Token Dynamics -> the Answerer. Tests feed chunks explicitly
+(`feed`), so what a stream holds is known exactly and no thread runs behind the test's back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from frontends.api.backend import StreamExistsError, StreamNotReady, UnknownStreamError
+from actors.config import stream_spec
+from vlm.base import VisionLanguageModel
+from vlm.serving import Answerer
+from compressor.streaming import StreamingTokenDynamics
+from stream.synthetic import SyntheticVideo
+
+
+@dataclass
+class _Stream:
+    spec: Any
+    video: SyntheticVideo
+    compressor: StreamingTokenDynamics
+    frames_in: int = 0
+
+
+class LocalBackend:
+    """Backend over real parts, in-process. `fail_next_ask` makes the next answer raise mid-way (after one
+    delta) to test the API's behaviour when the pipeline breaks; `pace_s` spaces the events out like a slow
+    model; `open_answers` counts answers started and not yet closed."""
+
+    def __init__(self, model: VisionLanguageModel) -> None:
+        self.model = model
+        self.answerer = Answerer(model, max_tokens_limit=32)
+        self.streams: dict[str, _Stream] = {}
+        self.fail_next_ask: Exception | None = None
+        self.pace_s = 0.0
+        self.open_answers = 0
+
+    def feed(self, stream_id: str, chunks: int = 1, frames_per_chunk: int = 2) -> None:
+        """Decode, encode and compress `chunks` chunks of the stream's synthetic video."""
+        s = self.streams[stream_id]
+        for _ in range(chunks):
+            frames, stamps = zip(*(s.video.frame(s.frames_in + i) for i in range(frames_per_chunk)))
+            s.frames_in += frames_per_chunk
+            tokens = self.model.encode_frames(np.stack(frames))  # [T, gh, gw, D]
+            s.compressor.update(tokens.float(), np.asarray(stamps))
+
+    def _get(self, stream_id: str) -> _Stream:
+        if stream_id not in self.streams:
+            raise UnknownStreamError(f"expected one of {sorted(self.streams)}")
+        return self.streams[stream_id]
+
+    async def add_stream(self, spec: dict[str, Any]) -> dict[str, Any]:
+        parsed = stream_spec(spec)
+        if parsed.stream_id in self.streams:
+            raise StreamExistsError(f"stream {parsed.stream_id!r} already exists")
+        size = self.model.image_size  # frames at the encoder's resolution: no resize step needed
+        video = SyntheticVideo(width=size, height=size, fps=10.0)
+        self.streams[parsed.stream_id] = _Stream(parsed, video, StreamingTokenDynamics(parsed.compressor))
+        return await self.stream_status(parsed.stream_id)
+
+    async def list_streams(self) -> list[dict[str, Any]]:
+        return [await self.stream_status(k) for k in self.streams]
+
+    async def stream_status(self, stream_id: str) -> dict[str, Any]:
+        s = self._get(stream_id)
+        c = s.compressor
+        held = c.snapshot().tokens_held if c.frames_seen else 0
+        return {"stream_id": stream_id, "url": s.spec.url, "state": "running", "frames_in": s.frames_in,
+                "frames_sampled": c.frames_seen, "dropped": 0, "reconnects": 0, "lag_s": 0.0,
+                "tokens_held": held, "tokens_seen": c.tokens_seen,
+                "compression_ratio": c.tokens_seen / held if held else 0.0, "t_start": c.t_start, "t_end": c.t_end,
+                "snapshot_version": c.version, "last_error": None}
+
+    async def remove_stream(self, stream_id: str) -> None:
+        self._get(stream_id)
+        del self.streams[stream_id]
+
+    async def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
+                  temperature: float) -> AsyncIterator[dict[str, Any]]:
+        c = self._get(stream_id).compressor
+        if c.frames_seen == 0:
+            raise StreamNotReady("no chunk compressed yet")
+        snap = c.snapshot()
+        visual = np.concatenate([snap.base, snap.recent])  # [K + R, D]
+        extra = {"span": {"t_start": snap.t_start, "t_end": snap.t_end}, "snapshot_version": snap.version}
+        events = self.answerer.stream(visual, messages, max_tokens, temperature, extra)
+        failure, self.fail_next_ask = self.fail_next_ask, None
+        self.open_answers += 1
+        try:
+            while (event := await asyncio.to_thread(next, events, None)) is not None:
+                yield event
+                if failure is not None:
+                    raise failure
+                await asyncio.sleep(self.pace_s)
+        finally:
+            self.open_answers -= 1
+
+    async def models(self) -> list[str]:
+        return [self.model.name]
+
+    async def ready(self) -> bool:
+        return True

@@ -1,0 +1,120 @@
+"""End to end through the real Ray pipeline: the API actor in front of PIPELINE's controller, a live
+synthetic stream, the tiny model; driven with the official openai client and plain HTTP."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+import ray
+from prometheus_client.parser import text_string_to_metric_families
+
+from frontends.api.server import start_api
+from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
+from actors.pipeline import start_pipeline, stop_pipeline
+from vlm import ModelConfig
+from tests.frontends.api.conftest import video_question
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.ray
+API_KEY = "e2e-key-0123456789"
+STARTUP_S = 180.0  # actor processes + imports + tiny model on a busy 2-core machine
+LIVE = {"id": "live", "url": "synthetic://?width=160&height=120&fps=10", "sample_rate_hz": 4,
+        "frames_per_chunk": 2, "budget": 16}
+
+
+@pytest.fixture(scope="module")
+def api(ray_local, tmp_path_factory):
+    """(url, api actor) of the API serving a fresh tiny pipeline."""
+    config = PipelineConfig(
+        transport=TransportConfig(hwm=8, send_timeout_ms=500), model=ModelConfig(path="tiny", max_new_tokens=6),
+        encoder=EncoderConfig(batch_frames=8, max_wait_ms=20), llm=LLMConfig(max_concurrent=2),
+        api=ApiConfig(port=0, api_key=API_KEY), checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
+    )
+    controller = start_pipeline(config)
+    actor, url = start_api(config.api, namespace=config.ray.namespace)  # finds the controller by name
+    yield url, actor
+    ray.kill(actor, no_restart=True)
+    stop_pipeline(controller)
+
+
+@pytest.fixture(scope="module")
+def http(api):
+    with httpx.Client(base_url=api[0], headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
+        yield client
+
+
+def scrape(http: httpx.Client) -> dict[tuple[str, str], float]:
+    families = text_string_to_metric_families(http.get("/metrics").text)
+    return {(s.name, s.labels.get("stream_id", "")): s.value for f in families for s in f.samples}
+
+
+def answered(client: openai.OpenAI, **kwargs):
+    """The answer, or None while the LLM has no snapshot of the stream yet (409 stream_not_ready)."""
+    try:
+        return client.chat.completions.create(**kwargs)
+    except openai.ConflictError:
+        return None
+
+
+def test_live_stream_is_managed_played_metered_and_answered(api, http):
+    url, _ = api
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    assert url.startswith("http://127.0.0.1:") and http.get("/ready").status_code == 200
+    # given a live synthetic stream added over HTTP
+    added = http.post("/v1/streams", json=LIVE)
+    assert added.status_code == 201, added.text
+    assert [s["stream_id"] for s in http.get("/v1/streams").json()["data"]] == ["live"]
+    wait_for(lambda: (http.get("/v1/streams/live").json().get("snapshot_version") or 0) >= 1, STARTUP_S,
+             "a first snapshot")
+    # then /metrics counters move while it plays
+    before = scrape(http)
+    wait_for(lambda: scrape(http)[("tokdyn_stream_tokens_seen_total", "live")]
+             > before[("tokdyn_stream_tokens_seen_total", "live")], STARTUP_S, "more tokens seen")
+    after = scrape(http)
+    for name in ("tokdyn_stream_frames_in_total", "tokdyn_stream_frames_sampled_total",
+                 "tokdyn_stream_snapshot_version"):
+        assert after[name, "live"] > before[name, "live"], name
+    assert after["tokdyn_stream_tokens_held", "live"] <= 16 < after["tokdyn_stream_compression_ratio", "live"]
+    # and the official client gets answers, non-streamed then streamed, with visual tokens counted
+    model = client.models.list().data[0].id
+    reply = wait_for(lambda: answered(client, model=model, messages=video_question("live"), max_tokens=4),
+                     STARTUP_S, "an answer")
+    usage, extra = reply.usage.model_dump(), reply.model_extra["tokdyn"]
+    assert 0 < usage["visual_tokens"] <= 16 and usage["prompt_tokens"] > usage["visual_tokens"]
+    assert extra["stream_id"] == "live" and 0 <= extra["span"]["t_start"] < extra["span"]["t_end"]
+    chunks = list(client.chat.completions.create(model=model, messages=video_question("live"), max_tokens=4,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage.visual_tokens > 0
+    finish = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    assert finish.model_extra["tokdyn"]["span"]["t_end"] >= extra["span"]["t_end"]  # a newer or equal snapshot
+    # several clients at once are all answered (the LLM actor serves llm.max_concurrent questions together)
+    with ThreadPoolExecutor(3) as pool:
+        replies = list(pool.map(lambda _: client.chat.completions.create(
+            model=model, messages=video_question("live"), max_tokens=4), range(3)))
+    assert all(r.usage.visual_tokens > 0 and r.choices[0].message.content is not None for r in replies)
+    assert scrape(http)[("tokdyn_query_ttft_seconds_count", "")] >= 5
+    # and pipeline errors come back as the right 4xx through Ray
+    assert http.post("/v1/streams", json=LIVE).json()["error"]["code"] == "stream_exists"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model=model, messages=video_question("nope"))
+    # when the stream is removed, it is gone everywhere
+    assert http.delete("/v1/streams/live").status_code == 200
+    assert http.get("/v1/streams/live").status_code == 404
+    assert ("tokdyn_stream_up", "live") not in scrape(http)
+
+
+def test_api_actor_restarts_on_the_same_url(api):
+    url, actor = api
+    pid = ray.get(actor.pid.remote())
+    ray.kill(actor, no_restart=False)  # the process dies as in a crash; Ray restarts it
+
+    def back() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200 and ray.get(actor.pid.remote()) != pid
+        except (httpx.HTTPError, ray.exceptions.RayActorError):
+            return False
+
+    wait_for(back, STARTUP_S, "the API back on the same URL")
