@@ -14,22 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from actors.config import LLMConfig, TransportConfig
+from actors.errors import StreamNotFound, StreamNotReady
 from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
 from vlm import ModelConfig
-from compressor.attention import visual_tokens
 from compressor.snapshot import Snapshot
 from stream.codec import Kind, Message
 from stream.transport import Socket
 
 log = logging.getLogger(__name__)
-
-
-class UnknownStream(ValueError):
-    """The question names a stream the pipeline does not have (HTTP 404)."""
-
-
-class NotReady(ValueError):
-    """The stream exists but no snapshot has arrived yet (HTTP 409 / 503: ask again shortly)."""
 
 
 class SnapshotStore:
@@ -63,13 +55,13 @@ class SnapshotStore:
                 self._snapshots[msg.stream_id] = (snapshot, extra)
 
     def get(self, stream_id: str) -> Snapshot:
-        """The newest snapshot; UnknownStream / NotReady say why there is none."""
+        """The newest snapshot; StreamNotFound / StreamNotReady say why there is none."""
         with self._lock:
             if stream_id not in self._streams:
-                raise UnknownStream(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
+                raise StreamNotFound(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
             held = self._snapshots.get(stream_id)
         if held is None:
-            raise NotReady(f"stream {stream_id!r}: no snapshot yet (the first chunk is still on its way)")
+            raise StreamNotReady(f"stream {stream_id!r}: no snapshot yet (the first chunk is still on its way)")
         return held[0]
 
     def info(self) -> dict[str, dict[str, Any]]:
@@ -114,10 +106,10 @@ class LLMWorker:
         """Answer from the stream's newest snapshot: {"type": "delta", "text"} events, then one "done" event
         with usage, span {t_start, t_end}, snapshot_version, finish_reason, model, ttft_s.
 
-        Raises UnknownStream / NotReady before the first event (and the model's InputError for bad messages).
+        Raises StreamNotFound / StreamNotReady before the first event (and the model's InputError for bad messages).
         """
         snapshot = self.store.get(stream_id)  # taken once: the whole answer draws on this version
-        visual = visual_tokens(snapshot, None)  # [K + R, D]
+        visual = self.vlm.memory_tokens(snapshot)  # [K + R, D], motion fused when the model can
         extra = {"span": {"t_start": snapshot.t_start, "t_end": snapshot.t_end},
                  "snapshot_version": snapshot.version, "stream_id": stream_id}
         self.answers += 1

@@ -49,6 +49,10 @@ class VisionLanguageModel(Protocol):
         """Frames uint8 [T, H, W, 3] RGB -> visual tokens [T, gh, gw, D] in the model dtype (one forward pass)."""
         ...
 
+    def memory_tokens(self, snapshot: Any) -> torch.Tensor:
+        """A stream memory (``compressor.Snapshot``) -> the visual tokens [N, D] this model reads for it."""
+        ...
+
     def generate(
         self,
         visual: torch.Tensor,

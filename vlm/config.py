@@ -8,6 +8,10 @@ from dataclasses import dataclass
 TINY = "tiny"
 
 DTYPES = ("float32", "bfloat16", "float16")
+#: How a stream memory reaches the model: motion fused into the base tokens by the checkpoint's trained
+#: cross-dynamics attention ("dynamics"; centroids alone when the checkpoint has none), or "centroids" always
+#: (the key-map-free ablation).
+MEMORY_INPUTS = ("dynamics", "centroids")
 
 
 class ModelConfigError(ValueError):
@@ -27,6 +31,8 @@ class ModelConfig:
     max_new_tokens:  default cap on generated tokens per answer (a request may ask for fewer).
     seed:            seed for the tiny model's random weights and for sampling when temperature > 0.
     encode_batch_frames: most frames the encoder pushes through the vision tower in one forward pass.
+    memory:          "dynamics" (motion fused by the trained cross-dynamics attention, when the checkpoint has
+                     one) or "centroids" (base tokens alone: the ablation); see MEMORY_INPUTS.
     """
 
     family: str = "llava-onevision"
@@ -36,6 +42,7 @@ class ModelConfig:
     max_new_tokens: int = 64
     seed: int = 0
     encode_batch_frames: int = 32
+    memory: str = "dynamics"
 
     def __post_init__(self) -> None:
         if not self.family:
@@ -48,6 +55,8 @@ class ModelConfig:
             raise ModelConfigError(f"model.device: expected 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.max_new_tokens < 1:
             raise ModelConfigError(f"model.max_new_tokens: expected >= 1, got {self.max_new_tokens}")
+        if self.memory not in MEMORY_INPUTS:
+            raise ModelConfigError(f"model.memory: expected one of {MEMORY_INPUTS}, got {self.memory!r}")
         if self.encode_batch_frames < 1:
             raise ModelConfigError(f"model.encode_batch_frames: expected >= 1, got {self.encode_batch_frames}")
 

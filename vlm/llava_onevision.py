@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,12 @@ from transformers import (
     SiglipVisionConfig,
 )
 
+from compressor.attention import CrossDynamicsAttention, visual_tokens
+from compressor.snapshot import Snapshot
 from vlm.base import InputError, Question
 from vlm.config import ModelConfig, ModelConfigError
 from vlm.decoding import Generation
+from vlm.dynamics import load_dynamics, new_dynamics, save_dynamics
 from vlm.frames import preprocess
 from vlm.prompt import CHATML_TEMPLATE, prompt_ids, splice_visual
 from vlm.tokenizer import byte_level_tokenizer, printable_ascii_ids
@@ -57,8 +61,13 @@ class LlavaOnevision:
         seed: int = 0,
         allowed_ids: list[int] | None = None,
         chat_template: str = CHATML_TEMPLATE,
+        dynamics: CrossDynamicsAttention | None = None,
+        use_dynamics: bool = True,
     ) -> None:
         self.model = model.eval()
+        # Fuses the memory's motion into its base tokens (None: answer from the centroids alone).
+        self.dynamics = dynamics
+        self.use_dynamics = use_dynamics
         self.chat_template = chat_template
         self.tokenizer = tokenizer
         self.name, self.meaningful = name, meaningful
@@ -101,6 +110,20 @@ class LlavaOnevision:
         tokens = out.pooler_output[0, :-1]  # [T * gh * gw, D]; the last token is the image_newline
         # clone: a view would keep the whole vision-tower output alive as long as the tokens are held.
         return tokens.reshape(pixels.shape[0], *self.grid, self.hidden_size).clone()  # [T, gh, gw, D]
+
+    def attach_dynamics(self, heads: int = 4, seed: int = 0) -> CrossDynamicsAttention:
+        """Give the model an untrained cross-dynamics attention (the identity until trained); returns it."""
+        self.dynamics = new_dynamics(self.hidden_size, heads, seed).to(device=self.device, dtype=self.dtype)
+        return self.dynamics
+
+    def memory_tokens(self, snapshot: Snapshot) -> torch.Tensor:
+        """A stream memory -> the visual tokens this model reads: ``[K + R, D]`` on its device, in its dtype.
+
+        Base tokens are motion-fused by the trained cross-dynamics attention when the model has one and the
+        config asks for it (``model.memory: dynamics``); otherwise the centroids alone (the ablation).
+        """
+        attention = self.dynamics if self.use_dynamics else None
+        return visual_tokens(snapshot, attention).to(device=self.device, dtype=self.dtype)
 
     def _prompt_ids(self, num_visual: int, question: Question) -> list[int]:
         return prompt_ids(self.tokenizer, question, self.video_marker, self.video_token_id, num_visual,
@@ -158,22 +181,58 @@ class LlavaOnevision:
                         "size": {"height": self.image_size, "width": self.image_size}}
         (directory / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor, indent=2))
         notes = {"random_weights": not self.meaningful, "allowed_token_ids": self.allowed_ids}
+        if self.dynamics is not None:
+            notes["dynamics"] = save_dynamics(self.dynamics, directory)
         (directory / NOTES_FILE).write_text(json.dumps(notes))
 
 
-def tiny_config(vocab_size: int, image_token_id: int, video_token_id: int) -> LlavaOnevisionConfig:
-    """LLaVA-OneVision's real classes at toy size: SigLIP 64-dim + Qwen2 128-dim, 2 layers each.
+@dataclass(frozen=True)
+class TinySize:
+    """Sizes of a from-scratch LLaVA-OneVision made of the real classes (the defaults are the test model).
+
+    image_size / patch_size: vision input in px and patch side in px; (image_size / patch_size) / 2 tokens per
+    side after 2x2 pooling (112 / 4 -> 14 x 14 = 196, the real model's count). *_hidden: widths; *_layers:
+    transformer layers; *_heads: attention heads (must divide the width); text_kv_heads divides text_heads.
+    """
+
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 2
+    image_size: int = 112
+    patch_size: int = 4
+    text_hidden: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_kv_heads: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("vision_hidden", "vision_layers", "vision_heads", "image_size", "patch_size", "text_hidden",
+                     "text_layers", "text_heads", "text_kv_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8192:
+                raise ModelConfigError(f"size.{name}: expected an integer in [1, 8192], got {value!r}")
+        if self.vision_hidden % self.vision_heads or self.text_hidden % self.text_heads \
+                or self.text_heads % self.text_kv_heads or self.image_size % self.patch_size:
+            raise ModelConfigError(f"size: expected heads dividing widths, kv heads dividing heads and patch_size "
+                                   f"dividing image_size, got {self}")
+
+
+def tiny_config(vocab_size: int, image_token_id: int, video_token_id: int,
+                size: TinySize = TinySize()) -> LlavaOnevisionConfig:
+    """LLaVA-OneVision's real classes at toy size (default: SigLIP 64-dim + Qwen2 128-dim, 2 layers each).
 
     112 px frames in 4 px patches give 28 x 28 patches, pooled 2x2 to the real model's 14 x 14 grid,
     so per-frame token counts (196) match the real model.
     """
     vision = SiglipVisionConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        image_size=112, patch_size=4, vision_use_head=False,
+        hidden_size=size.vision_hidden, intermediate_size=2 * size.vision_hidden,
+        num_hidden_layers=size.vision_layers, num_attention_heads=size.vision_heads,
+        image_size=size.image_size, patch_size=size.patch_size, vision_use_head=False,
     )
     text = Qwen2Config(
-        hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=32768, tie_word_embeddings=False,
+        hidden_size=size.text_hidden, intermediate_size=2 * size.text_hidden, num_hidden_layers=size.text_layers,
+        num_attention_heads=size.text_heads, num_key_value_heads=size.text_kv_heads, vocab_size=vocab_size,
+        max_position_embeddings=32768, tie_word_embeddings=False,
     )
     return LlavaOnevisionConfig(
         vision_config=vision, text_config=text, image_token_index=image_token_id,
@@ -185,11 +244,11 @@ def _torch_dtype(config: ModelConfig) -> torch.dtype:
     return getattr(torch, config.dtype)
 
 
-def build_tiny(config: ModelConfig) -> LlavaOnevision:
+def build_tiny(config: ModelConfig, size: TinySize = TinySize()) -> LlavaOnevision:
     """A tiny random-weight LLaVA-OneVision built in code (seeded by config.seed); needs no files."""
     tokenizer = byte_level_tokenizer()
     model_config = tiny_config(
-        len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"), tokenizer.convert_tokens_to_ids("<video>")
+        len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"), tokenizer.convert_tokens_to_ids("<video>"), size
     )
     with torch.random.fork_rng(devices=[]):  # seed the weights without disturbing the caller's RNG
         torch.manual_seed(config.seed)
@@ -197,7 +256,7 @@ def build_tiny(config: ModelConfig) -> LlavaOnevision:
     model = model.to(device=config.device, dtype=_torch_dtype(config))
     return LlavaOnevision(
         model, tokenizer, name=config.name, meaningful=False, max_new_tokens=config.max_new_tokens,
-        seed=config.seed, allowed_ids=printable_ascii_ids(tokenizer),
+        seed=config.seed, allowed_ids=printable_ascii_ids(tokenizer), use_dynamics=config.memory == "dynamics",
     )
 
 
@@ -221,8 +280,11 @@ def load_local(config: ModelConfig) -> LlavaOnevision:
     ).to(config.device)
     tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     preprocessor, notes = _read_json(directory / PREPROCESSOR_FILE), _read_json(directory / NOTES_FILE)
+    dynamics = load_dynamics(directory, notes, int(model.config.text_config.hidden_size), model.device,
+                             model.dtype, config.name)
     return LlavaOnevision(
         model, tokenizer, name=config.name, meaningful=not notes.get("random_weights", False),
         mean=tuple(preprocessor.get("image_mean", SIGLIP_MEAN)), std=tuple(preprocessor.get("image_std", SIGLIP_STD)),
         max_new_tokens=config.max_new_tokens, seed=config.seed, allowed_ids=notes.get("allowed_token_ids"),
+        dynamics=dynamics, use_dynamics=config.memory == "dynamics",
     )
