@@ -2,7 +2,8 @@
 
 Wire: PUSH (connected to the encoder's frames endpoint) sends
     arrays {"frames": [T, S, S, 3] uint8, "timestamps": [T] f64 media s, "arrivals": [T] f64 wall clock}
-    meta {"sent_at": wall clock, "timings": {"source_wait": s blocked waiting for the chunk (decode + pacing)}}
+    meta {"sent_at": wall clock, "timings": {"source_wait": s blocked waiting for the chunk (decode + pacing),
+                                             "decode": s inside the decoder since the previous chunk}}
 and an EOS when a finite file ends. A file waits for the encoder (nothing lost); a live source gives up on a
 chunk after `transport.send_timeout_ms` and counts it as dropped (freshest wins).
 """
@@ -99,14 +100,18 @@ class SourceWorker:
             self._source = open_source(resolve_url(spec.url), config)
             self._state = "streaming"
             waited = time.perf_counter()
+            decoded_s = 0.0  # the source's decoder seconds when the previous chunk went out
             for chunk in chunks(self._source, spec.sample_rate_hz, spec.frames_per_chunk, self.image_size,
                                 spec.stream_id):
                 blocked = time.perf_counter() - waited
                 while not self._running.wait(POLL_MS / 1000):
                     if stop.is_set():
                         return
-                msg = Message(Kind.FRAMES, spec.stream_id, chunk.seq,
-                              {"sent_at": time.time(), "timings": {"source_wait": blocked}},
+                timings = {"source_wait": blocked}
+                decode_s = self._source.status().decode_s
+                if decode_s is not None:  # None: synthetic frames are drawn, not decoded
+                    timings["decode"], decoded_s = decode_s - decoded_s, decode_s
+                msg = Message(Kind.FRAMES, spec.stream_id, chunk.seq, {"sent_at": time.time(), "timings": timings},
                               {"frames": chunk.frames, "timestamps": chunk.timestamps, "arrivals": chunk.arrivals})
                 if self._deliver(msg, stop):
                     self.chunks_sent += 1

@@ -78,6 +78,8 @@ class SourceStatus:
     dropped: sampled frames discarded because the consumer lagged (drop_oldest policy) or they went
     stale; reconnects: disconnects
     followed by a reconnect attempt; fps / width / height / codec: of the current stream, when known.
+    decode_s: wall seconds spent inside the video decoder so far, every frame (kept or not), RGB conversion
+    excluded; None for sources that draw frames instead of decoding them (synthetic).
     """
 
     url: str
@@ -92,11 +94,12 @@ class SourceStatus:
     height: int | None
     codec: str | None
     events: tuple[StatusEvent, ...]
+    decode_s: float | None = None
 
     def to_dict(self) -> dict:
         """Plain dict (msgpack / JSON friendly), events as dicts."""
         out = {k: getattr(self, k) for k in ("url", "decoded", "sampled", "dropped", "reconnects", "last_error",
-                                             "fps", "width", "height", "codec")}
+                                             "fps", "width", "height", "codec", "decode_s")}
         out["state"] = self.state.value
         out["events"] = [{"time": e.time, "state": e.state.value, "detail": e.detail} for e in self.events]
         return out

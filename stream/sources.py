@@ -75,6 +75,7 @@ class Source:
         self._counts = {"decoded": 0, "sampled": 0, "reconnects": 0}
         self._info: dict[str, object] = {"fps": None, "width": None, "height": None, "codec": None}
         self._last_error: str | None = None
+        self._decode_s: float | None = None  # seconds inside the decoder; stays None where nothing is decoded
         self._buffer: FrameBuffer | None = None
         self._reader: threading.Thread | None = None
         self._iterator: Generator[Frame, None, None] | None = None
@@ -114,8 +115,8 @@ class Source:
         """Snapshot of state, counters (decoded, sampled, dropped, reconnects), last error and events."""
         with self._lock:
             return SourceStatus(url=self.url, state=self._state, dropped=self._buffer.dropped if self._buffer else 0,
-                                last_error=self._last_error, events=tuple(self._events), **self._counts,
-                                **self._info)  # type: ignore[arg-type]
+                                last_error=self._last_error, events=tuple(self._events), decode_s=self._decode_s,
+                                **self._counts, **self._info)  # type: ignore[arg-type]
 
     def set_sampler(self, keep: Callable[[float], bool]) -> None:
         """Hand out only frames for which ``keep(pts)`` is true (e.g. ``Sampler(rate_hz).keep``); call before
@@ -242,6 +243,7 @@ class AvSource(Source):
         self._path = url[len("file://"):] if scheme == "file" else url
         super().__init__(url, config, on_event)
         self._rng = random.Random()
+        self._decode_s = 0.0
 
     def _open(self) -> "av.container.InputContainer":
         cfg = self.config
@@ -323,6 +325,7 @@ class AvSource(Source):
         for packet in container.demux(stream):
             if self._stop.is_set():
                 return True
+            started = time.perf_counter()  # decoder time only: demuxing waits on the network for a camera
             try:
                 decoded = packet.decode()
             except av.InvalidDataError as exc:
@@ -333,6 +336,8 @@ class AvSource(Source):
                     raise
                 self._error(exc, "undecodable packet skipped")
                 continue
+            with self._lock:
+                self._decode_s += time.perf_counter() - started
             errors = 0
             for frame in decoded:
                 last_raw = frame.time if frame.time is not None else last_raw

@@ -13,6 +13,7 @@ from actors.encoder import EncoderWorker
 from actors.source import SourceWorker
 from vlm import ModelConfig
 from stream.codec import Kind, Message
+from stream.synthetic import SyntheticVideo, write_video
 from stream.transport import Socket
 from tests.helpers import wait_for
 
@@ -57,6 +58,26 @@ def test_source_pushes_sampled_chunks_then_eos() -> None:
         assert status["chunks_sent"] == 2 and status["sampled"] == 8 and status["worker_state"] == "ended"
     finally:
         worker.close()
+        sink.close()
+
+
+def test_source_chunks_carry_their_decoder_time(tmp_path) -> None:
+    """Given an H.264 file (every frame decoded, one in 5 kept), when the worker pushes its chunks, then each
+    chunk's timings carry the decoder seconds since the previous chunk; a synthetic stream's carry none."""
+    path = tmp_path / "cam.mp4"
+    write_video(path, SyntheticVideo(width=64, height=48, fps=10, seconds=4).frames(), fps=10)
+    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8)
+    workers = [SourceWorker(StreamSpec(name, url, sample_rate_hz=2.0, frames_per_chunk=4, live=False), 32,
+                            TRANSPORT, target=sink.peer_spec())
+               for name, url in (("file", str(path)), ("drawn", "synthetic://?width=64&height=48&fps=10&seconds=4"))]
+    try:
+        chunks = recv_until(sink, 4, Kind.FRAMES)
+        decode = {(m.stream_id, m.seq): m.meta["timings"].get("decode") for m in chunks}
+        assert decode[("file", 0)] > 0 and decode[("file", 1)] > 0
+        assert decode[("drawn", 0)] is None and decode[("drawn", 1)] is None
+    finally:
+        for worker in workers:
+            worker.close()
         sink.close()
 
 

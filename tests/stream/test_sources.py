@@ -211,3 +211,20 @@ def test_config_validation():
         SourceConfig(transport="sctp")
     with pytest.raises(ValueError, match="reconnect_max_s"):
         SourceConfig(reconnect_initial_s=5, reconnect_max_s=1)
+
+
+def test_decoder_time_counted_for_every_decoded_frame(video_files):
+    """Given a file source whose sampler keeps no frame, when it is read halfway and then to the end, then
+    the decoder time counted grows (skipped frames are decoded too) and a synthetic source reports none."""
+    source = open_source(str(video_files["mp4"][0]))
+    source.set_sampler(lambda pts: pts < 1.0)  # the first 30 of 60 frames
+    frames = iter(source)
+    assert source.status().decode_s == 0.0
+    for _ in range(30):
+        next(frames)
+    halfway = source.status().decode_s
+    assert list(frames) == [] and source.status().decoded == 60
+    assert 0.0 < halfway < source.status().decode_s == source.status().to_dict()["decode_s"]
+    synthetic = open_source("synthetic://?width=32&height=32&fps=5&seconds=1")
+    list(synthetic)
+    assert synthetic.status().decode_s is None
