@@ -17,9 +17,6 @@ the last message; 'vs bare' is the median over rounds of (variant rate / bare ra
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
 sys.path[0] = str(ROOT)
 
+from bench.common import BenchRun, bench_parser, print_table  # noqa: E402
 from stream.codec import Kind, Message, decode  # noqa: E402
 from stream.transport import Socket  # noqa: E402
 
@@ -115,9 +113,7 @@ class Sender:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer messages and repeats (< 60 s)")
-    parser.add_argument("--json", help="write results to this path")
+    parser = bench_parser(__doc__, "fewer messages and repeats (< 60 s)")
     parser.add_argument("--batch", type=int, help="messages per variant per round")
     parser.add_argument("--rounds", type=int, help="rounds; each sends one batch of every variant")
     parser.add_argument("--role", default="send", choices=("send", "recv"), help=argparse.SUPPRESS)
@@ -127,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "recv":
         receive(args.data, args.ctl, args.ack)
         return 0
+    run = BenchRun("transport", args.quick)
     batch = args.batch or 10
     rounds = args.rounds or (40 if args.quick else 150)
     rng = np.random.default_rng(0)
@@ -155,23 +152,16 @@ def main(argv: list[str] | None = None) -> int:
                              "runs_gb_per_s": [round(r / 1e9, 3) for r in rates[variant]]})
     finally:
         sender.close()
-    print(f"{'payload':24} {'variant':8} {'GB/s':>6} {'msg/s':>6} {'vs bare':>7} {'best GB/s':>9} "
-          f"{'best vs bare':>12} {'CPU ms/msg':>10}")
-    for r in rows:
-        print(f"{r['payload']:24} {r['variant']:8} {r['gb_per_s']:6.2f} {r['msg_per_s']:6.0f} "
-              f"{r['ratio_to_bare']:7.2f} "
-              f"{r['best_gb_per_s']:9.2f} {r['best_ratio_to_bare']:12.2f} {r['cpu_ms_per_msg']:10.2f}")
-    print(f"medians over {rounds} rounds of {batch} messages per variant; 'vs bare' = median of per-round ratios; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print_table([("payload", ""), ("variant", ""), ("GB/s", ".2f"), ("msg/s", ".0f"), ("vs bare", ".2f"),
+                 ("best GB/s", ".2f"), ("best vs bare", ".2f"), ("CPU ms/msg", ".2f")],
+                [[r["payload"], r["variant"], r["gb_per_s"], r["msg_per_s"], r["ratio_to_bare"], r["best_gb_per_s"],
+                  r["best_ratio_to_bare"], r["cpu_ms_per_msg"]] for r in rows])
+    print(f"medians over {rounds} rounds of {batch} messages per variant; 'vs bare' = median of per-round ratios")
     codec = next(r for r in rows if r["variant"] == "codec")
     verdict = "meets" if codec["ratio_to_bare"] >= TARGET_RATIO else "MISSES"
     print(f"codec / bare for the token chunk: {codec['ratio_to_bare']:.2f} median of rounds, "
           f"{codec['best_ratio_to_bare']:.2f} best vs best ({verdict} the >= {TARGET_RATIO} target)")
-    if args.json:
-        out = {"bench": "transport", "quick": args.quick, "machine": {"platform": platform.platform(),
-               "cpus": os.cpu_count(), "load_avg": os.getloadavg()}, "target_ratio": TARGET_RATIO, "rows": rows}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    run.finish({"target_ratio": TARGET_RATIO, "rows": rows}, args.json)
     return 0
 
 
