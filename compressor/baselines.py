@@ -148,7 +148,7 @@ def offline_token_dynamics(tokens: torch.Tensor, budget: int, config: Compressor
     k_min, k_max = min(config.k_min, budget), min(config.k_max, budget) if config.adaptive else budget
     result = token_dynamics(tokens, k_max, seed=config.seed, tol=config.kmeans_tol, max_iter=config.kmeans_max_iter,
                             adaptive_rule=config.adaptive_rule if config.adaptive and k_min < k_max else None,
-                            k_min=k_min, silhouette_sample=config.silhouette_sample)
+                            k_min=k_min, silhouette_sample=config.silhouette_sample, restarts=config.kmeans_restarts)
     return Reduction(result.llm_tokens().cpu(), result.key_map)
 
 

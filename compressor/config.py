@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -11,16 +12,29 @@ METHODS = ("token_dynamics", "offline_token_dynamics", "uniform", "pooling", "dy
 ADAPTIVE_RULES = ("merge_cost", "elbow", "silhouette")
 
 
+# Upper bounds of the integer and float fields: well above any sensible stream, low enough that a typo (an
+# extra zero, a count of tokens instead of clusters) fails here instead of as a 1 GB allocation later.
+MAX_BUDGET = 1024
+MAX_NEW_CLUSTERS = 64
+MAX_KMEANS_ITER = 10_000
+MAX_SAMPLE = 100_000
+MAX_WINDOW_FRAMES = 4096
+MAX_POOL_GRID = 64
+MAX_SEED = 2**63 - 1
+MAX_SECONDS = 10 * 365 * 86400.0   # ten years of media time
+MAX_RETENTION_BYTES = 2**40        # 1 TiB of segments per stream
+
+
 @dataclass(frozen=True)
 class CompressorConfig:
     """How one stream's visual tokens are reduced before they reach the LLM.
 
-    Fields:
+    Fields (every integer must be an ``int`` and every real a finite ``int``/``float``; ``bool`` is neither):
         method: registry name, one of ``METHODS``.
-        budget: maximum number of visual tokens handed to the LLM, recent window included.
+        budget: maximum number of visual tokens handed to the LLM, recent window included (1..1024).
         adaptive: Token Dynamics picks K in [k_min, k_max] (capped by budget - recent_window) instead of a
             fixed K = budget - recent_window.
-        k_min, k_max: adaptive K range (the paper uses 12..32).
+        k_min, k_max: adaptive K range (the paper uses 12..32), 1..1024.
         adaptive_rule: how the first chunk picks K ("elbow" or "silhouette" run the offline rules; "merge_cost"
             uses the elbow rule on the first chunk too). Later chunks always use merge cost: clusters whose
             centroids are more similar than ``merge_similarity`` are merged down to k_min.
@@ -28,11 +42,24 @@ class CompressorConfig:
         seed: seeds every random choice (k-means++); same seed + same input -> same state, bit for bit.
         novelty_threshold: a token whose best cosine to the current centroids is below this seeds new
             clusters (cosine units, -1..1).
-        max_new_clusters: at most this many clusters are seeded per chunk (then merged back to the budget).
+        max_new_clusters: at most this many clusters are seeded per chunk (then merged back to the budget), 0..64.
         merge_similarity: adaptive mode merges pairs with centroid cosine above this while K > k_min.
+        half_life_s: streaming Token Dynamics: media seconds after which the weight of what the memory saw
+            halves (sums, counts and norm sums of every cluster decay by ``0.5 ** (dt / half_life_s)``), so old
+            clusters become cheap to merge and new content claims clusters of its own; 0 = never forget
+            (weights by all history). Default 30 minutes: a camera's memory stays about its last hour or so;
+            older time stays reachable through the sealed segments (``segment_s``).
+        segment_s: the memory actor seals a segment (its own compact memory of that span: base + key map +
+            motion) every this many media seconds, next to the checkpoint; 0 = no segments. Default 15 min.
+        retention_s: sealed segments older than this many media seconds (before the newest frame) are deleted.
+            Default 7 days.
+        retention_bytes: the oldest sealed segments are deleted while all of a stream's segments take more
+            than this many bytes. Default 512 MiB (about 12 days of a 1 frame/s stream at K = 32).
         kmeans_tol: offline k-means stops when no centroid moved more than this (Euclidean, unit sphere).
-        kmeans_max_iter: offline k-means iteration cap.
-        silhouette_sample: tokens subsampled (seeded) for the silhouette score.
+        kmeans_max_iter: offline k-means iteration cap (1..10000).
+        kmeans_restarts: k-means runs from independent seeds, the best kept (1..32; the first chunk and the
+            offline method).
+        silhouette_sample: tokens subsampled (seeded) for the silhouette score (2..100000).
         window_frames: baselines that stream keep this many recent frames and reduce them at snapshot time.
         pool_grid: uniform/pooling/dycoke pool each kept frame or segment to pool_grid x pool_grid tokens.
         dycoke_prune: DyCoke stage-1 fraction of later-frame tokens dropped per window of 4 (0.3/0.5/0.7).
@@ -49,42 +76,59 @@ class CompressorConfig:
     novelty_threshold: float = 0.6
     max_new_clusters: int = 4
     merge_similarity: float = 0.95
+    half_life_s: float = 1800.0
+    segment_s: float = 900.0
+    retention_s: float = 7 * 86400.0
+    retention_bytes: int = 512 * 2**20
     kmeans_tol: float = 1e-4
     kmeans_max_iter: int = 100
+    kmeans_restarts: int = 3
     silhouette_sample: int = 2000
     window_frames: int = 32
     pool_grid: int = 2
     dycoke_prune: float = 0.7
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.method not in METHODS:
             raise InvalidConfig(f"method: expected one of {METHODS}, got {self.method!r}")
-        if self.budget < 1:
-            raise InvalidConfig(f"budget: expected >= 1, got {self.budget}")
+        if self.adaptive_rule not in ADAPTIVE_RULES:
+            raise InvalidConfig(f"adaptive_rule: expected one of {ADAPTIVE_RULES}, got {self.adaptive_rule!r}")
+        for name, low, high in (("budget", 1, MAX_BUDGET), ("k_min", 1, MAX_BUDGET), ("k_max", 1, MAX_BUDGET),
+                                ("seed", 0, MAX_SEED), ("max_new_clusters", 0, MAX_NEW_CLUSTERS),
+                                ("kmeans_max_iter", 1, MAX_KMEANS_ITER),
+                                ("kmeans_restarts", 1, 32), ("silhouette_sample", 2, MAX_SAMPLE),
+                                ("window_frames", 1, MAX_WINDOW_FRAMES), ("pool_grid", 1, MAX_POOL_GRID),
+                                ("novelty_threshold", -1.0, 1.0), ("merge_similarity", -1.0, 1.0),
+                                ("half_life_s", 0.0, MAX_SECONDS), ("segment_s", 0.0, MAX_SECONDS),
+                                ("retention_s", 0.0, MAX_SECONDS), ("retention_bytes", 0, MAX_RETENTION_BYTES),
+                                ("kmeans_tol", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise InvalidConfig(f"{name}: expected {low} <= {name} <= {high}, got {value}")
         if not 0 <= self.recent_window < self.budget:
             raise InvalidConfig(f"recent_window: expected 0 <= recent_window < budget={self.budget}, "
                                 f"got {self.recent_window}")
-        if self.k_min < 1:
-            raise InvalidConfig(f"k_min: expected >= 1, got {self.k_min}")
         if self.k_min > self.k_max:
             raise InvalidConfig(f"k_min/k_max: expected k_min <= k_max, got k_min={self.k_min} > k_max={self.k_max}")
-        if self.adaptive_rule not in ADAPTIVE_RULES:
-            raise InvalidConfig(f"adaptive_rule: expected one of {ADAPTIVE_RULES}, got {self.adaptive_rule!r}")
-        if not -1.0 <= self.novelty_threshold <= 1.0:
-            raise InvalidConfig(f"novelty_threshold: expected a cosine in [-1, 1], got {self.novelty_threshold}")
-        if self.max_new_clusters < 0:
-            raise InvalidConfig(f"max_new_clusters: expected >= 0, got {self.max_new_clusters}")
-        if not -1.0 <= self.merge_similarity <= 1.0:
-            raise InvalidConfig(f"merge_similarity: expected a cosine in [-1, 1], got {self.merge_similarity}")
-        if self.kmeans_tol < 0 or self.kmeans_max_iter < 1:
-            raise InvalidConfig(f"kmeans_tol/kmeans_max_iter: expected >= 0 and >= 1, "
-                                f"got {self.kmeans_tol} and {self.kmeans_max_iter}")
-        if self.silhouette_sample < 2:
-            raise InvalidConfig(f"silhouette_sample: expected >= 2, got {self.silhouette_sample}")
-        if self.window_frames < 1 or self.pool_grid < 1:
-            raise InvalidConfig(f"window_frames/pool_grid: expected >= 1, got {self.window_frames}/{self.pool_grid}")
         if not 0.0 <= self.dycoke_prune < 1.0:
             raise InvalidConfig(f"dycoke_prune: expected 0 <= p < 1, got {self.dycoke_prune}")
+
+    def _check_types(self) -> None:
+        """Every field has its declared type (ints are ints, not bools, floats or strings; reals are finite)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "str":
+                ok = isinstance(value, str)
+            elif f.type == "bool":
+                ok = isinstance(value, bool)
+            elif f.type == "int":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:  # float: an int is fine too, but it must be finite
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok:
+                raise InvalidConfig(f"{f.name}: expected {'a finite ' if f.type == 'float' else ''}{f.type}, "
+                                    f"got {type(value).__name__} {value!r}")
 
     @property
     def base_budget(self) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from compressor.errors import InvalidConfig
-from compressor.kmeans import KMeansResult, adaptive_kmeans, spherical_kmeans
+from compressor.kmeans import DEFAULT_RESTARTS, KMeansResult, adaptive_kmeans, spherical_kmeans
 from compressor.validation import check_chunk, check_finite, token_norms
 
 
@@ -45,16 +45,17 @@ class Fit:
 
 
 def fit_tokens(flat: torch.Tensor, norms: torch.Tensor, k: int, *, seed: int, tol: float, max_iter: int,
-               adaptive_rule: str | None = None, k_min: int = 1, sample: int = 2000) -> Fit:
+               adaptive_rule: str | None = None, k_min: int = 1, sample: int = 2000,
+               restarts: int = DEFAULT_RESTARTS) -> Fit:
     """Cluster ``flat [N, D]`` (raw tokens, any float dtype) whose float32 norms are ``norms [N]``.
 
     Fixed K when ``adaptive_rule`` is None, else K in ``[k_min, k]`` chosen by the rule.
     """
     xn = flat.float() / norms[:, None].clamp_min(1e-12)
     if adaptive_rule is None:
-        res: KMeansResult = spherical_kmeans(xn, k, seed, tol, max_iter)
+        res: KMeansResult = spherical_kmeans(xn, k, seed, tol, max_iter, restarts)
     else:
-        res = adaptive_kmeans(xn, k_min, k, adaptive_rule, seed, tol, max_iter, sample)
+        res = adaptive_kmeans(xn, k_min, k, adaptive_rule, seed, tol, max_iter, sample, restarts)
     n, kk = xn.shape[0], res.centroids.shape[0]
     positions = torch.arange(n, device=xn.device)
     first = torch.full((kk,), n, dtype=torch.long, device=xn.device)
@@ -111,7 +112,7 @@ def hash_rebuild(base: torch.Tensor, key_map: np.ndarray | torch.Tensor) -> torc
 
 def token_dynamics(tokens: np.ndarray | torch.Tensor, k: int = 32, *, seed: int = 0, tol: float = 1e-4,
                    max_iter: int = 100, adaptive_rule: str | None = None, k_min: int = 12,
-                   silhouette_sample: int = 2000) -> TokenDynamicsResult:
+                   silhouette_sample: int = 2000, restarts: int = DEFAULT_RESTARTS) -> TokenDynamicsResult:
     """Offline Token Dynamics of a whole clip.
 
     Args:
@@ -131,7 +132,7 @@ def token_dynamics(tokens: np.ndarray | torch.Tensor, k: int = 32, *, seed: int 
     norms = token_norms(flat)
     check_finite(norms)
     fit = fit_tokens(flat, norms, k, seed=seed, tol=tol, max_iter=max_iter, adaptive_rule=adaptive_rule,
-                     k_min=k_min, sample=silhouette_sample)
+                     k_min=k_min, sample=silhouette_sample, restarts=restarts)
     kk = fit.centroids.shape[0]
     key_map = fit.labels.cpu().numpy().astype(smallest_uint_dtype(kk)).reshape(t, h, w)
     counts = fit.counts

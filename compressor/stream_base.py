@@ -59,15 +59,17 @@ class StreamCompressorBase:
         """Add one chunk of tokens ``[T_c, H, W, D]`` with media timestamps ``[T_c]`` (seconds).
 
         Raises:
-            InvalidTokens: wrong rank, empty, grid/D unlike earlier chunks, NaN/Inf, bad timestamps. The state
-                is unchanged when this is raised.
+            InvalidTokens: wrong rank, empty, grid/D unlike earlier chunks, NaN/Inf, bad timestamps (negative,
+                decreasing, or earlier than the newest already seen: see ``check_timestamps``). The state is
+                unchanged when this is raised. float64 is converted, gradients are detached, any memory
+                layout gives the same state bits.
         """
         with self._lock:
             self._checked_update(tokens, timestamps)
 
     def _checked_update(self, tokens: np.ndarray | torch.Tensor, timestamps: np.ndarray) -> None:
         x = check_chunk(tokens, self.grid, self.dim)
-        ts = check_timestamps(timestamps, x.shape[0])
+        ts = check_timestamps(timestamps, x.shape[0], self.t_end if self.frames_seen else None)
         t, h, w, d = x.shape
         norms = token_norms(x.reshape(t * h * w, d))  # [N] float32
         check_finite(norms)

@@ -98,7 +98,8 @@ class StreamingTokenDynamics(StreamCompressorBase):
         c = self.config
         rule = c.adaptive_rule if c.adaptive and self.k_min < self.k_max else None
         fit = fit_tokens(flat, norms, self.k_max, seed=c.seed, tol=c.kmeans_tol, max_iter=c.kmeans_max_iter,
-                         adaptive_rule=rule, k_min=self.k_min, sample=c.silhouette_sample)
+                         adaptive_rule=rule, k_min=self.k_min, sample=c.silhouette_sample,
+                         restarts=c.kmeans_restarts)
         k = fit.centroids.shape[0]
         self.sums[:k], self.centroids[:k] = fit.sums, fit.centroids
         self.counts[:k], self.norm_sums[:k] = fit.counts.cpu().numpy(), fit.norm_sums.cpu().numpy()

@@ -21,7 +21,12 @@ def as_tensor(tokens: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def check_chunk(tokens: np.ndarray | torch.Tensor, grid: tuple[int, int] | None = None,
                 dim: int | None = None) -> torch.Tensor:
-    """Check the shape of a token chunk ``[T_c, H, W, D]`` and return it as a tensor.
+    """Check the shape of a token chunk ``[T_c, H, W, D]`` and return it as a tensor every method can use.
+
+    Soft edges are made hard here, once for every method: float64 is converted to float32 (the state is
+    float32; a float64 matmul against it would fail later), a tensor that requires grad is detached (the
+    compressor never trains, and in-place updates of grad-tracked sums would fail half-way), and the result is
+    C-contiguous, so a strided view of the same values gives the same state bits as a packed copy.
 
     Args:
         tokens: ``[T_c, H, W, D]`` floating point.
@@ -41,7 +46,10 @@ def check_chunk(tokens: np.ndarray | torch.Tensor, grid: tuple[int, int] | None 
         raise InvalidTokens(f"tokens: expected grid {tuple(grid)} like earlier chunks, got {tuple(x.shape[1:3])}")
     if dim is not None and x.shape[3] != dim:
         raise InvalidTokens(f"tokens: expected D={dim} like earlier chunks, got D={x.shape[3]}")
-    return x
+    x = x.detach()
+    if x.dtype == torch.float64:
+        x = x.float()
+    return x.contiguous()
 
 
 def check_finite(values: torch.Tensor, what: str = "tokens") -> None:
@@ -55,17 +63,34 @@ def check_finite(values: torch.Tensor, what: str = "tokens") -> None:
         raise InvalidTokens(f"{what}: expected finite values, got NaN/Inf in {int(bad.sum())} of {values.numel()}")
 
 
-def check_timestamps(timestamps: np.ndarray | None, frames: int) -> np.ndarray:
-    """Return timestamps as float64 ``[T_c]``; None means 0, 1, 2, ... is not allowed (streams need time).
+def check_timestamps(timestamps: np.ndarray | None, frames: int, after: float | None = None) -> np.ndarray:
+    """Return timestamps as float64 ``[T_c]`` media seconds (None is not allowed: streams need time).
 
+    Policy for time that goes backwards: media time in a stream never decreases. The sources already repair
+    raw PTS into a strictly increasing clock (``stream/timestamps.py``), so a chunk that goes backwards is a
+    bug or a replay (a chunk delivered twice after a restart); it is rejected whole, and the memory actor
+    counts and skips it. Equal timestamps are allowed (a duplicated frame time is harmless).
+
+    Args:
+        after: the newest timestamp the stream already holds, or None for its first chunk.
     Raises:
-        InvalidTokens: wrong length or NaN/Inf.
+        InvalidTokens: wrong length, NaN/Inf, negative, decreasing inside the chunk, or earlier than ``after``.
     """
-    ts = np.asarray(timestamps, dtype=np.float64)
+    try:
+        ts = np.asarray(timestamps, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidTokens(f"timestamps: expected {frames} real numbers, got {type(timestamps).__name__}") from exc
     if ts.shape != (frames,):
         raise InvalidTokens(f"timestamps: expected shape ({frames},) matching the chunk, got {ts.shape}")
     if not np.all(np.isfinite(ts)):
         raise InvalidTokens("timestamps: expected finite values, got NaN/Inf")
+    if ts.min() < 0:
+        raise InvalidTokens(f"timestamps: expected media seconds >= 0, got {ts.min()}")
+    if np.any(np.diff(ts) < 0):
+        raise InvalidTokens(f"timestamps: expected non-decreasing values within the chunk, got {ts.tolist()}")
+    if after is not None and ts[0] < after:
+        raise InvalidTokens(f"timestamps: expected >= {after} (the newest time already seen; media time never "
+                            f"goes backwards), got {ts[0]}")
     return ts
 
 

@@ -56,11 +56,68 @@ def test_bad_timestamps_rejected() -> None:
         compressor.update(clustered_tokens(2), np.zeros(3))
     with pytest.raises(InvalidTokens, match="finite"):
         compressor.update(clustered_tokens(2), np.array([0.0, np.nan]))
+    with pytest.raises(InvalidTokens, match="expected media seconds >= 0, got -1.0"):
+        compressor.update(clustered_tokens(2), np.array([-1.0, 0.0]))
+    with pytest.raises(InvalidTokens, match="non-decreasing"):
+        compressor.update(clustered_tokens(2), np.array([2.0, 1.0]))
+    with pytest.raises(InvalidTokens, match="real numbers"):
+        compressor.update(clustered_tokens(2), ["a", "b"])
     assert compressor.frames_seen == 0 and compressor.version == 0
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_time_going_backwards_rejected_whole(method: str) -> None:
+    # given a stream at media time 1.5 s
+    compressor = make_stream_compressor(CompressorConfig(method=method, budget=6, window_frames=4))
+    compressor.update(clustered_tokens(4), timestamps(0, 4))
+    before = compressor.to_bytes()
+    # when a chunk starts before that (a replay), then it is refused and nothing changed
+    with pytest.raises(InvalidTokens, match=r"expected >= 1.5 .*, got 1.0"):
+        compressor.update(clustered_tokens(2, seed=1), timestamps(2, 2))
+    assert compressor.to_bytes() == before
+    # and a chunk starting at the same time as the newest frame is accepted (equal times are allowed)
+    compressor.update(clustered_tokens(2, seed=1), np.array([1.5, 2.0]))
+    assert compressor.frames_seen == 6
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_float64_grad_and_layout_give_the_same_state(method: str) -> None:
+    # given the same float32 values as a packed tensor, a strided view, float64, and a tensor with grad
+    config = CompressorConfig(method=method, budget=6, window_frames=4)
+    tokens = [clustered_tokens(4, seed=s) for s in range(3)]
+    wide = [torch.cat([x, torch.zeros_like(x)], dim=3)[..., :16] for x in tokens]  # same values, strided
+    assert not wide[0].is_contiguous()
+    variants = {"packed": tokens, "strided": wide, "float64": [x.double() for x in tokens],
+                "numpy transposed": [np.asfortranarray(x.numpy()) for x in tokens],
+                "requires_grad": [x.clone().requires_grad_(True) for x in tokens]}
+    states = {}
+    for name, chunks in variants.items():
+        compressor = make_stream_compressor(config)
+        for i, chunk in enumerate(chunks):
+            compressor.update(chunk, timestamps(4 * i, 4))
+        compressor.snapshot()
+        states[name] = compressor.to_bytes()
+    # then every variant gives the packed float32 state, bit for bit
+    assert all(state == states["packed"] for state in states.values()), \
+        [name for name, state in states.items() if state != states["packed"]]
+
+
 @pytest.mark.parametrize("kwargs,message", [
-    ({"budget": 0}, "budget: expected >= 1, got 0"),
+    ({"budget": 0}, "budget: expected 1 <= budget <= 1024, got 0"),
+    ({"budget": 32.5}, "budget: expected int, got float 32.5"),
+    ({"budget": "32"}, "budget: expected int, got str '32'"),
+    ({"budget": True}, "budget: expected int, got bool"),
+    ({"budget": 10**9}, "budget: expected 1 <= budget <= 1024, got 1000000000"),
+    ({"budget": 200000}, "budget: expected 1 <= budget <= 1024"),
+    ({"k_max": 5000}, "k_max: expected 1 <= k_max <= 1024"),
+    ({"max_new_clusters": 10**6}, "max_new_clusters: expected 0 <= max_new_clusters <= 64"),
+    ({"novelty_threshold": float("nan")}, "novelty_threshold: expected a finite float"),
+    ({"half_life_s": -1.0}, "half_life_s: expected 0.0 <= half_life_s"),
+    ({"segment_s": float("inf")}, "segment_s: expected a finite float"),
+    ({"retention_bytes": 2**50}, "retention_bytes: expected 0 <= retention_bytes <= 1099511627776"),
+    ({"kmeans_restarts": 0}, "kmeans_restarts: expected 1 <= kmeans_restarts <= 32"),
+    ({"adaptive": 1}, "adaptive: expected bool, got int"),
+    ({"seed": -1}, "seed: expected 0 <= seed"),
     ({"k_min": 9, "k_max": 4}, "expected k_min <= k_max, got k_min=9 > k_max=4"),
     ({"method": "nope"}, "method: expected one of"),
     ({"recent_window": 4, "budget": 4}, "recent_window"),
