@@ -1,13 +1,17 @@
-"""Ingest benchmark: decode-and-sample rate of stream/ for a 1280x720 H.264 file and a live RTSP camera.
+"""Ingest benchmark: decode, RGB conversion and decode-and-sample cost of stream/ (1280x720 H.264, RTSP camera).
 
     python bench/ingest.py [--quick] [--json PATH] [--rtsp-seconds S] [--repeats R]
 
 file   bigbuckbunny.mp4 (1280x720 H.264 25 fps, 5.3 s; generated 1280x720 H.264 if the sample is
-       unavailable), read as fast as possible through open_source + chunks(rate 2 Hz, 4 frames, 384x384):
-       decoded frames per wall second and media seconds per wall second (x realtime); also decode only
-       (every frame converted to RGB, no sampling/resizing): sampling inside the source skips the RGB
-       conversion of frames it does not keep. CPU ms/frame counts every thread of this process (FFmpeg's
-       decoder threads included) and is steadier than wall-clock rates on a shared machine.
+       unavailable), read as fast as possible, three ways:
+       decode only        open_source with a sampler that keeps no frame: every frame decoded (FFmpeg frame
+                          threads, as in the pipeline), none converted to RGB
+       RGB conversion     frame.to_ndarray("rgb24") alone, on each frame right after it is decoded (decoder
+                          single-threaded in this pass, so nothing else runs while a conversion is timed)
+       decode + sample    open_source + chunks(rate 2 Hz, 4 frames, 384x384): every frame decoded, the kept
+                          ones converted and resized, as the pipeline's sources do
+       CPU ms/frame counts every thread of this process (FFmpeg's decoder and swscale threads included) and
+       is steadier than wall-clock rates on a shared machine; per decoded (or converted) frame.
 rtsp   a 640x480 30 fps H.264 camera (gst-rtsp-server on 127.0.0.1) through the same loop for S seconds:
        delivered frame rate (the camera's 30 fps is the ceiling), drops, time to first frame, CPU seconds
        this process spent per decoded frame and the realtime headroom that implies (1 / (cpu x fps)).
@@ -16,10 +20,6 @@ rtsp   a 640x480 30 fps H.264 camera (gst-rtsp-server on 127.0.0.1) through the 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
 sys.path[0] = str(ROOT)
 
+import av  # noqa: E402
+
+from bench.common import BenchRun, bench_parser, print_table  # noqa: E402
 from stream.config import SourceConfig  # noqa: E402
 from testkit.rtsp_server import RtspServer, rtsp_server_available  # noqa: E402
 from stream.samples import SampleUnavailable, sample_path  # noqa: E402
@@ -49,20 +52,39 @@ def hd_file(tmp: Path) -> tuple[Path, str]:
         return path, "synthetic 1280x720 H.264 (sample unavailable)"
 
 
-def bench_file(path: Path, sample: bool) -> dict:
-    """One pass over ``path``: with sampling + resizing into chunks, or decode only."""
+def bench_decode(path: Path, sample: bool) -> dict:
+    """One pass over ``path`` through the product's source: decode only (a sampler that keeps nothing, so no
+    frame is converted), or decode + sample + resize into chunks."""
     source = open_source(str(path))
     started, cpu0 = time.perf_counter(), time.process_time()
     if sample:
-        stamps = [t for c in chunks(source, RATE_HZ, FRAMES_PER_CHUNK, SIZE, "bench") for t in c.timestamps]
+        kept = sum(len(c.timestamps) for c in chunks(source, RATE_HZ, FRAMES_PER_CHUNK, SIZE, "bench"))
     else:
-        stamps = [f.pts for f in source]
+        source.set_sampler(lambda pts: False)
+        kept = len(list(source))  # 0: every frame decoded, none handed out
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
     status = source.status()
     media = status.decoded / (status.fps or 25)
-    return {"decoded": status.decoded, "sampled": len(stamps), "wall_s": wall, "cpu_s": cpu,
-            "cpu_ms_per_frame": cpu / status.decoded * 1000,
-            "decoded_fps": status.decoded / wall, "x_realtime": media / wall}
+    return {"frames": status.decoded, "sampled": kept, "wall_s": wall, "cpu_s": cpu,
+            "cpu_ms_per_frame": cpu / status.decoded * 1000, "fps": status.decoded / wall, "x_realtime": media / wall}
+
+
+def bench_rgb(path: Path) -> dict:
+    """RGB conversion alone: every frame of ``path`` converted right after it is decoded (frame in cache, as in
+    the source), only the conversions timed; the decoder runs single-threaded, so no decoder thread works
+    while a conversion is timed, and swscale's own threads are counted."""
+    wall = cpu = 0.0
+    frames = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        for frame in container.decode(stream):
+            started, cpu0 = time.perf_counter(), time.process_time()
+            frame.to_ndarray(format="rgb24")
+            wall, cpu = wall + time.perf_counter() - started, cpu + time.process_time() - cpu0
+            frames += 1
+    return {"frames": frames, "sampled": None, "wall_s": wall, "cpu_s": cpu, "cpu_ms_per_frame": cpu / frames * 1000,
+            "fps": frames / wall, "x_realtime": None}
 
 
 def bench_rtsp(seconds: float) -> dict:
@@ -91,45 +113,48 @@ def bench_rtsp(seconds: float) -> dict:
             "cpu_ms_per_frame": cpu_per_frame * 1000, "realtime_headroom": 1 / (cpu_per_frame * 30)}
 
 
+FILE_MODES = {"decode_only": lambda path: bench_decode(path, sample=False), "rgb_conversion": bench_rgb,
+              "decode_and_sample": lambda path: bench_decode(path, sample=True)}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one file pass, 8 s of RTSP (< 60 s)")
-    parser.add_argument("--json", help="write results to this path")
+    parser = bench_parser(__doc__, "one file pass per mode, 8 s of RTSP (< 60 s)")
     parser.add_argument("--repeats", type=int, help="file passes per mode (median reported)")
     parser.add_argument("--rtsp-seconds", type=float, help="steady-state seconds of RTSP to read")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     rtsp_seconds = args.rtsp_seconds or (8.0 if args.quick else 30.0)
-    out: dict = {"bench": "ingest", "quick": args.quick, "rate_hz": RATE_HZ, "size": SIZE,
-                 "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()}}
+    run = BenchRun("ingest", args.quick)
+    out: dict = {"rate_hz": RATE_HZ, "size": SIZE}
     with tempfile.TemporaryDirectory() as tmp:
         path, label = hd_file(Path(tmp))
         out["file"] = {"clip": label}
-        for mode, sample in (("decode_only", False), ("decode_and_sample", True)):
-            runs = [bench_file(path, sample) for _ in range(repeats)]
-            best = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]  # the median run
-            out["file"][mode] = {**best, "runs_decoded_fps": [r["decoded_fps"] for r in runs]}
+        runs: dict[str, list[dict]] = {mode: [] for mode in FILE_MODES}
+        for _ in range(repeats):  # modes interleaved pass by pass: load drift hits them alike
+            for mode, bench in FILE_MODES.items():
+                runs[mode].append(bench(path))
+        for mode, passes in runs.items():
+            median = sorted(passes, key=lambda r: r["cpu_s"])[len(passes) // 2]
+            out["file"][mode] = {**median, "runs_cpu_ms_per_frame": [r["cpu_ms_per_frame"] for r in passes]}
     available, why = rtsp_server_available()
     out["rtsp"] = bench_rtsp(rtsp_seconds) if available else {"skipped": why}
 
-    print(f"{'source':44} {'decoded fps':>11} {'x realtime':>10} {'CPU ms/frame':>12} {'sampled':>8} {'dropped':>8}")
-    for mode in ("decode_only", "decode_and_sample"):
-        r = out["file"][mode]
-        print(f"{'file 1280x720 H.264 ' + mode:44} {r['decoded_fps']:11.1f} {r['x_realtime']:10.2f} "
-              f"{r['cpu_ms_per_frame']:12.2f} {r['sampled']:8d} {'-':>8}")
+    rows = [[f"file 1280x720 H.264 {mode}", r["fps"], r["x_realtime"], r["cpu_ms_per_frame"], r["sampled"], None]
+            for mode, r in ((m, out["file"][m]) for m in FILE_MODES)]
     r = out["rtsp"]
+    if "skipped" not in r:
+        rows.append(["rtsp 640x480 30 fps decode_and_sample", r["decoded_fps"], "live", r["cpu_ms_per_frame"],
+                     r["sampled"], r["dropped"]])
+    print_table([("source", ""), ("frames/s", ".1f"), ("x realtime", ".2f"), ("CPU ms/frame", ".2f"),
+                 ("sampled", "d"), ("dropped", "d")], rows)
+    print("frames/s: decoded (decode modes) or converted (rgb_conversion) per wall second; median of "
+          f"{repeats} pass(es) by CPU time")
     if "skipped" in r:
         print(f"rtsp skipped: {r['skipped']}")
     else:
-        print(f"{'rtsp 640x480 30 fps decode_and_sample':44} {r['decoded_fps']:11.1f} {'live':>10} "
-              f"{r['cpu_ms_per_frame']:12.2f} {r['sampled']:8d} {r['dropped']:8d}")
         print(f"rtsp: first frame after {r['time_to_first_frame_s']:.2f} s, {r['cpu_ms_per_frame']:.2f} ms CPU per "
               f"frame here = {r['realtime_headroom']:.1f}x the 30 fps a camera needs")
-    print(f"load average {out['machine']['load_avg'][0]:.1f} on {out['machine']['cpus']} CPUs; statistic: median "
-          f"of {repeats} file pass(es)")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    run.finish(out, args.json)
     return 0
 
 
