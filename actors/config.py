@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -119,15 +120,20 @@ class LLMConfig:
     num_gpus:       GPUs Ray reserves for the LLM.
     num_cpus:       CPUs Ray reserves for the LLM.
     resources:      extra Ray custom resources, to pin the LLM to a node.
+    max_prompt_tokens: prompts (template + visual tokens + conversation) longer than this are refused with a
+                    400 before any compute; null = the model's context length minus model.max_new_tokens.
     """
 
     max_concurrent: int = 4
     num_gpus: float = 0.0
     num_cpus: float = 0.0
     resources: dict[str, float] = field(default_factory=dict)
+    max_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.max_concurrent >= 1, "max_concurrent", ">= 1", self.max_concurrent)
+        _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1 or null",
+               self.max_prompt_tokens)
         _check(self.num_gpus >= 0, "num_gpus", ">= 0", self.num_gpus)
         _check(self.num_cpus >= 0, "num_cpus", ">= 0", self.num_cpus)
         _check_resources(self.resources, "resources")
@@ -142,6 +148,8 @@ class ApiConfig:
     port:           TCP port (0 = any free port).
     api_key:        bearer token clients must send; null = no authentication (loopback only).
     max_body_bytes: largest request body accepted (bytes).
+    allowed_origins: web origins ("https://app.example:8443") whose pages may call the API from a browser;
+                    requests from any other origin are refused (403), same-origin ones (the console) pass.
     """
 
     enabled: bool = True
@@ -149,12 +157,20 @@ class ApiConfig:
     port: int = 8000
     api_key: str | None = None
     max_body_bytes: int = 1_000_000
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(bool(self.host), "host", "an interface address", self.host)
         _check(0 <= self.port <= 65535, "port", "0..65535", self.port)
         _check(self.api_key is None or len(self.api_key) >= 8, "api_key", "null or >= 8 characters", "***")
         _check(self.max_body_bytes >= 1024, "max_body_bytes", ">= 1024", self.max_body_bytes)
+        origins = tuple(self.allowed_origins)
+        for origin in origins:
+            parts = urlsplit(origin) if isinstance(origin, str) else None
+            _check(parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)
+                   and origin == f"{parts.scheme}://{parts.netloc}", "allowed_origins",
+                   "origins like 'https://host:port' (scheme and host, no path)", origin)
+        object.__setattr__(self, "allowed_origins", origins)
 
 
 @dataclass(frozen=True)

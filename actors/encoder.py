@@ -20,6 +20,7 @@ import numpy as np
 
 from actors.config import EncoderConfig, TransportConfig
 from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec, open_sticky
+from actors.meta import with_transport
 from vlm import ModelConfig
 from stream.codec import Kind, Message
 from stream.tensors import to_wire_array
@@ -28,6 +29,7 @@ from stream.transport import Socket
 log = logging.getLogger(__name__)
 
 PENDING_PER_STREAM = 4  # token messages kept per stream while its memory actor is away (then oldest dropped)
+MAX_CHUNK_FRAMES = 256  # frames in one chunk (sources send a few); more is a bad message, not a long stall
 
 
 class BadChunk(ValueError):
@@ -46,9 +48,10 @@ def check_chunk(msg: Message, size: int) -> np.ndarray:
     frames = msg.arrays.get("frames")
     if frames is None:
         raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected array 'frames', got {sorted(msg.arrays)}")
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (size, size, 3) or not len(frames):
-        raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected frames [T>0, {size}, {size}, 3] uint8, "
-                       f"got {list(frames.shape)} {frames.dtype}")
+    if (frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (size, size, 3)
+            or not 0 < len(frames) <= MAX_CHUNK_FRAMES):
+        raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected frames [1..{MAX_CHUNK_FRAMES}, {size}, "
+                       f"{size}, 3] uint8, got {list(frames.shape)} {frames.dtype}")
     for name in ("timestamps", "arrivals"):
         arr = msg.arrays.get(name)
         if arr is None or arr.shape != (len(frames),):
@@ -78,6 +81,7 @@ class EncoderWorker:
         self._lock = threading.Lock()
         self._counters: dict[str, StreamCounters] = collections.defaultdict(StreamCounters)
         self.bad_chunks = 0
+        self.unrouted = 0  # chunks of streams the controller has not routed (removed, or not ours)
         self.batches = 0
         self.encode_s = 0.0
         self._loop = LoopThread("encoder", self._run, exit_on_crash)
@@ -103,7 +107,7 @@ class EncoderWorker:
         with self._lock:
             per_stream = {sid: vars(c).copy() for sid, c in self._counters.items()}
         return {"batches": self.batches, "bad_chunks": self.bad_chunks + self._frames_in.stats.bad,
-                "encode_s": self.encode_s,
+                "unrouted": self.unrouted, "encode_s": self.encode_s,
                 "streams": per_stream, "loop_error": self._loop.error}
 
     def close(self) -> None:
@@ -121,7 +125,7 @@ class EncoderWorker:
                 with self._lock:
                     routes = dict(self._routes)
                 self._sync_sockets(outs, routes)
-                for msg in self._encode(batch):
+                for msg in self._encode(self._routed(batch, routes)):
                     queue = pending[msg.stream_id]
                     if len(queue) == queue.maxlen:
                         self._counters[msg.stream_id].dropped += 1
@@ -148,6 +152,13 @@ class EncoderWorker:
             batch.append(msg)
             frames += _frame_count(msg)
         return batch
+
+    def _routed(self, batch: list[Message], routes: dict[str, str]) -> list[Message]:
+        """The messages of streams that have a route. Others are counted, not encoded: nobody would take
+        their tokens, and per-stream state for ids nobody routed would let any sender grow it forever."""
+        kept = [msg for msg in batch if msg.stream_id in routes]
+        self.unrouted += len(batch) - len(kept)
+        return kept
 
     def _encode(self, batch: list[Message]) -> list[Message]:
         """TOKENS (and forwarded EOS) messages for a batch, in arrival order; bad chunks counted and skipped."""
@@ -179,9 +190,8 @@ class EncoderWorker:
         self.batches += 1
         total = sum(len(f) for _, f in good)
         for (msg, frames), (_, part) in zip(good, encoded):
-            timings = dict(msg.meta.get("timings", {}))
+            timings = with_transport(msg.meta, received)  # meta is untrusted: odd values are dropped
             timings["encode"] = elapsed * len(frames) / total  # this chunk's share of the batch
-            timings["transport"] = timings.get("transport", 0.0) + max(0.0, received - msg.meta.get("sent_at", received))
             counters = self._counters[msg.stream_id]
             counters.chunks += 1
             counters.frames += len(frames)

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from actors.config import LLMConfig, TransportConfig
-from actors.errors import StreamNotFound, StreamNotReady
+from actors.errors import PipelineUnavailable, StreamNotFound, StreamNotReady
 from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
+from actors.meta import seconds
 from vlm import ModelConfig
 from compressor.snapshot import Snapshot
 from stream.codec import Kind, Message
@@ -23,13 +24,15 @@ from stream.transport import Socket
 
 log = logging.getLogger(__name__)
 
+MAX_UNTOLD_STREAMS = 1024  # snapshots kept before the controller has named the streams (bounded: untrusted)
+
 
 class SnapshotStore:
     """Newest snapshot per stream, for the streams the controller says exist (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._streams: set[str] = set()
+        self._streams: set[str] | None = None  # None until the controller has said which streams exist
         self._snapshots: dict[str, tuple[Snapshot, dict[str, Any]]] = {}
         self.bad_snapshots = 0
 
@@ -49,18 +52,22 @@ class SnapshotStore:
             self.bad_snapshots += 1
             log.warning("llm: skipped bad snapshot #%d for %s: %s", self.bad_snapshots, msg.stream_id, exc)
             return
-        extra = {"lag_s": msg.meta.get("lag_s"), "received_at": time.time()}
+        extra = {"lag_s": seconds(msg.meta.get("lag_s")), "received_at": time.time()}
         with self._lock:
-            if msg.stream_id in self._streams:
+            if (msg.stream_id in self._streams if self._streams is not None
+                    else msg.stream_id in self._snapshots or len(self._snapshots) < MAX_UNTOLD_STREAMS):
                 self._snapshots[msg.stream_id] = (snapshot, extra)
 
     def get(self, stream_id: str) -> Snapshot:
         """The newest snapshot; StreamNotFound / StreamNotReady say why there is none."""
         with self._lock:
+            if self._streams is None:  # restarted, the controller's stream list not here yet (<= 1 s)
+                raise PipelineUnavailable("the LLM is starting: it has not received the stream list yet, "
+                                          "retry shortly")
             if stream_id not in self._streams:
                 raise StreamNotFound(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
             held = self._snapshots.get(stream_id)
-        if held is None:
+        if held is None:  # (after an LLM restart the memory may hold one: PipelineClient tells which)
             raise StreamNotReady(f"stream {stream_id!r}: no snapshot yet (the first chunk is still on its way)")
         return held[0]
 
@@ -80,7 +87,8 @@ class LLMWorker:
         from vlm import Answerer, load_vlm
 
         self.vlm = load_vlm(model)
-        self.answerer = Answerer(self.vlm, max_tokens_limit=model.max_new_tokens)
+        self.prompt_cap = prompt_cap(llm.max_prompt_tokens, self.vlm.context_tokens, model.max_new_tokens)
+        self.answerer = Answerer(self.vlm, max_tokens_limit=model.max_new_tokens, max_prompt_tokens=self.prompt_cap)
         self.config = llm
         self.store = SnapshotStore()
         self._sub = Socket.open(bind_spec("sub", bind_host(transport.bind)), hwm=max(transport.hwm, 64))
@@ -101,19 +109,28 @@ class LLMWorker:
     def models(self) -> list[str]:
         return [self.vlm.name]
 
-    def ask(self, stream_id: str, messages: Any, max_tokens: int = 64,
-            temperature: float = 0.0) -> Iterator[dict[str, Any]]:
-        """Answer from the stream's newest snapshot: {"type": "delta", "text"} events, then one "done" event
-        with usage, span {t_start, t_end}, snapshot_version, finish_reason, model, ttft_s.
+    def stats(self) -> dict[str, Any]:
+        """Answers started, snapshot messages rejected (bad kind or content; undecodable ones included),
+        the prompt cap in tokens, and the snapshot loop's error if it died."""
+        return {"answers": self.answers, "bad_snapshots": self.store.bad_snapshots + self._sub.stats.bad,
+                "max_prompt_tokens": self.prompt_cap, "loop_error": self._loop.error}
 
-        Raises StreamNotFound / StreamNotReady before the first event (and the model's InputError for bad messages).
+    def ask(self, stream_id: str, messages: Any, max_tokens: int = 64, temperature: float = 0.0,
+            stop: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Answer from the stream's newest snapshot: {"type": "delta", "text"} events, then one "done" event
+        with usage, span {t_start, t_end}, snapshot_version, finish_reason, model, ttft_s. `stop`: up to 4
+        strings the answer ends before (OpenAI's `stop`).
+
+        Raises StreamNotFound / StreamNotReady before the first event, PipelineUnavailable while a restarted
+        LLM catches up, the model's InputError for bad messages and PromptTooLong over the prompt cap.
         """
         snapshot = self.store.get(stream_id)  # taken once: the whole answer draws on this version
         visual = self.vlm.memory_tokens(snapshot)  # [K + R, D], motion fused when the model can
         extra = {"span": {"t_start": snapshot.t_start, "t_end": snapshot.t_end},
                  "snapshot_version": snapshot.version, "stream_id": stream_id}
         self.answers += 1
-        return self.answerer.stream(visual, messages, max_tokens=max_tokens, temperature=temperature, extra=extra)
+        return self.answerer.stream(visual, messages, max_tokens=max_tokens, temperature=temperature, extra=extra,
+                                    stop=stop)
 
     def close(self) -> None:
         self._loop.stop()
@@ -125,3 +142,8 @@ class LLMWorker:
                     self.store.put(msg)
         finally:
             self._sub.close()
+
+
+def prompt_cap(configured: int | None, context_tokens: int, max_new_tokens: int) -> int:
+    """Prompt tokens allowed: the configured cap, else what the model's context leaves after the answer."""
+    return configured if configured is not None else max(1, context_tokens - max_new_tokens)

@@ -24,6 +24,7 @@ import numpy as np
 
 from actors.config import StreamSpec, TransportConfig
 from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
+from actors.meta import seconds, with_transport
 from compressor.registry import make_stream_compressor, restore_stream_compressor
 from stream.codec import Kind, Message
 from stream.tensors import from_wire_array
@@ -68,7 +69,7 @@ class MemoryWorker:
         self._lock = threading.Lock()
         self._publish_to = publish_to
         self.times = StageTimes()
-        self.chunks = 0
+        self.chunks = self.compressor.snapshot().version if self.compressor.frames_seen else 0  # one per chunk
         self.bad_messages = 0
         self.lag_s: float | None = None
         self.ended = False
@@ -184,14 +185,10 @@ class MemoryWorker:
                         self.bad_messages, msg.seq, exc)
             return False
         write_atomic(self.path, data)
-        timings = dict(msg.meta.get("timings", {}))
-        received = time.time()
-        timings["transport"] = timings.get("transport", 0.0) + max(0.0, received - msg.meta.get("sent_at", received))
+        timings = with_transport(msg.meta, time.time())  # meta is untrusted: odd values are dropped
         timings["compress"] = compress_s
         self.times.merge(timings)
-        arrivals = msg.arrays.get("arrivals")
-        if arrivals is not None and len(arrivals):
-            self.lag_s = time.time() - float(np.max(arrivals))  # decode of the newest frame -> in memory
+        self.lag_s = _lag_s(msg.arrays.get("arrivals"))
         self.chunks += 1
         self._snapshot = snapshot
         return True
@@ -200,3 +197,12 @@ class MemoryWorker:
         meta, arrays = self._snapshot.to_wire()
         meta = dict(meta, lag_s=self.lag_s, published_at=time.time())
         pub.send(Message(Kind.SNAPSHOT, self.spec.stream_id, self._snapshot.version, meta, arrays), timeout_ms=0)
+
+
+def _lag_s(arrivals: np.ndarray | None) -> float | None:
+    """Seconds from decoding the newest frame (wall clock, from the chunk's [T] `arrivals`) to now; None when
+    the array is missing or holds no usable time (it arrives from the wire: any dtype, NaN, the future)."""
+    if arrivals is None or arrivals.ndim != 1 or not len(arrivals) or arrivals.dtype.kind not in "iuf":
+        return None
+    newest = seconds(np.max(arrivals.astype(np.float64)).item())
+    return seconds(time.time() - newest) if newest is not None else None

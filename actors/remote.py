@@ -57,7 +57,7 @@ class LLMActor(LLMWorker, Located):
         LLMWorker.__init__(self, model, llm, transport, exit_on_crash=True)
 
     @ray.method(num_returns="streaming")
-    def ask(self, stream_id: str, messages: Any, max_tokens: int = 64,
-            temperature: float = 0.0) -> Iterator[dict[str, Any]]:
+    def ask(self, stream_id: str, messages: Any, max_tokens: int = 64, temperature: float = 0.0,
+            stop: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """Streaming generator: one object per event (see LLMWorker.ask)."""
-        yield from LLMWorker.ask(self, stream_id, messages, max_tokens, temperature)
+        yield from LLMWorker.ask(self, stream_id, messages, max_tokens, temperature, stop)

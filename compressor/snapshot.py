@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,15 +63,34 @@ class Snapshot:
 
     @classmethod
     def from_wire(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Snapshot:
-        """Inverse of ``to_wire``.
+        """Inverse of ``to_wire``, for a message that arrived from the network: nothing in it is trusted.
 
         Raises:
-            InvalidState: a key is missing.
+            InvalidState: a key is missing, a scalar has the wrong type or range (version, counters: ints
+                >= 0; span: finite seconds), or an array is not finite numbers of the documented shapes.
         """
-        try:
-            return cls(version=int(meta["version"]), method=str(meta["method"]), base=arrays["base"],
-                       motion=arrays["motion"], recent=arrays["recent"], t_start=float(meta["t_start"]),
-                       t_end=float(meta["t_end"]), frames_seen=int(meta["frames_seen"]),
-                       tokens_seen=int(meta["tokens_seen"]))
-        except KeyError as exc:
-            raise InvalidState(f"snapshot: expected key {exc} in the wire message, got none") from exc
+        missing = [k for k in _WIRE_SCALARS if k not in meta] + [k for k in _WIRE_ARRAYS if k not in arrays]
+        if missing:
+            raise InvalidState(f"snapshot: expected keys {missing} in the wire message, got none")
+        for name in ("version", "frames_seen", "tokens_seen"):
+            value = meta[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+                raise InvalidState(f"snapshot: expected {name} an int in [0, 2**63), got {value!r:.40}")
+        for name in ("t_start", "t_end"):
+            value = meta[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidState(f"snapshot: expected {name} finite seconds, got {value!r:.40}")
+        if not isinstance(meta["method"], str):
+            raise InvalidState(f"snapshot: expected method a str, got {type(meta['method']).__name__}")
+        for name in _WIRE_ARRAYS:
+            array = arrays[name]
+            if array.dtype.kind not in "iuf" or not np.isfinite(array).all():
+                raise InvalidState(f"snapshot: expected {name} of finite numbers, got dtype {array.dtype} "
+                                   "(or NaN/Inf values)")
+        return cls(version=meta["version"], method=meta["method"], base=arrays["base"], motion=arrays["motion"],
+                   recent=arrays["recent"], t_start=float(meta["t_start"]), t_end=float(meta["t_end"]),
+                   frames_seen=meta["frames_seen"], tokens_seen=meta["tokens_seen"])
+
+
+_WIRE_SCALARS = ("version", "method", "t_start", "t_end", "frames_seen", "tokens_seen")
+_WIRE_ARRAYS = ("base", "motion", "recent")

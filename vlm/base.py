@@ -32,6 +32,7 @@ class VisionLanguageModel(Protocol):
         name:        model name reported to clients ("tiny-llava-onevision", "llava-onevision:<dir>").
         meaningful:  False for random-weight models: their answers are text-shaped noise, not answers.
         hidden_size: D, the width of visual tokens (= the LLM embedding size).
+        context_tokens: the most tokens (prompt + answer) the language model attends over.
         grid:        (gh, gw) visual tokens per frame after the family's pooling ((14, 14) for LLaVA-OV).
         image_size:  S, the encoder input resolution (384 for LLaVA-OV; small for tiny models).
         device, dtype: where the weights live.
@@ -40,6 +41,7 @@ class VisionLanguageModel(Protocol):
     name: str
     meaningful: bool
     hidden_size: int
+    context_tokens: int
     grid: tuple[int, int]
     image_size: int
     device: torch.device

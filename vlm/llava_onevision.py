@@ -75,6 +75,7 @@ class LlavaOnevision:
         self.max_new_tokens, self.seed = max_new_tokens, seed
         config = model.config
         self.hidden_size = int(config.text_config.hidden_size)
+        self.context_tokens = int(config.text_config.max_position_embeddings)  # prompt + answer, in tokens
         self.image_size = int(config.vision_config.image_size)
         patches = self.image_size // config.vision_config.patch_size
         self.grid = (math.ceil(patches / 2), math.ceil(patches / 2))  # 2x2 pooling, as apply_pooling does

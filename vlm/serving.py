@@ -12,6 +12,7 @@ import torch
 
 from vlm.base import InputError, Question, VisionLanguageModel
 from vlm.frames import check_frames
+from vlm.stops import StopMatcher, check_stops
 
 #: Shown with every answer of a random-weight model, so nobody mistakes its output for an answer.
 NOT_MEANINGFUL = "random-weight model: the answer is not meaningful (configure a real checkpoint for real answers)"
@@ -45,12 +46,21 @@ class Encoder:
         return [(stream_id, t) for (stream_id, _), t in zip(checked, tokens)]
 
 
-class Answerer:
-    """Questions about one snapshot's visual tokens -> streamed events in the LLM actor's format."""
+class PromptTooLong(InputError):
+    """The prompt (template + visual tokens + the conversation) has more tokens than the configured cap."""
 
-    def __init__(self, model: VisionLanguageModel, max_tokens_limit: int = 512) -> None:
+
+class Answerer:
+    """Questions about one snapshot's visual tokens -> streamed events in the LLM actor's format.
+
+    max_prompt_tokens: prompts longer than this are refused before any compute (PromptTooLong); None = no cap.
+    """
+
+    def __init__(self, model: VisionLanguageModel, max_tokens_limit: int = 512,
+                 max_prompt_tokens: int | None = None) -> None:
         self.model = model
         self.max_tokens_limit = max_tokens_limit
+        self.max_prompt_tokens = max_prompt_tokens
 
     def stream(
         self,
@@ -59,6 +69,7 @@ class Answerer:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         extra: dict[str, Any] | None = None,
+        stop: Sequence[str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Visual tokens [N, D] + a question or chat messages -> events:
 
@@ -66,31 +77,52 @@ class Answerer:
         "model", "meaningful", "ttft_s", "prefill_s", "decode_s", "text", **extra} (extra: e.g. the
         snapshot's "span" and "snapshot_version"); a random-weight model's done event adds "note".
         ttft_s counts from this call (prompt building included) to the first text piece.
-        Raises InputError / PlaceholderMismatch (ValueErrors) before the first event for bad input.
+        stop: up to 4 strings; the answer ends before the first of them (not included), finish_reason "stop".
+        Raises InputError / PlaceholderMismatch (ValueErrors) before the first event for bad input, and
+        PromptTooLong (an InputError naming the cap) for a prompt over `max_prompt_tokens`.
         """
         started = time.perf_counter()
         if max_tokens is not None and max_tokens < 1:
             raise InputError(f"max_tokens: expected >= 1, got {max_tokens}")
+        try:
+            stops = check_stops(stop)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         limit = min(max_tokens or self.max_tokens_limit, self.max_tokens_limit)
         visual = torch.as_tensor(visual) if isinstance(visual, np.ndarray) else visual
+        if self.max_prompt_tokens is not None:
+            # Counted before any compute: a long prompt would hold the model for the whole prefill.
+            length = self.model.count_prompt_tokens(int(visual.shape[0]), messages)
+            if length > self.max_prompt_tokens:
+                raise PromptTooLong(f"prompt: expected at most {self.max_prompt_tokens} tokens (visual tokens "
+                                    f"included), got {length}; shorten the conversation")
         generation = self.model.generate(visual, messages, max_new_tokens=limit, temperature=temperature)
-        return self._events(generation, started, extra or {})
+        return self._events(generation, started, extra or {}, StopMatcher(stops))
 
-    def _events(self, generation, started: float, extra: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        ttft_s = None
-        for piece in generation:
-            ttft_s = ttft_s if ttft_s is not None else time.perf_counter() - started
-            yield {"type": "delta", "text": piece}
+    def _events(self, generation, started: float, extra: dict[str, Any],
+                matcher: StopMatcher) -> Iterator[dict[str, Any]]:
+        ttft_s, shown = None, []
+        pieces = iter(generation)
+        while not matcher.stopped:
+            piece = next(pieces, None)
+            text = matcher.feed(piece) if piece is not None else matcher.flush()
+            if text:
+                ttft_s = ttft_s if ttft_s is not None else time.perf_counter() - started
+                shown.append(text)
+                yield {"type": "delta", "text": text}
+            if piece is None:
+                break
+        # Stopped: the rest is never decoded (the generation is lazy; dropping it frees the model).
         done = {
             "type": "done",
             "usage": dict(generation.usage),
-            "finish_reason": generation.finish_reason,
+            "finish_reason": "stop" if matcher.stopped else generation.finish_reason,
             "model": self.model.name,
             "meaningful": self.model.meaningful,
             "ttft_s": ttft_s if ttft_s is not None else time.perf_counter() - started,
             "prefill_s": generation.prefill_s,
             "decode_s": generation.decode_s,
-            "text": generation.text,
+            "text": "".join(shown),
             **extra,
         }
         if not self.model.meaningful:

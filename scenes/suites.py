@@ -1,0 +1,104 @@
+"""Evaluation sets defined in the repo, so every accuracy figure can be reproduced: scenes (by spec) and
+their questions, asked at the time of the last frame a 2 frames/s sampler keeps (the scene's end).
+
+Seeds below TRAIN_SEED_START are for evaluation; training draws seeds at or above it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from scenes.questions import QA, questions
+from scenes.scene import SceneSpec, make_scene
+
+TRAIN_SEED_START = 100_000
+SAMPLE_RATE_HZ = 2.0          # the pipeline's default sampling rate: questions are asked at its last frame
+HELDOUT_SEEDS = range(0, 60)  # 60 scenes of 60 s, one question per category each
+DEMO_SEED = 7
+DEMO_SECONDS = 30.0
+DEMO_CATEGORIES = ("content", "count", "position", "direction", "order", "time")
+LONG_SEEDS = range(1000, 1004)
+LONG_SECONDS = 600.0
+FIRST_MINUTE_S = 60.0
+SUITES = ("heldout", "heldout-small", "demo", "long", "long-first-minute")
+
+
+class SuiteError(ValueError):
+    """An unknown suite name."""
+
+
+def last_sampled_time(spec: SceneSpec, rate_hz: float = SAMPLE_RATE_HZ) -> float:
+    """Media time of the last frame of ``spec``'s camera that a ``rate_hz`` sampler keeps (seconds)."""
+    from stream.sampling import Sampler  # the pipeline's own sampler, so the two can never disagree
+
+    sampler, last = Sampler(rate_hz), 0.0
+    for index in range(spec.num_frames):
+        if sampler.keep(index / spec.fps):
+            last = index / spec.fps
+    return last
+
+
+def _ask(spec: SceneSpec, per_category: int = 1, categories: tuple[str, ...] | None = None) -> list[QA]:
+    scene = make_scene(spec)
+    rng = np.random.default_rng([spec.seed, 5])
+    kwargs = {"categories": categories} if categories else {}
+    return questions(scene, last_sampled_time(spec), rng, per_category, **kwargs)
+
+
+def _long() -> list[tuple[SceneSpec, list[QA]]]:
+    """10-minute scenes: questions about the first minute (their span ends within it) and the last minute
+    ("now"), several per category."""
+    out = []
+    for seed in LONG_SEEDS:
+        spec = SceneSpec(seed=seed, seconds=LONG_SECONDS)
+        qas = _ask(spec, per_category=4)
+        t_query = last_sampled_time(spec)
+        first = [qa for qa in qas if qa.span[1] < FIRST_MINUTE_S]
+        last = [qa for qa in qas if qa.span[0] >= t_query - FIRST_MINUTE_S]
+        out.append((spec, first + last))
+    return out
+
+
+def _long_first_minute() -> list[tuple[SceneSpec, list[QA]]]:
+    """The first minute of each long scene as a 1-minute scene (the same frames: scenes are prefixes of
+    longer ones), asked the long suite's first-minute questions: the baseline for memory over 10 minutes."""
+    out = []
+    for spec, qas in _long():
+        short = SceneSpec(seed=spec.seed, seconds=FIRST_MINUTE_S, width=spec.width, height=spec.height,
+                          fps=spec.fps, max_objects=spec.max_objects)
+        t_query = last_sampled_time(short)
+        out.append((short, [QA(qa.question, qa.answer, qa.category, t_query, qa.numeric, qa.tolerance, qa.span)
+                            for qa in qas if qa.span[1] < FIRST_MINUTE_S]))
+    return out
+
+
+@lru_cache(maxsize=None)
+def _suite(name: str) -> tuple[tuple[SceneSpec, tuple[QA, ...]], ...]:
+    if name == "heldout":
+        pairs = [(spec, _ask(spec)) for spec in (SceneSpec(seed=s) for s in HELDOUT_SEEDS)]
+    elif name == "heldout-small":
+        pairs = [(spec, list(qas)) for spec, qas in _suite("heldout")[:8]]
+    elif name == "demo":
+        spec = SceneSpec(seed=DEMO_SEED, seconds=DEMO_SECONDS)
+        pairs = [(spec, _ask(spec, categories=DEMO_CATEGORIES))]
+    elif name == "long":
+        pairs = _long()
+    elif name == "long-first-minute":
+        pairs = _long_first_minute()
+    else:
+        raise SuiteError(f"suite: expected one of {SUITES}, got {name!r}")
+    return tuple((spec, tuple(qas)) for spec, qas in pairs)
+
+
+def suite(name: str) -> list[tuple[SceneSpec, list[QA]]]:
+    """The evaluation set ``name`` (SUITES) as (scene spec, questions) pairs; the same on every run.
+
+    heldout: 60 scenes of 60 s, one question per category each (fewer where a scene has no well-defined one).
+    heldout-small: the first 8 scenes of heldout (tests).
+    demo: one 30-s scene and questions of six categories.
+    long: 10-minute scenes with questions about their first minute and their last minute.
+    long-first-minute: the same scenes cut to their first minute, with the same first-minute questions.
+    """
+    return [(spec, list(qas)) for spec, qas in _suite(name)]
