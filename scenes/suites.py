@@ -6,11 +6,12 @@ Seeds below TRAIN_SEED_START are for evaluation; training draws seeds at or abov
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
 
-from scenes.questions import QA, questions
+from scenes.questions import QA, answer_at, questions
 from scenes.scene import SceneSpec, make_scene
 
 TRAIN_SEED_START = 100_000
@@ -68,9 +69,10 @@ def _long_first_minute() -> list[tuple[SceneSpec, list[QA]]]:
     for spec, qas in _long():
         short = SceneSpec(seed=spec.seed, seconds=FIRST_MINUTE_S, width=spec.width, height=spec.height,
                           fps=spec.fps, max_objects=spec.max_objects)
-        t_query = last_sampled_time(short)
-        out.append((short, [QA(qa.question, qa.answer, qa.category, t_query, qa.numeric, qa.tolerance, qa.span)
-                            for qa in qas if qa.span[1] < FIRST_MINUTE_S]))
+        scene, t_query = make_scene(short), last_sampled_time(short)
+        moved = [dataclasses.replace(qa, t_query=t_query, answer=answer_at(scene, qa.key, t_query))
+                 for qa in qas if qa.span[1] < FIRST_MINUTE_S]
+        out.append((short, moved))
     return out
 
 
