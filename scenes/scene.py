@@ -75,7 +75,8 @@ class SceneSpec:
             try:
                 kwargs[key] = casts[key](value)
             except ValueError:
-                raise SceneSpecError(f"scene URL: {key}={value!r} is not a {casts[key].__name__}") from None
+                kind = "an integer" if casts[key] is int else "a number"
+                raise SceneSpecError(f"scene URL: {key}={value!r} is not {kind}") from None
         if "seed" not in kwargs:
             raise SceneSpecError(f"scene URL: expected a seed (scene://?seed=7), got {url!r}")
         return cls(**kwargs)  # type: ignore[arg-type]
