@@ -15,16 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from urllib.parse import urlsplit
 
 import yaml
 
 from vlm.config import ModelConfig
 from compressor.config import CompressorConfig
-from stream.config import SourceConfig
+from stream.config import SourceConfig, redact_url
+from stream.sources import NETWORK_SCHEMES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BIND_HOSTS = ("loopback", "node")
+# What a stream URL may start with ("" is a plain file path); anything else fails here, not in a source actor.
+URL_SCHEMES = frozenset({"", "file", "synthetic", "sample"}) | NETWORK_SCHEMES
 
 T = TypeVar("T")
 
@@ -202,6 +206,8 @@ class StreamSpec:
     def __post_init__(self) -> None:
         _check(bool(STREAM_ID_RE.match(self.stream_id or "")), "stream_id", "[A-Za-z0-9_.-]{1,64}", self.stream_id)
         _check(bool(self.url), "url", "a video URL or path", self.url)
+        _check(urlsplit(self.url).scheme.lower() in URL_SCHEMES, "url",
+               f"a file path or a URL with one of {sorted(URL_SCHEMES - {''})}", redact_url(self.url))
         _check(self.sample_rate_hz > 0, "sample_rate_hz", "> 0", self.sample_rate_hz)
         _check(self.frames_per_chunk >= 1, "frames_per_chunk", ">= 1", self.frames_per_chunk)
 

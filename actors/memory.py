@@ -25,6 +25,7 @@ import numpy as np
 from actors.config import StreamSpec, TransportConfig
 from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
 from actors.meta import seconds, with_transport
+from compressor.keymap_view import latest_key_map
 from compressor.registry import make_stream_compressor, restore_stream_compressor
 from stream.codec import Kind, Message
 from stream.tensors import from_wire_array
@@ -73,6 +74,7 @@ class MemoryWorker:
         self.bad_messages = 0
         self.lag_s: float | None = None
         self.ended = False
+        self._last_t = self.compressor.t_end  # media time of the newest frame (the console's key map view)
         self._snapshot = self.compressor.snapshot() if self.compressor.frames_seen else None
         self._loop = LoopThread(f"memory-{spec.stream_id}", self._run, exit_on_crash)
 
@@ -121,6 +123,13 @@ class MemoryWorker:
             "stage_totals": {k: [v, self.times.counts[k]] for k, v in self.times.totals.items()},
             "loop_error": self._loop.error,
         }
+
+    def keymap_view(self) -> dict | None:
+        """The newest frame's key map and each base token's first/last seen (compressor.keymap_view), JSON-ready;
+        None before the first chunk or for a method without a key map."""
+        with self._lock:
+            view = latest_key_map(self.compressor, self._last_t)
+        return None if view is None else view.to_dict()
 
     def state_digest(self) -> str:
         """Fingerprint of the current state; equals `state_digest(checkpoint bytes)` when nothing is pending."""
@@ -174,6 +183,7 @@ class MemoryWorker:
             start = time.perf_counter()
             with self._lock:
                 self.compressor.update(tokens, timestamps)
+                self._last_t = float(timestamps[-1])
                 data = self.compressor.to_bytes()
             snapshot = self.compressor.snapshot()
             compress_s = time.perf_counter() - start

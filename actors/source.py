@@ -14,10 +14,12 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 
 from actors.config import StreamSpec, TransportConfig
 from actors.loop import POLL_MS, LoopThread
 from stream.codec import Kind, Message, eos
+from stream.frames import Chunk
 from stream.config import redact_url
 from stream.sampling import chunks
 from stream.sources import SourceError, open_source
@@ -26,6 +28,9 @@ from stream.transport import Socket
 log = logging.getLogger(__name__)
 
 SAMPLE_SCHEME = "sample://"
+# Sampled chunks kept by reference for the console's frame view (`frame`): enough to find the frame the
+# memory's newest key map belongs to, which trails the source by the encoder's latency. No copy is made.
+RECENT_CHUNKS = 4
 
 
 def resolve_url(url: str) -> str:
@@ -56,6 +61,7 @@ class SourceWorker:
         self._error: str | None = None
         self.chunks_sent = 0
         self.send_drops = 0
+        self._recent: deque[Chunk] = deque(maxlen=RECENT_CHUNKS)
         self._loop = LoopThread(f"source-{spec.stream_id}", self._run, exit_on_crash)
 
     # --- control (any thread) -------------------------------------------------------------------------
@@ -84,6 +90,17 @@ class SourceWorker:
         out["last_error"] = self._error or out.get("last_error")
         return out
 
+    def frame(self, at: float | None = None) -> dict | None:
+        """A recently sampled frame, as the encoder gets it: the newest, or the one nearest media time `at`
+        (seconds) among the last RECENT_CHUNKS chunks. {"t": media s, "image": [S, S, 3] uint8}, or None
+        before the first chunk."""
+        # (media s, frame) of every kept frame, oldest first: a few dozen at most, views not copies
+        kept = [(float(t), chunk.frames[i]) for chunk in list(self._recent) for i, t in enumerate(chunk.timestamps)]
+        if not kept:
+            return None
+        t, image = kept[-1] if at is None else min(kept, key=lambda item: abs(item[0] - at))
+        return {"t": t, "image": image}
+
     def close(self) -> None:
         self._running.set()
         source = self._source
@@ -104,6 +121,7 @@ class SourceWorker:
             for chunk in chunks(self._source, spec.sample_rate_hz, spec.frames_per_chunk, self.image_size,
                                 spec.stream_id):
                 blocked = time.perf_counter() - waited
+                self._recent.append(chunk)
                 while not self._running.wait(POLL_MS / 1000):
                     if stop.is_set():
                         return

@@ -9,7 +9,6 @@ Arrays are stored as {"dtype", "shape", "data"} (compressor/serial.py).
 
 from __future__ import annotations
 
-import colorsys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import msgpack
 import numpy as np
 
 from actors.source import resolve_url
+from frontends.keymap_colors import overlay
 from vlm import ModelConfig, load_vlm
 from compressor.offline import token_dynamics
 from compressor.serial import pack_array, unpack_array
@@ -84,23 +84,6 @@ def summary(state: dict, file_bytes: int) -> dict:
         "compression_ratio": state["tokens_seen"] / k, "inertia": round(state["inertia"], 4),
         "file_bytes": file_bytes, "seconds": {s: round(v, 3) for s, v in state["seconds"].items()},
     }
-
-
-def palette(k: int) -> np.ndarray:
-    """[k, 3] uint8 distinct colours (golden-angle hues), one per base token."""
-    hues = (np.arange(k) * 0.618033988749895) % 1.0
-    rgb = np.array([colorsys.hsv_to_rgb(h, 0.85, 0.95) for h in hues]).reshape(k, 3)
-    return (rgb * 255).astype(np.uint8)
-
-
-def overlay(thumbs: np.ndarray, key_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Frames [T, s, s, 3] with their key map [T, gh, gw] painted over in colours -> [T, s, s, 3] uint8."""
-    t, s = thumbs.shape[0], thumbs.shape[1]
-    colours = palette(int(key_map.max()) + 1)[key_map.astype(np.int64)]  # [T, gh, gw, 3]
-    rows = np.arange(s) * key_map.shape[1] // s
-    cols = np.arange(s) * key_map.shape[2] // s
-    painted = colours[:, rows][:, :, cols]  # [T, s, s, 3] nearest-neighbour upsampling
-    return (thumbs * (1 - alpha) + painted * alpha).astype(np.uint8)
 
 
 def inspect_file(path: str, png: str | None = None, max_frames: int = 16) -> dict:
