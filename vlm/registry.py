@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from vlm.base import VisionLanguageModel
 from vlm.config import ModelConfig, ModelConfigError
@@ -20,6 +21,11 @@ class Family:
 
 FAMILIES: dict[str, Family] = {}
 
+#: The path value naming the model that ships inside tokdyn: a small LLaVA-OneVision trained by
+#: `tokdyn train -c configs/train-default.yaml` on the procedural scene suite (README: what it knows).
+EMBEDDED = "embedded"
+EMBEDDED_DIR = Path(__file__).resolve().parent / "weights" / "scenes-tiny"
+
 
 def register_family(name: str, family: Family) -> None:
     """Make a VLM family available to load_vlm under `name` (a second registration replaces the first)."""
@@ -30,8 +36,11 @@ register_family("llava-onevision", Family(llava_onevision.build_tiny, llava_onev
 
 
 def load_vlm(config: ModelConfig) -> VisionLanguageModel:
-    """ModelConfig -> a ready model: path "tiny" builds the family's tiny model, otherwise a local directory."""
+    """ModelConfig -> a ready model: path "tiny" builds the family's tiny model, "embedded" loads the shipped
+    checkpoint, otherwise a local directory."""
     if config.family not in FAMILIES:
         raise ModelConfigError(f"model.family: expected one of {sorted(FAMILIES)}, got {config.family!r}")
     family = FAMILIES[config.family]
+    if config.path == EMBEDDED:
+        config = replace(config, path=str(EMBEDDED_DIR))
     return family.build_tiny(config) if config.is_tiny else family.load(config)
