@@ -1,4 +1,4 @@
-"""`tokdyn` command line: demo, serve, streams add|list|rm, ask, compress, inspect, probe.
+"""`tokdyn` command line: demo, serve, streams add|list|rm, ask, compress, inspect, probe, train.
 
 `serve` starts a pipeline (and the HTTP API) and keeps it running; `streams` and `ask` talk to that running
 pipeline through Ray: they join the cluster (`ray.init(address="auto")`) and find the controller by name
@@ -138,6 +138,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from train.config import load_train_config
+    from train.loop import run_training
+
+    model_dir = run_training(load_train_config(args.config, output=args.output, steps=args.steps))
+    print(f"trained model in {model_dir} (serve it with model.path: {model_dir})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokdyn", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -196,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("file")
     insp.add_argument("--png", default=None, help="where to write the PNG (default: FILE with .png)")
     insp.set_defaults(func=cmd_inspect)
+
+    train = sub.add_parser("train", help="fine-tune a model on memories built by the streaming compressor (Ray Train)")
+    train.add_argument("-c", "--config", required=True, help="training config name or YAML path")
+    train.add_argument("--output", default=None, help="run directory (overrides the config; resumes if it holds a run)")
+    train.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides steps/epochs)")
+    train.set_defaults(func=cmd_train)
 
     probe_parser = sub.add_parser("probe", help="does this camera or file work? codec, size, fps, contact sheet")
     probe.add_arguments(probe_parser)

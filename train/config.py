@@ -1,0 +1,385 @@
+"""Training configuration: YAML -> frozen dataclasses, validated; every error names the dotted key.
+
+    config = load_train_config("configs/train-default.yaml")      # or a shipped name: "train-default"
+
+Keys and units are documented on each dataclass and, line by line, in `configs/train-default.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from actors.config import ConfigError, config_path
+from compressor.config import METHODS
+
+T = TypeVar("T")
+
+#: Parts of a LLaVA-OneVision model (plus the cross-dynamics attention) that `freeze` may list.
+PARTS = ("vision", "projector", "dynamics", "llm")
+#: The memory format that hands the LLM every token of uniformly sampled frames (no compression).
+FULL = "full"
+BAD_ROW_POLICIES = ("skip", "stop")
+
+
+def _check(ok: bool, key: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: expected {expected}, got {got!r}")
+
+
+@dataclass(frozen=True)
+class ModelInit:
+    """Where the weights start.
+
+    init:   "tiny": a from-scratch LLaVA-OneVision of the tiny family built in code (random weights, seeded
+            by the run's seed); otherwise a local checkpoint directory written by `save_pretrained` (a
+            llava-hf LLaVA-OneVision checkpoint or an earlier `tokdyn train` output's `model/`).
+    size:   for init "tiny": overrides of the tiny model's sizes (passed to `vlm.llava_onevision.build_tiny`);
+            empty = the default tiny size.
+    dtype:  weight dtype while training: float32 (CPU) | bfloat16 | float16.
+    device: "auto" (cuda when the worker has a GPU, else cpu), "cpu" or "cuda".
+    """
+
+    init: str = "tiny"
+    size: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.init), "init", "'tiny' or a checkpoint directory", self.init)
+        _check(self.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32 | bfloat16 | float16", self.dtype)
+        _check(self.device in ("auto", "cpu", "cuda"), "device", "auto | cpu | cuda", self.device)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.init == "tiny"
+
+
+@dataclass(frozen=True)
+class SceneData:
+    """Procedural scenes (scenes/) as training data; seeds start at scenes.suites.TRAIN_SEED_START.
+
+    count:        scenes in the pool, rendered and encoded once, then sampled from (0 = no scene data).
+    seconds:      [min, max] media seconds per scene, drawn uniformly per scene.
+    width, height: rendered frame size in pixels (frames are resized to the model's input like the pipeline).
+    fps:          the scene's native frame rate (frames per second; sampling picks from these).
+    snapshots:    memory snapshots per scene at evenly spaced chunk ends (the last chunk always one);
+                  questions are asked at each (t_query = snapshot t_end).
+    per_category: questions per category per snapshot.
+    first_seed:   seed of the pool's first scene; null = TRAIN_SEED_START (never the evaluation seeds).
+    """
+
+    count: int = 16
+    seconds: tuple[float, float] = (8.0, 20.0)
+    width: int = 160
+    height: int = 120
+    fps: float = 10.0
+    snapshots: int = 3
+    per_category: int = 1
+    first_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.count >= 0, "count", ">= 0", self.count)
+        lo, hi = (tuple(self.seconds) + (None, None))[:2] if isinstance(self.seconds, (list, tuple)) else (None, None)
+        _check(isinstance(self.seconds, (list, tuple)) and len(self.seconds) == 2 and 0 < lo <= hi,
+               "seconds", "[min, max] with 0 < min <= max", self.seconds)
+        object.__setattr__(self, "seconds", (float(lo), float(hi)))
+        _check(min(self.width, self.height) >= 64 and self.width % 2 == 0 and self.height % 2 == 0, "width/height",
+               "even numbers of pixels >= 64", [self.width, self.height])
+        _check(self.fps > 0, "fps", "> 0", self.fps)
+        _check(self.snapshots >= 1, "snapshots", ">= 1", self.snapshots)
+        _check(self.per_category >= 1, "per_category", ">= 1", self.per_category)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where examples come from and how the memory is fed (exactly as the pipeline feeds it).
+
+    sample_rate_hz:   frames per media second kept, sampled at t = i / rate (as the source actor does).
+    frames_per_chunk: sampled frames per compressor update (the pipeline's chunk).
+    scenes:           procedural scenes (see SceneData); `scenes: {count: 0}` for none.
+    jsonl:            path of a user dataset, one JSON object per line: {"video": path or URL, "question",
+                      "answer", "t_start"?, "t_end"? (media seconds)}; null = none.
+    on_bad_row:       "skip" (count and warn) or "stop" (raise, naming the row) on a bad JSONL row.
+    max_frames:       most sampled frames decoded per JSONL video (a bound on memory and time).
+    """
+
+    sample_rate_hz: float = 2.0
+    frames_per_chunk: int = 4
+    scenes: SceneData = field(default_factory=SceneData)
+    jsonl: str | None = None
+    on_bad_row: str = "skip"
+    max_frames: int = 256
+
+    def __post_init__(self) -> None:
+        _check(self.sample_rate_hz > 0, "sample_rate_hz", "> 0", self.sample_rate_hz)
+        _check(self.frames_per_chunk >= 1, "frames_per_chunk", ">= 1", self.frames_per_chunk)
+        _check(self.on_bad_row in BAD_ROW_POLICIES, "on_bad_row", " | ".join(BAD_ROW_POLICIES), self.on_bad_row)
+        _check(self.max_frames >= 1, "max_frames", ">= 1", self.max_frames)
+        _check(self.scenes.count > 0 or self.jsonl is not None, "scenes.count/jsonl",
+               "scenes (count > 0) or a jsonl path", None)
+
+
+@dataclass(frozen=True)
+class MemoryFormat:
+    """One memory format the model learns to read; a step trains on one format drawn by weight.
+
+    method:        a compressor method (token_dynamics, offline_token_dynamics, uniform, pooling, dycoke, tome)
+                   or "full": every token of `frames` uniformly sampled frames, uncompressed.
+    budget:        visual tokens handed to the LLM (compressor budget; ignored by "full").
+    recent_window: pooled tokens of the latest frame, counted in the budget.
+    centroid_only: token_dynamics without the cross-dynamics attention (the ablation: no key map).
+    frames:        "full" only: frames sampled uniformly over the memory's span.
+    weight:        relative probability of drawing this format for a step (> 0).
+    """
+
+    method: str = "token_dynamics"
+    budget: int = 32
+    recent_window: int = 0
+    centroid_only: bool = False
+    frames: int = 16
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.method in (*METHODS, FULL), "method", f"one of {(*METHODS, FULL)}", self.method)
+        _check(self.budget >= 1, "budget", ">= 1", self.budget)
+        _check(0 <= self.recent_window < self.budget, "recent_window", f"0 <= r < budget={self.budget}",
+               self.recent_window)
+        _check(self.frames >= 1, "frames", ">= 1", self.frames)
+        _check(self.weight > 0, "weight", "> 0", self.weight)
+        _check(not self.centroid_only or self.method == "token_dynamics", "centroid_only",
+               "false unless method is token_dynamics", self.centroid_only)
+
+    @property
+    def uses_dynamics(self) -> bool:
+        """Whether the cross-dynamics attention fuses motion into this format's base tokens."""
+        return self.method == "token_dynamics" and not self.centroid_only
+
+    @property
+    def name(self) -> str:
+        """Short label, e.g. "token_dynamics@32", "token_dynamics@32/centroid", "full@16f"."""
+        if self.method == FULL:
+            return f"full@{self.frames}f"
+        return f"{self.method}@{self.budget}" + ("/centroid" if self.centroid_only else "")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to 10% of lr.
+
+    lr:           peak learning rate.
+    weight_decay: AdamW decoupled weight decay.
+    warmup_steps: optimiser steps of linear warm-up from 0 to lr.
+    grad_clip:    clip the global gradient norm to this (0 = no clipping).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "lr", "> 0", self.lr)
+        _check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
+        _check(self.warmup_steps >= 0, "warmup_steps", ">= 0", self.warmup_steps)
+        _check(self.grad_clip >= 0, "grad_clip", ">= 0", self.grad_clip)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out accuracy by greedy generation through the serving path (`model.generate` + `is_correct`).
+
+    suite:         name of an evaluation suite (scenes.suites.suite); null = no evaluation.
+    every_steps:   evaluate every this many optimiser steps (0 = once per epoch and at the end).
+    max_questions: evaluate on at most this many of the suite's questions (0 = all).
+    format:        index into `formats` of the memory format evaluated (0 = the first).
+    """
+
+    suite: str | None = None
+    every_steps: int = 0
+    max_questions: int = 0
+    format: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.every_steps >= 0, "every_steps", ">= 0", self.every_steps)
+        _check(self.max_questions >= 0, "max_questions", ">= 0", self.max_questions)
+        _check(self.format >= 0, "format", ">= 0", self.format)
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """Optional vision warm-up on scenes: per grid cell, classify the majority object (shape, colour) or
+    background with a linear head on the projector output, training vision tower + projector.
+
+    steps:        optimiser steps (0 = off).
+    lr:           learning rate (AdamW).
+    batch_frames: frames per step.
+    """
+
+    steps: int = 0
+    lr: float = 1e-3
+    batch_frames: int = 32
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 0, "steps", ">= 0", self.steps)
+        _check(self.lr > 0, "lr", "> 0", self.lr)
+        _check(self.batch_frames >= 1, "batch_frames", ">= 1", self.batch_frames)
+
+
+@dataclass(frozen=True)
+class RayTrainConfig:
+    """Ray Train placement (TorchTrainer, DDP across workers).
+
+    address:        "local" starts a private cluster bound to 127.0.0.1; "auto" joins `ray start`; "ray://..".
+    num_cpus:       CPUs a "local" cluster advertises.
+    num_workers:    training workers (DDP ranks); the batch is per worker.
+    use_gpu:        one GPU per worker.
+    resources_per_worker: Ray resources each worker reserves, e.g. {CPU: 2}; CPU also sets torch's threads.
+    """
+
+    address: str = "local"
+    num_cpus: int = 2
+    num_workers: int = 1
+    use_gpu: bool = False
+    resources_per_worker: dict[str, float] = field(default_factory=lambda: {"CPU": 2})
+
+    def __post_init__(self) -> None:
+        ok = self.address in ("local", "auto") or self.address.startswith("ray://")
+        _check(ok, "address", "'local', 'auto' or 'ray://host:port'", self.address)
+        _check(self.num_cpus >= 1, "num_cpus", ">= 1", self.num_cpus)
+        _check(self.num_workers >= 1, "num_workers", ">= 1", self.num_workers)
+        for name, amount in self.resources_per_worker.items():
+            _check(isinstance(amount, (int, float)) and amount >= 0, f"resources_per_worker.{name}",
+                   "a number >= 0", amount)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One `tokdyn train` run.
+
+    output:       directory of the run: Ray Train checkpoints, metrics.jsonl, and the final `model/`
+                  (loadable with load_vlm); running again with the same output resumes.
+    seed:         seeds the model init, the data pool, batch order and dropout (per worker: seed + rank).
+    model:        ModelInit.  freeze: parts kept fixed, a subset of PARTS.
+    data:         DataConfig. formats: the memory formats trained on (MemoryFormat, drawn by weight).
+    batch_size:   examples per optimiser step per worker.
+    steps:        optimiser steps in total; or epochs: passes over the example pool (exactly one of the two).
+    checkpoint_every_steps: report a checkpoint every this many steps (and at the end).
+    optim, eval, vision_warmup, ray: see their dataclasses.
+    """
+
+    output: str = "out/train"
+    seed: int = 0
+    model: ModelInit = field(default_factory=ModelInit)
+    freeze: tuple[str, ...] = ("vision", "projector")
+    data: DataConfig = field(default_factory=DataConfig)
+    formats: tuple[MemoryFormat, ...] = (MemoryFormat(),)
+    batch_size: int = 16
+    steps: int | None = 200
+    epochs: int | None = None
+    checkpoint_every_steps: int = 50
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    vision_warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    ray: RayTrainConfig = field(default_factory=RayTrainConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.output), "output", "a directory path", self.output)
+        freeze = tuple(self.freeze)
+        bad = [p for p in freeze if p not in PARTS]
+        _check(not bad, "freeze", f"a subset of {PARTS}", list(freeze))
+        object.__setattr__(self, "freeze", freeze)
+        _check(len(self.formats) >= 1, "formats", "at least one memory format", [])
+        _check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        _check((self.steps is None) != (self.epochs is None), "steps/epochs", "exactly one of them set",
+               (self.steps, self.epochs))
+        _check(self.steps is None or self.steps >= 1, "steps", ">= 1", self.steps)
+        _check(self.epochs is None or self.epochs >= 1, "epochs", ">= 1", self.epochs)
+        _check(self.checkpoint_every_steps >= 1, "checkpoint_every_steps", ">= 1", self.checkpoint_every_steps)
+        _check(self.eval.format < len(self.formats), "eval.format", f"< {len(self.formats)} (formats listed)",
+               self.eval.format)
+        _check(set(freeze) != set(PARTS), "freeze", "at least one trainable part", list(freeze))
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output).expanduser().resolve()
+
+    def trains(self, part: str) -> bool:
+        """Whether `part` (one of PARTS) is trained."""
+        return part not in self.freeze
+
+
+# --- building dataclasses from plain data -------------------------------------------------------------
+
+
+def _resolve(hint: Any) -> tuple[Any, bool]:
+    """A field's type hint -> (the type inside Optional/tuple[...]/..., whether it is a tuple of it)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple and args and args[-1] is Ellipsis:
+        return args[0], True
+    if args and typing.get_origin(hint) is not dict and len(args) == 1:
+        return args[0], False
+    return hint, False
+
+
+_SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+def build(cls: type[T], data: Any, key: str = "") -> T:
+    """Build dataclass `cls` from a mapping, recursively (nested dataclasses and tuples of them found from the
+    type hints); unknown keys, wrong scalar types and bad values raise ConfigError naming the dotted key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{key or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{key + '.' if key else ''}{unknown[0]}: unknown key (expected one of {sorted(names)})")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        where = f"{key}.{name}" if key else name
+        inner, is_tuple = _resolve(hints[name])
+        if dataclasses.is_dataclass(inner):
+            if is_tuple:
+                _check(isinstance(value, list), where, "a list", value)
+                value = tuple(build(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+            else:
+                value = build(inner, value, where)
+        elif is_tuple:
+            _check(isinstance(value, list), where, "a list", value)
+            value = tuple(value)
+        elif inner in _SCALARS and value is not None:
+            ok = isinstance(value, _SCALARS[inner]) and not (inner is not bool and isinstance(value, bool))
+            _check(ok, where, inner.__name__, value)
+        elif typing.get_origin(inner) is dict:
+            _check(isinstance(value, Mapping), where, "a mapping", value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if not key or message.startswith(key) else f"{key}.{message}") from None
+
+
+def load_train_config(path_or_name: str | Path, **overrides: Any) -> TrainConfig:
+    """A training config from YAML ("train-default" -> configs/train-default.yaml); `overrides` replace
+    top-level keys (e.g. output=..., steps=... from the command line)."""
+    path = config_path(path_or_name)
+    if not path.is_file():
+        raise ConfigError(f"config: expected a YAML file, got {str(path)!r} (not found)")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a mapping at the top of {path.name}, got {type(data).__name__}")
+    data = dict(data)
+    if overrides.get("steps") is not None:
+        data.pop("epochs", None)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return build(TrainConfig, data)

@@ -1,0 +1,77 @@
+"""The example pools a worker trains and evaluates on: scenes and/or JSONL rows, sharded across workers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from scenes.scene import make_scene
+from scenes.suites import suite
+from train.config import TrainConfig
+from train.jsonl import BadRow, read_rows, row_examples
+from train.memory import stream_memories
+from train.objective import Example
+from train.scene_data import ExamplePool, build_scene_pool, encode, sampled_frames, scene_specs
+from vlm.llava_onevision import LlavaOnevision
+
+
+def build_train_pool(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: int,
+                     log: Callable[[dict[str, Any]], None]) -> ExamplePool:
+    """This worker's examples: its share of the scenes, then its share of the JSONL rows.
+
+    `log` receives one record per source: scenes built, media seconds, build time (and seconds per scene
+    minute: the cost of the token cache), JSONL rows used and skipped.
+    """
+    data, formats = config.data, config.formats
+    pool = ExamplePool([[] for _ in formats])
+    if data.scenes.count:
+        scenes = build_scene_pool(vlm, scene_specs(data, config.seed, rank, world), formats, data, config.seed)
+        pool.extend(scenes)
+        log({"event": "scene_pool", "rank": rank, "scenes": len(scene_specs(data, config.seed, rank, world)),
+             "examples": len(scenes), "media_s": scenes.media_s, "build_s": scenes.build_s,
+             "build_s_per_scene_minute": 60 * scenes.build_s / max(scenes.media_s, 1e-9)})
+    if data.jsonl is not None:
+        skipped_rows: list[str] = []
+        rows, skipped = read_rows(data.jsonl, data.on_bad_row, skipped_rows.append)
+        used = 0
+        for row in rows[rank::world]:
+            try:
+                per_format = row_examples(row, lambda frames: encode(vlm, frames), formats, data, vlm.image_size,
+                                          config.seed)
+            except BadRow as exc:  # an undecodable video or an empty span shows only when decoded
+                if data.on_bad_row == "stop":
+                    raise
+                skipped += 1
+                skipped_rows.append(str(exc))
+                continue
+            for mine, theirs in zip(pool.by_format, per_format):
+                mine.extend(theirs)
+            used += 1
+        log({"event": "jsonl", "rank": rank, "rows": used, "skipped": skipped, "skipped_rows": skipped_rows[:20]})
+    if not len(pool):
+        raise ValueError(f"data: expected training examples for worker {rank}, got none (more scenes or rows "
+                         "than workers are needed)")
+    return pool
+
+
+def build_eval_examples(vlm: LlavaOnevision, config: TrainConfig) -> list[Example]:
+    """The evaluation suite's questions on memories of the evaluated format (`eval.format`), built like the
+    training ones (sampled at data.sample_rate_hz, chunked, compressed) and asked at each scene's end."""
+    fmt, data = config.formats[config.eval.format], config.data
+    out: list[Example] = []
+    for spec, qas in suite(config.eval.suite):
+        frames, times = sampled_frames(make_scene(spec), data.sample_rate_hz, vlm.image_size)
+        last = -(-len(times) // data.frames_per_chunk) - 1
+        memory = stream_memories(encode(vlm, frames), times, fmt, data.frames_per_chunk, [last], config.seed)[0]
+        out += [Example(memory, qa.question, qa.answer, fmt.uses_dynamics, qa.category, qa) for qa in qas]
+        if config.eval.max_questions and len(out) >= config.eval.max_questions:
+            return out[:config.eval.max_questions]
+    return out
+
+
+def steps_per_epoch(pool: ExamplePool, config: TrainConfig) -> int:
+    """Optimiser steps in one pass over the pool: each question once per format on average
+    (every question yields one example per format)."""
+    return max(1, math.ceil(len(pool.by_format[0]) / config.batch_size))
+

@@ -1,0 +1,116 @@
+"""Procedural scenes -> training examples, with the frame tokens of a frozen vision tower computed once per scene.
+
+Per scene: render the frames the pipeline would sample (t = i / sample_rate_hz), resize them to the model's
+input like the source actor, encode them (no grad, batched), feed every memory format chunk by chunk
+(train/memory.py) and ask questions at a few snapshot times (t_query = the snapshot's t_end). Only the
+memories and questions are kept (the frame tokens are dropped), so the pool costs K x D floats per snapshot and
+format (frames x 196 x D for "full"): memory grows with `scenes.count x snapshots x formats`, nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from scenes.questions import questions
+from scenes.scene import Scene, SceneSpec, make_scene
+from scenes.suites import TRAIN_SEED_START
+from stream.sampling import resize_frames
+from train.config import DataConfig, MemoryFormat
+from train.memory import snapshot_chunks, stream_memories
+from train.objective import Example
+from vlm.llava_onevision import LlavaOnevision
+
+log = logging.getLogger(__name__)
+
+ENCODE_BATCH_FRAMES = 32  # frames per vision-tower pass while building the cache
+
+
+def sampled_frames(scene: Scene, rate_hz: float, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The frames a pipeline sampling `scene` at `rate_hz` sees -> (uint8 [T, S, S, 3], media times [T] s)."""
+    count = int(np.ceil(scene.spec.seconds * rate_hz - 1e-9))
+    times = np.arange(count, dtype=np.float64) / rate_hz  # [T]
+    frames = np.stack([scene.render(float(t)) for t in times])  # [T, H, W, 3]
+    return resize_frames(frames, image_size), times
+
+
+def encode(vlm: LlavaOnevision, frames: np.ndarray) -> torch.Tensor:
+    """Frames uint8 [T, S, S, 3] -> tokens [T, gh, gw, D] through the frozen vision path, in batches."""
+    return torch.cat([vlm.encode_frames(frames[i:i + ENCODE_BATCH_FRAMES])
+                      for i in range(0, len(frames), ENCODE_BATCH_FRAMES)])
+
+
+@dataclass
+class ExamplePool:
+    """Examples per memory format (index into config.formats); sampled with replacement."""
+
+    by_format: list[list[Example]]
+    build_s: float = 0.0
+    media_s: float = 0.0
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(e) for e in self.by_format)
+
+    def extend(self, other: ExamplePool) -> None:
+        for mine, theirs in zip(self.by_format, other.by_format):
+            mine.extend(theirs)
+        self.build_s += other.build_s
+        self.media_s += other.media_s
+
+    def sample(self, fmt: int, n: int, rng: np.random.Generator) -> list[Example]:
+        """`n` examples of format `fmt`, drawn with replacement."""
+        pool = self.by_format[fmt]
+        if not pool:
+            raise ValueError(f"formats[{fmt}]: expected examples, got none (no data for this format)")
+        return [pool[i] for i in rng.integers(0, len(pool), size=n)]
+
+
+def scene_examples(vlm: LlavaOnevision, spec: SceneSpec, formats: Sequence[MemoryFormat], data: DataConfig,
+                   seed: int) -> list[list[Example]]:
+    """One scene -> its examples per format: every question at every snapshot time, for every format."""
+    scene = make_scene(spec)
+    frames, times = sampled_frames(scene, data.sample_rate_hz, vlm.image_size)
+    tokens = encode(vlm, frames)  # [T, gh, gw, D]
+    num_chunks = -(-len(times) // data.frames_per_chunk)
+    at = snapshot_chunks(num_chunks, data.scenes.snapshots)
+    memories = [stream_memories(tokens, times, fmt, data.frames_per_chunk, at, seed) for fmt in formats]
+    rng = np.random.default_rng([seed, spec.seed])
+    out: list[list[Example]] = [[] for _ in formats]
+    for s in range(len(at)):
+        t_query = memories[0][s].t_end
+        for qa in questions(scene, t_query, rng, data.scenes.per_category):
+            for f, fmt in enumerate(formats):
+                out[f].append(Example(memories[f][s], qa.question, str(qa.answer), fmt.uses_dynamics,
+                                      qa.category, qa))
+    return out
+
+
+def scene_specs(data: DataConfig, seed: int, rank: int = 0, world: int = 1) -> list[SceneSpec]:
+    """This worker's share of the training scenes (seeds >= TRAIN_SEED_START; lengths drawn per scene)."""
+    first = TRAIN_SEED_START if data.scenes.first_seed is None else data.scenes.first_seed
+    lengths = np.random.default_rng([seed, 1]).uniform(*data.scenes.seconds, size=data.scenes.count)
+    return [SceneSpec(seed=first + i, seconds=round(float(lengths[i]), 1), width=data.scenes.width,
+                      height=data.scenes.height, fps=data.scenes.fps)
+            for i in range(rank, data.scenes.count, world)]
+
+
+def build_scene_pool(vlm: LlavaOnevision, specs: Sequence[SceneSpec], formats: Sequence[MemoryFormat],
+                     data: DataConfig, seed: int,
+                     progress: Callable[[int, int], None] | None = None) -> ExamplePool:
+    """Scenes -> ExamplePool; `progress(done, total)` after each scene. Records build time and media seconds."""
+    pool = ExamplePool([[] for _ in formats])
+    started = time.perf_counter()
+    for i, spec in enumerate(specs):
+        for mine, theirs in zip(pool.by_format, scene_examples(vlm, spec, formats, data, seed)):
+            mine.extend(theirs)
+        pool.media_s += spec.seconds
+        if progress is not None:
+            progress(i + 1, len(specs))
+    pool.build_s = time.perf_counter() - started
+    return pool

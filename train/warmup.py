@@ -1,0 +1,110 @@
+"""Optional vision warm-up on scenes: teach the vision tower + projector to separate objects before QA training.
+
+Per grid cell of every frame the target is the majority object under it, as a (shape, colour) class, or
+background (class 0); a linear head on the projector output (the tokens the memory clusters) classifies it.
+The head is thrown away afterwards: what stays is a vision path whose base tokens differ by object.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scenes.scene import Scene, make_scene
+from scenes.shapes import COLOURS, SHAPES
+from stream.sampling import resize_frames
+from train.config import TrainConfig
+from train.model import encode_frames_grad
+from train.scene_data import scene_specs
+from vlm.llava_onevision import LlavaOnevision
+
+NUM_CLASSES = 1 + len(SHAPES) * len(COLOURS)  # background + every (shape, colour)
+FRAME_POOL = 2048  # frames rendered once for the warm-up, sampled from (memory: S x S x 3 bytes each)
+
+
+def cell_classes(scene: Scene, t: float, grid: tuple[int, int]) -> np.ndarray:
+    """[gh, gw] int64: per grid cell, the majority (shape, colour) class of scene.labels(t), 0 = background.
+
+    Cells split the full frame evenly (the model input is the frame resized without keeping the aspect)."""
+    labels = scene.labels(t)  # [H, W] object index or -1
+    classes = np.zeros(len(scene.objects) + 1, dtype=np.int64)  # object index + 1 -> class
+    for obj in scene.objects:
+        classes[obj.index + 1] = 1 + SHAPES.index(obj.shape) * len(COLOURS) + COLOURS.index(obj.colour)
+    pixel_class = classes[labels.astype(np.int64) + 1]  # [H, W]
+    gh, gw = grid
+    rows = np.arange(labels.shape[0]) * gh // labels.shape[0]  # [H] cell row of each pixel row
+    cols = np.arange(labels.shape[1]) * gw // labels.shape[1]  # [W]
+    counts = np.zeros((gh, gw, NUM_CLASSES), dtype=np.int64)
+    np.add.at(counts, (rows[:, None], cols[None, :], pixel_class), 1)
+    return counts.argmax(-1)  # [gh, gw]
+
+
+class CellClassifier(nn.Module):
+    """Vision tower + projector + a linear head: frames uint8 [T, S, S, 3] -> logits [T, gh, gw, NUM_CLASSES]."""
+
+    def __init__(self, vlm: LlavaOnevision) -> None:
+        super().__init__()
+        self.vlm = vlm
+        self.vision = vlm.model.model.vision_tower
+        self.projector = vlm.model.model.multi_modal_projector
+        self.head = nn.Linear(vlm.hidden_size, NUM_CLASSES).to(device=vlm.device, dtype=vlm.dtype)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.head(encode_frames_grad(self.vlm, frames))
+
+
+def _frame_pool(config: TrainConfig, image_size: int, grid: tuple[int, int], rank: int,
+                world: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames uint8 [N, S, S, 3] at random times of this worker's training scenes, and their cell classes
+    [N, gh, gw]."""
+    rng = np.random.default_rng([config.seed, rank, 7])
+    scenes = [make_scene(spec) for spec in scene_specs(config.data, config.seed, rank, world)]
+    frames, targets = [], []
+    for _ in range(FRAME_POOL):
+        scene = scenes[int(rng.integers(len(scenes)))]
+        t = float(rng.uniform(0, scene.spec.seconds))
+        frames.append(resize_frames(scene.render(t)[None], image_size)[0])
+        targets.append(cell_classes(scene, t, grid))
+    return np.stack(frames), np.stack(targets)
+
+
+def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: int) -> dict[str, Any]:
+    """Run `vision_warmup.steps` AdamW steps on the cell task (DDP across workers); returns figures:
+    first and last loss, cell accuracy of the last steps, seconds."""
+    import ray.train.torch
+
+    warm = config.vision_warmup
+    started = time.perf_counter()
+    frames, targets = _frame_pool(config, vlm.image_size, vlm.grid, rank, world)
+    built_s = time.perf_counter() - started
+    for p in vlm.model.parameters():
+        p.requires_grad_(False)
+    classifier = CellClassifier(vlm)
+    for p in (*classifier.vision.parameters(), *classifier.projector.parameters(), *classifier.head.parameters()):
+        p.requires_grad_(True)
+    params = [p for p in classifier.parameters() if p.requires_grad]
+    model = ray.train.torch.prepare_model(classifier, move_to_device=False,
+                                          parallel_strategy_kwargs={"find_unused_parameters": True})
+    optimizer = torch.optim.AdamW(params, lr=warm.lr)
+    rng = np.random.default_rng([config.seed, rank, 8])
+    losses, correct, cells = [], 0, 0
+    for step in range(warm.steps):
+        pick = rng.integers(0, len(frames), size=warm.batch_frames)
+        target = torch.from_numpy(targets[pick]).to(vlm.device)  # [B, gh, gw]
+        logits = model(torch.from_numpy(frames[pick]))  # [B, gh, gw, C]
+        loss = F.cross_entropy(logits.reshape(-1, NUM_CLASSES).float(), target.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if step >= warm.steps - max(1, warm.steps // 10):  # accuracy over the last tenth of the steps
+            correct += int((logits.argmax(-1) == target).sum())
+            cells += target.numel()
+    return {"steps": warm.steps, "loss_first": losses[0], "loss_last": losses[-1],
+            "cell_accuracy": correct / cells, "frames_built_s": built_s,
+            "s": time.perf_counter() - started}
