@@ -28,7 +28,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BIND_HOSTS = ("loopback", "node")
 # What a stream URL may start with ("" is a plain file path); anything else fails here, not in a source actor.
-URL_SCHEMES = frozenset({"", "file", "synthetic", "sample"}) | NETWORK_SCHEMES
+URL_SCHEMES = frozenset({"", "file", "synthetic", "scene", "sample"}) | NETWORK_SCHEMES
 
 T = TypeVar("T")
 
@@ -182,12 +182,13 @@ class StreamSpec:
     """One video stream and the memory kept for it.
 
     stream_id:        short name ([A-Za-z0-9_.-], up to 64 characters), unique in the pipeline.
-    url:              file path, file://, rtsp://, http(s)://, synthetic://?width=..&height=..&fps=.. or
+    url:              file path, file://, rtsp://, http(s)://, synthetic://?width=..&height=..&fps=..,
+                      scene://?seed=..&seconds=.. (a scene with known truth, scenes/) or
                       sample://vtest | sample://bigbuckbunny (a real clip fetched once into the cache).
     sample_rate_hz:   frames per second of media time kept for the encoder.
     frames_per_chunk: sampled frames per chunk (the unit of encoding, compression and checkpointing).
     live:             true: pace like a camera and drop the oldest frames when behind; false: read as fast as
-                      the pipeline takes (nothing lost); null: live for rtsp:// and synthetic://, else not.
+                      the pipeline takes (nothing lost); null: live for rtsp://, synthetic:// and scene://, else not.
     loop:             replay a file forever (demos).
     compressor:       the memory: method by name, token budget, ... (compressor/config.py).
     source:           decoding / reconnect options (stream/config.py); `realtime` and `loop` follow the keys
@@ -216,7 +217,7 @@ class StreamSpec:
         """Whether the source is paced as live (explicit `live`, else inferred from the URL scheme)."""
         if self.live is not None:
             return self.live
-        return self.url.startswith(("rtsp://", "rtsps://", "synthetic://"))
+        return self.url.startswith(("rtsp://", "rtsps://", "synthetic://", "scene://"))
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", 
 # Live by nature: end of data means the connection dropped. HTTP(S) is live only for playlists (HLS) or
 # when the server declares no duration; a plain file over HTTP is read like a local file.
 LIVE_SCHEMES = NETWORK_SCHEMES - {"http", "https"}
+SCENE_SCHEME = "scene"  # procedural scenes with known truth (scenes/): generated in-process like synthetic://
+GENERATED_SCHEMES = frozenset({"synthetic", SCENE_SCHEME})
 MAX_EVENTS = 32  # status events kept per source
 MAX_LIVE_DECODE_ERRORS = 50  # consecutive undecodable packets before a live stream counts as disconnected
 TRUNCATION_SLACK_S = 1.0  # a file ending this much (+5%) before its declared duration is truncated
@@ -205,11 +207,22 @@ class Source:
         self.close()
 
 
+def _generated_video(url: str):
+    """The frame generator behind a ``synthetic://`` or ``scene://`` URL (fps, width, height, num_frames,
+    frame(index)). scenes/ is imported only for scene:// URLs: stream/ does not depend on it."""
+    if urlsplit(url).scheme == SCENE_SCHEME:
+        from scenes.video import SceneVideo
+
+        return SceneVideo.from_url(url)
+    return SyntheticVideo.from_url(url)
+
+
 class SyntheticSource(Source):
-    """Frames of a ``SyntheticVideo`` at exactly ``i / fps`` seconds; paced when ``config.realtime``."""
+    """Frames of generated video (``synthetic://`` moving squares, ``scene://`` scenes with known truth,
+    scenes/) at exactly ``i / fps`` seconds; paced when ``config.realtime``."""
 
     def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
-        self.video = SyntheticVideo.from_url(url)
+        self.video = _generated_video(url)
         self.live = config.realtime
         super().__init__(url, config, on_event)
         self._info.update(fps=self.video.fps, width=self.video.width, height=self.video.height, codec="synthetic")
@@ -365,13 +378,14 @@ class AvSource(Source):
 
 def open_source(url: str, config: SourceConfig | None = None, on_event: EventCallback | None = None) -> Source:
     """Open a video source. ``url``: a file path, ``file://``, ``rtsp://``, ``http(s)://`` (any FFmpeg URL),
-    or ``synthetic://?width=..&height=..&fps=..``. Nothing is read until the source is iterated.
+    ``synthetic://?width=..&height=..&fps=..`` or ``scene://?seed=..&seconds=..`` (scenes/). Nothing is read
+    until the source is iterated.
 
     on_event: called (from the reading thread) with every state change.
-    Raises ValueError for a synthetic URL with bad parameters; open/read errors surface while iterating
+    Raises ValueError for a synthetic or scene URL with bad parameters; open/read errors surface while iterating
     (SourceError) and in ``status()``.
     """
     config = config or SourceConfig()
-    if urlsplit(url).scheme == "synthetic":
+    if urlsplit(url).scheme in GENERATED_SCHEMES:
         return SyntheticSource(url, config, on_event)
     return AvSource(url, config, on_event)
