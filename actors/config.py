@@ -1,7 +1,9 @@
 """Pipeline configuration: YAML -> frozen dataclasses, validated, with errors that name the bad key.
 
-Every error is a `ConfigError` whose message starts with the dotted key path, e.g.
-``streams[0].sample_rate_hz: expected > 0, got -1``. Shipped configs live in ``configs/*.yaml`` and can be
+`ConfigError` is the one config error type users see: every error is one, and its message starts with the
+dotted key path, e.g. ``streams[0].sample_rate_hz: expected > 0, got -1``. Component configs (stream,
+compressor, vlm) stay usable alone and raise their own ValueErrors naming only their field
+(``budget: expected >= 1``); `build` puts the path in front and re-raises them as ConfigError. Shipped configs live in ``configs/*.yaml`` and can be
 named without a path (``load_config("default")``).
 """
 
@@ -22,7 +24,7 @@ import yaml
 from vlm.config import ModelConfig
 from compressor.config import CompressorConfig
 from stream.config import SourceConfig, redact_url
-from stream.sources import NETWORK_SCHEMES
+from stream.sources import NETWORK_SCHEMES, is_live_url
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -264,14 +266,9 @@ _NESTED: dict[type, dict[str, type]] = {
 
 
 def _prefixed(key: str, exc: Exception) -> ConfigError:
-    """Put the dotted key path in front of a dataclass's error, unless the message already names it."""
-    message = str(exc)
-    if not key or message.startswith(key):
-        return ConfigError(message)
-    parent, _, leaf = key.rpartition(".")
-    if message.startswith(leaf + "."):  # e.g. "model.dtype: ..." raised by ModelConfig itself
-        return ConfigError(f"{parent}.{message}" if parent else message)
-    return ConfigError(f"{key}.{message}")
+    """A component's error ("dtype: expected ...", naming only its own field) as a ConfigError with the
+    dotted key path in front ("model.dtype: expected ...")."""
+    return ConfigError(f"{key}.{exc}" if key else str(exc))
 
 
 _SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}

@@ -17,8 +17,10 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.config import PipelineConfig, StreamSpec, stream_spec
+from actors.errors import StreamExists, StreamNotFound
 from actors.loop import LoopThread
 from actors.remote import EncoderActor, LLMActor, MemoryActor, SourceActor
+from actors.status import STARTING, MemoryTelemetry, SourceTelemetry, StreamStatus
 from stream.config import redact_url
 
 log = logging.getLogger(__name__)
@@ -29,17 +31,6 @@ RECONCILE_S = 1.0  # how often the wiring is re-asserted
 MAX_PENDING_CALLS = 256  # fire-and-forget wiring calls still unanswered before a round is skipped
 CALL_TIMEOUT_S = 10.0  # a control call on a healthy actor answers well within this
 START_TIMEOUT_S = 300.0  # actor start-up (process + imports + model load) on a busy 2-core machine
-
-
-class StreamExists(ValueError):
-    """add_stream with an id that is already running."""
-
-
-class NoSuchStream(KeyError, ValueError):
-    """An operation named a stream that does not exist."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass
@@ -77,7 +68,7 @@ class Controller:
 
     # --- streams --------------------------------------------------------------------------------------
 
-    def add_stream(self, spec: StreamSpec | dict) -> dict:
+    def add_stream(self, spec: StreamSpec | dict) -> StreamStatus:
         """Start a stream's memory and source actors and wire them in; returns its status.
 
         Raises ConfigError (a ValueError naming the key) for a bad spec, StreamExists for a duplicate id.
@@ -109,14 +100,14 @@ class Controller:
             self._streams[spec.stream_id] = StreamActors(spec, source, memory, time.time())
         self.llm.set_streams.remote(self.stream_ids())
         log.info("stream %s added (%s)", spec.stream_id, redact_url(spec.url))
-        return {"stream_id": spec.stream_id, "url": redact_url(spec.url), "state": "starting"}
+        return self._status(self._entry(spec.stream_id), SourceTelemetry(STARTING), MemoryTelemetry())
 
     def remove_stream(self, stream_id: str) -> None:
         """Stop a stream, delete its checkpoint and kill its actors (no restart)."""
         with self._lock:
             entry = self._streams.get(stream_id)
             if entry is None:
-                raise NoSuchStream(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
+                raise StreamNotFound(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
             del self._streams[stream_id]
             self._route_table.pop(stream_id, None)
             routes = dict(self._route_table)
@@ -135,33 +126,29 @@ class Controller:
         with self._lock:
             return sorted(sid for sid, entry in self._streams.items() if entry is not None)
 
-    def list_streams(self) -> list[dict]:
-        return [self.stream_status(sid) for sid in self.stream_ids()]
+    def list_streams(self) -> list[StreamStatus]:
+        """Every stream's status, in id order (a stream removed meanwhile is left out)."""
+        out = []
+        for sid in self.stream_ids():
+            try:
+                out.append(self.stream_status(sid))
+            except StreamNotFound:
+                continue
+        return out
 
-    def stream_status(self, stream_id: str) -> dict:
-        """Telemetry of one stream (see CONTRACTS.md); values of an actor that is restarting are None."""
+    def stream_status(self, stream_id: str) -> StreamStatus:
+        """Telemetry of one stream; the fields of an actor that is restarting are None."""
         entry = self._entry(stream_id)
-        source = self._try_get(entry.source.status.remote()) or {}
-        memory = self._try_get(entry.memory.status.remote()) or {}
-        state = source.get("state") or source.get("worker_state") or "restarting"
-        if not memory:
-            state = "restarting"
-        elapsed = max(time.time() - entry.added_at, 1e-9)
-        return {
-            "stream_id": stream_id, "url": redact_url(entry.spec.url), "state": state,
-            "live": entry.spec.is_live, "method": entry.spec.compressor.method,
-            "frames_in": source.get("decoded"), "frames_sampled": source.get("sampled"),
-            "sample_rate_hz": entry.spec.sample_rate_hz,
-            "measured_sample_hz": (source["sampled"] / elapsed) if source.get("sampled") is not None else None,
-            "chunks_sent": source.get("chunks_sent"), "dropped": source.get("dropped"),
-            "reconnects": source.get("reconnects"), "last_error": source.get("last_error"),
-            "lag_s": memory.get("lag_s"), "tokens_held": memory.get("tokens_held"),
-            "tokens_seen": memory.get("tokens_seen"), "compression_ratio": memory.get("compression_ratio"),
-            "t_start": memory.get("t_start"), "t_end": memory.get("t_end"),
-            "snapshot_version": memory.get("snapshot_version"), "chunks_compressed": memory.get("chunks"),
-            "bad_messages": memory.get("bad_messages"), "restored": memory.get("restored"),
-            "stage_s": memory.get("stage_s"), "stage_totals": memory.get("stage_totals"),
-        }
+        source_ref, memory_ref = entry.source.status.remote(), entry.memory.status.remote()  # both at once
+        source, memory = self._try_get(source_ref), self._try_get(memory_ref)
+        return self._status(entry, source, memory)
+
+    @staticmethod
+    def _status(entry: StreamActors, source: SourceTelemetry | None, memory: MemoryTelemetry | None,
+                ) -> StreamStatus:
+        spec = entry.spec
+        return StreamStatus.join(spec.stream_id, redact_url(spec.url), spec.is_live, spec.compressor.method,
+                                 spec.sample_rate_hz, source, memory, time.time() - entry.added_at)
 
     def stream_handles(self, stream_id: str) -> dict:
         """The stream's actor handles {"source", "memory"} (tests and tools: pids, digests)."""
@@ -197,7 +184,7 @@ class Controller:
         with self._lock:
             entry = self._streams.get(stream_id)
             if entry is None:
-                raise NoSuchStream(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
+                raise StreamNotFound(f"stream {stream_id!r}: expected one of {sorted(self._streams)}")
             return entry
 
     def _routes_with(self, stream_id: str, tokens_endpoint: str) -> None:

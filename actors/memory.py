@@ -24,12 +24,13 @@ import numpy as np
 
 from actors.config import StreamSpec, TransportConfig
 from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
+from actors.status import MemoryTelemetry
 from actors.meta import seconds, with_transport
 from compressor.keymap_view import latest_key_map
 from compressor.registry import make_stream_compressor, restore_stream_compressor
 from stream.codec import Kind, Message
 from stream.tensors import from_wire_array
-from stream.transport import Socket
+from stream.transport import SequenceTracker, Socket
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class MemoryWorker:
         self.chunks = self.compressor.snapshot().version if self.compressor.frames_seen else 0  # one per chunk
         self.bad_messages = 0
         self.lag_s: float | None = None
-        self.ended = False
+        self._sequence = SequenceTracker()  # gaps = chunks lost between source and here (live drops, restarts)
         self._last_t = self.compressor.t_end  # media time of the newest frame (the console's key map view)
         self._snapshot = self.compressor.snapshot() if self.compressor.frames_seen else None
         self._loop = LoopThread(f"memory-{spec.stream_id}", self._run, exit_on_crash)
@@ -107,22 +108,21 @@ class MemoryWorker:
         with self._lock:
             self._publish_to = endpoint
 
-    def status(self) -> dict:
-        """Telemetry: tokens held vs seen, compression ratio, span, snapshot version, lag, stage times."""
+    def status(self) -> MemoryTelemetry:
+        """Telemetry: tokens held vs seen, compression ratio, span, snapshot version, lag, gaps, stage times."""
         snap = self._snapshot
         c = self.compressor
         held = snap.tokens_held if snap is not None else 0
-        return {
-            "method": self.spec.compressor.method,
-            "frames_seen": c.frames_seen, "tokens_seen": c.tokens_seen, "tokens_held": held,
-            "compression_ratio": (c.tokens_seen / held) if held else None,
-            "t_start": snap.t_start if snap else None, "t_end": snap.t_end if snap else None,
-            "snapshot_version": snap.version if snap else None,
-            "chunks": self.chunks, "bad_messages": self.bad_messages + self._tokens_in.stats.bad, "lag_s": self.lag_s, "ended": self.ended,
-            "restored": self.restored_digest is not None, "stage_s": self.times.means(),
-            "stage_totals": {k: [v, self.times.counts[k]] for k, v in self.times.totals.items()},
-            "loop_error": self._loop.error,
-        }
+        return MemoryTelemetry(
+            tokens_seen=c.tokens_seen, tokens_held=held,
+            compression_ratio=(c.tokens_seen / held) if held else None,
+            t_start=snap.t_start if snap else None, t_end=snap.t_end if snap else None,
+            snapshot_version=snap.version if snap else None, chunks=self.chunks,
+            bad_messages=self.bad_messages + self._tokens_in.stats.bad,
+            sequence_gaps=self._sequence.missing(self.spec.stream_id), lag_s=self.lag_s,
+            restored=self.restored_digest is not None, stage_s=self.times.means(),
+            stage_totals={k: [v, self.times.counts[k]] for k, v in self.times.totals.items()},
+        )
 
     def keymap_view(self) -> dict | None:
         """The newest frame's key map and each base token's first/last seen (compressor.keymap_view), JSON-ready;
@@ -171,8 +171,8 @@ class MemoryWorker:
 
     def _apply(self, msg: Message) -> bool:
         """Update + checkpoint for a TOKENS message; True if the state changed. Bad input is counted."""
+        self._sequence.observe(msg)
         if msg.kind is Kind.EOS:
-            self.ended = True
             return False
         try:
             if msg.kind is not Kind.TOKENS or "tokens" not in msg.arrays or "timestamps" not in msg.arrays:

@@ -1,4 +1,4 @@
-"""Starting, finding and stopping a pipeline; asking its LLM. Used by the CLI, the demo, tests and benchmarks.
+"""Starting and finding a pipeline (as a PipelineClient). Used by the CLI, the demo, tests and benchmarks.
 
 A pipeline is one named controller actor ("tokdyn-controller" in the config's Ray namespace) that owns
 every other actor. `tokdyn serve` starts one; other processes (`tokdyn streams ...`, `tokdyn ask ...`) join
@@ -7,11 +7,10 @@ the same Ray cluster with `ray.init(address="auto")` and look the controller up 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import ray
 
+from actors.client import PipelineClient
+from actors.cluster import join, start_local
 from actors.config import PipelineConfig, RayConfig
 from actors.controller import CONTROLLER_NAME, START_TIMEOUT_S, ControllerActor
 
@@ -19,56 +18,41 @@ CONTROLLER_CONCURRENCY = 16  # control calls served at once (status polls must n
 
 
 def init_ray(config: RayConfig) -> None:
-    """Start a local cluster or join one, unless this process is already connected."""
+    """Start a local cluster (on 127.0.0.1 only) or join one, unless this process is already connected."""
     if ray.is_initialized():
         return
     if config.address == "local":
-        ray.init(address="local", num_cpus=config.num_cpus, namespace=config.namespace, include_dashboard=False,
-                 log_to_driver=False)
+        start_local(config.num_cpus, config.namespace, log_to_driver=False)
     else:
-        ray.init(address=config.address, namespace=config.namespace, log_to_driver=False)
+        join(config.address, config.namespace, log_to_driver=False)
 
 
-def start_pipeline(config: PipelineConfig) -> Any:
+def start_pipeline(config: PipelineConfig) -> PipelineClient:
     """Create the controller (which starts the encoder, the LLM and the config's streams); wait until ready.
 
-    Returns the controller's ActorHandle. The controller is not restarted by Ray: it owns every other actor
+    Returns a client over the controller. The controller is not restarted by Ray: it owns every other actor
     (they fate-share with it), so `tokdyn serve` exits when it dies instead of running half a pipeline.
+    `client.shutdown()` stops it all (checkpoints stay on disk).
     """
     init_ray(config.ray)
     controller = ControllerActor.options(
         name=CONTROLLER_NAME, namespace=config.ray.namespace, max_restarts=0, num_cpus=0,
         max_concurrency=CONTROLLER_CONCURRENCY,
     ).remote(config)
-    ray.get(controller.ready.remote(), timeout=START_TIMEOUT_S)
-    return controller
+    client = PipelineClient(controller)
+    client.wait_ready(START_TIMEOUT_S)
+    return client
 
 
-def connect(address: str = "auto", namespace: str = "tokdyn") -> Any:
-    """The controller of a running pipeline (started by `tokdyn serve` on this cluster)."""
+def connect(address: str = "auto", namespace: str = "tokdyn") -> PipelineClient:
+    """A client over the controller of a running pipeline (started by `tokdyn serve` on this cluster).
+
+    Raises LookupError when no pipeline runs in `namespace`.
+    """
     if not ray.is_initialized():
-        ray.init(address=address, namespace=namespace, log_to_driver=False)
+        join(address, namespace, log_to_driver=False)  # a wrong address: a LookupError in seconds
     try:
-        return ray.get_actor(CONTROLLER_NAME, namespace=namespace)
+        return PipelineClient(ray.get_actor(CONTROLLER_NAME, namespace=namespace))
     except ValueError:
         raise LookupError(f"no running pipeline: actor {CONTROLLER_NAME!r} not found in namespace "
                           f"{namespace!r} (start one with `tokdyn serve`)") from None
-
-
-def stop_pipeline(controller: Any, timeout_s: float = 60.0) -> None:
-    """Stop every actor of the pipeline (checkpoints stay on disk) and the controller itself."""
-    try:
-        ray.get(controller.shutdown.remote(), timeout=timeout_s)
-    finally:
-        ray.kill(controller, no_restart=True)
-
-
-def ask(llm: Any, stream_id: str, question: str | list[dict], max_tokens: int = 64,
-        temperature: float = 0.0) -> Iterator[dict]:
-    """Events of one answer as they are generated: {"type": "delta", "text"} ..., then {"type": "done", ...}.
-
-    Raises the LLM's UnknownStream / NotReady (ValueErrors) when the stream cannot be asked about.
-    """
-    messages = [{"role": "user", "content": question}] if isinstance(question, str) else question
-    for ref in llm.ask.remote(stream_id, messages, max_tokens, temperature):
-        yield ray.get(ref)

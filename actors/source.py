@@ -18,28 +18,19 @@ from collections import deque
 
 from actors.config import StreamSpec, TransportConfig
 from actors.loop import POLL_MS, LoopThread
+from actors.status import FAILED, STARTING, SourceTelemetry
 from stream.codec import Kind, Message, eos
 from stream.frames import Chunk
-from stream.config import redact_url
 from stream.sampling import chunks
 from stream.sources import SourceError, open_source
 from stream.transport import Socket
 
 log = logging.getLogger(__name__)
 
-SAMPLE_SCHEME = "sample://"
 # Sampled chunks kept by reference for the console's frame view (`frame`): enough to find the frame the
 # memory's newest key map belongs to, which trails the source by the encoder's latency. No copy is made.
 RECENT_CHUNKS = 4
-
-
-def resolve_url(url: str) -> str:
-    """`sample://NAME` -> the cached local path of that sample clip (fetched once); other URLs unchanged."""
-    if url.startswith(SAMPLE_SCHEME):
-        from stream.samples import sample_path
-
-        return str(sample_path(url[len(SAMPLE_SCHEME):]))
-    return url
+END_LINGER_MS = 10_000  # how long the queued end of a finished file may take to reach the encoder
 
 
 class SourceWorker:
@@ -57,7 +48,7 @@ class SourceWorker:
         self._source = None
         self._sock: Socket | None = None  # owned by the loop thread
         self._sock_target: str | None = None
-        self._state = "starting"
+        self._state = STARTING
         self._error: str | None = None
         self.chunks_sent = 0
         self.send_drops = 0
@@ -78,17 +69,17 @@ class SourceWorker:
     def resume(self) -> None:
         self._running.set()
 
-    def status(self) -> dict:
-        """Source counters (decoded, sampled, dropped, reconnects, state, last_error) plus chunks sent."""
+    def status(self) -> SourceTelemetry:
+        """Counters of the source (decoded, sampled, dropped, reconnects), its state and last error."""
         source = self._source
-        out = source.status().to_dict() if source is not None else {"url": redact_url(self.spec.url)}
-        out.pop("events", None)
-        out["dropped"] = out.get("dropped", 0) + self.send_drops
-        out["chunks_sent"] = self.chunks_sent
-        out["paused"] = not self._running.is_set()
-        out["worker_state"] = self._state
-        out["last_error"] = self._error or out.get("last_error")
-        return out
+        if source is None or self._state == FAILED:  # not opened yet, or failed to open
+            return SourceTelemetry(self._state, dropped=self.send_drops, chunks_sent=self.chunks_sent,
+                                   last_error=self._error, paused=not self._running.is_set())
+        s = source.status()
+        return SourceTelemetry(s.state.value, frames_in=s.decoded, frames_sampled=s.sampled,
+                               dropped=s.dropped + self.send_drops, reconnects=s.reconnects,
+                               chunks_sent=self.chunks_sent, last_error=self._error or s.last_error,
+                               paused=not self._running.is_set())
 
     def frame(self, at: float | None = None) -> dict | None:
         """A recently sampled frame, as the encoder gets it: the newest, or the one nearest media time `at`
@@ -114,8 +105,7 @@ class SourceWorker:
         spec = self.spec
         config = dataclasses.replace(spec.source, realtime=spec.is_live, loop=spec.loop)
         try:
-            self._source = open_source(resolve_url(spec.url), config)
-            self._state = "streaming"
+            self._source = open_source(spec.url, config)
             waited = time.perf_counter()
             decoded_s = 0.0  # the source's decoder seconds when the previous chunk went out
             for chunk in chunks(self._source, spec.sample_rate_hz, spec.frames_per_chunk, self.image_size,
@@ -137,14 +127,15 @@ class SourceWorker:
                     return
                 waited = time.perf_counter()
             self._deliver(eos(spec.stream_id, self.chunks_sent, "end of file"), stop)
-            self._state = "ended"
         except SourceError as exc:
             # A wrong URL or a dead file is the user's problem, not the actor's: report it, don't restart.
-            self._state, self._error = "failed", str(exc)
+            self._state, self._error = FAILED, str(exc)
             log.warning("source %s failed: %s", spec.stream_id, exc)
         finally:
             if self._sock is not None:
-                self._sock.close()
+                # A file that ended still has its last chunks and the EOS queued: let ZeroMQ deliver them
+                # (linger 0 would discard them). A stopped stream waits for nothing.
+                self._sock.close(linger_ms=0 if stop.is_set() else END_LINGER_MS)
             if self._source is not None:
                 self._source.close()
 

@@ -14,15 +14,21 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from actors.config import ConfigError, load_config
+from actors.errors import PipelineError
 from stream import probe
 
+if TYPE_CHECKING:
+    from actors.client import PipelineClient
+    from actors.status import StreamStatus
 
-def _print_answer(events: Any, out=sys.stdout) -> dict:
+
+def print_answer(events: Iterable[dict[str, Any]], out: TextIO = sys.stdout) -> dict[str, Any]:
     """Print delta texts as they arrive; return the final "done" event."""
-    done: dict = {}
+    done: dict[str, Any] = {}
     for event in events:
         if event["type"] == "delta":
             out.write(event["text"])
@@ -33,7 +39,8 @@ def _print_answer(events: Any, out=sys.stdout) -> dict:
     return done
 
 
-def format_span(done: dict) -> str:
+def format_span(done: dict[str, Any]) -> str:
+    """One line about an answer's "done" event: snapshot version, media span, visual tokens, finish."""
     span = done.get("span") or {}
     return (f"[snapshot v{done.get('snapshot_version')}, media {span.get('t_start', 0):.1f}-"
             f"{span.get('t_end', 0):.1f} s, {done.get('usage', {}).get('visual_tokens')} visual tokens, "
@@ -43,10 +50,10 @@ def format_span(done: dict) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import ray
 
-    from actors.pipeline import start_pipeline, stop_pipeline
+    from actors.pipeline import start_pipeline
 
     config = load_config(args.config)
-    controller = start_pipeline(config)
+    client = start_pipeline(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -59,56 +66,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"{ray.get_runtime_context().gcs_address} (namespace {config.ray.namespace})"
               + (f"; HTTP API on {api_url}" if api_url else "") + ". Ctrl-C stops.", flush=True)
         while not stop.wait(2.0):
-            ray.get(controller.ready.remote(), timeout=60)  # the controller died -> raise and exit non-zero
+            client.wait_ready(60)  # the controller died -> raise and exit non-zero
     except KeyboardInterrupt:
         pass
     finally:
         print("stopping ...", flush=True)
-        stop_pipeline(controller)
+        client.shutdown()
         ray.shutdown()
     return 0
 
 
-def _controller(args: argparse.Namespace) -> Any:
+def _client(args: argparse.Namespace) -> PipelineClient:
     from actors.pipeline import connect
 
     return connect(args.address, args.namespace)
 
 
 def cmd_streams(args: argparse.Namespace) -> int:
-    import ray
-
-    controller = _controller(args)
+    client = _client(args)
     if args.action == "list":
-        for status in ray.get(controller.list_streams.remote()):
-            print(json.dumps(status, default=str) if args.json else _status_line(status))
+        for status in client.list_streams():
+            print(json.dumps(status.to_dict()) if args.json else status_line(status))
     elif args.action == "add":
         spec: dict[str, Any] = {"stream_id": args.stream_id, "url": args.url, "sample_rate_hz": args.rate,
                                 "loop": args.loop, "compressor": {"method": args.method, "budget": args.budget}}
         if args.live is not None:
             spec["live"] = args.live
-        print(json.dumps(ray.get(controller.add_stream.remote(spec))))
+        print(json.dumps(client.add_stream(spec).to_dict()))
     else:
-        ray.get(controller.remove_stream.remote(args.stream_id))
+        client.remove_stream(args.stream_id)
         print(f"removed {args.stream_id}")
     return 0
 
 
-def _status_line(s: dict) -> str:
-    ratio = s.get("compression_ratio")
-    return (f"{s['stream_id']:<12} {s.get('state', '?'):<12} frames {s.get('frames_in') or 0:>6}  "
-            f"chunks {s.get('chunks_compressed') or 0:>4}  tokens {s.get('tokens_held') or 0}/"
-            f"{s.get('tokens_seen') or 0} ({ratio or 0:.0f}x)  lag {s.get('lag_s') or 0:.2f}s  "
-            f"drops {s.get('dropped') or 0}  reconnects {s.get('reconnects') or 0}  {s.get('url')}")
+def status_line(s: StreamStatus) -> str:
+    """One line of a stream's telemetry (the URL is redacted already)."""
+    return (f"{s.stream_id:<12} {s.state:<12} frames {s.frames_in or 0:>6}  "
+            f"chunks {s.chunks_compressed or 0:>4}  tokens {s.tokens_held or 0}/"
+            f"{s.tokens_seen or 0} ({s.compression_ratio or 0:.0f}x)  lag {s.lag_s or 0:.2f}s  "
+            f"drops {s.dropped or 0}  gaps {s.sequence_gaps or 0}  reconnects {s.reconnects or 0}  {s.url}")
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    import ray
-
-    from actors.pipeline import ask
-
-    llm = ray.get(_controller(args).llm_handle.remote())
-    done = _print_answer(ask(llm, args.stream_id, args.question, args.max_tokens, args.temperature))
+    done = print_answer(_client(args).ask(args.stream_id, args.question, args.max_tokens, args.temperature))
     print(format_span(done))
     if done.get("note"):
         print(done["note"])
@@ -224,10 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, LookupError, FileNotFoundError) as exc:
+    except PipelineError as exc:  # StreamNotFound, StreamNotReady, StreamExists, ...: the message says what to do
+        print(f"tokdyn: {exc}", file=sys.stderr)
+        return 1
+    except (ConfigError, LookupError, FileNotFoundError) as exc:  # a bad config, no running pipeline
         print(f"tokdyn: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, RuntimeError) as exc:  # UnknownStream, NotReady, StreamExists, bad specs: the message says what to do
+    except (ValueError, RuntimeError) as exc:  # other bad input (a model's InputError, a source that fails)
         print(f"tokdyn: {exc}", file=sys.stderr)
         return 1
 

@@ -10,12 +10,18 @@ import dataclasses
 import sys
 import tempfile
 import time
+from typing import TextIO
 
 import ray
 
-from frontends.cli import _print_answer, _status_line, format_span
+from actors.client import PipelineClient
 from actors.config import load_config
-from actors.pipeline import ask, start_pipeline, stop_pipeline
+from actors.errors import PipelineError, StreamFailed
+from actors.pipeline import start_pipeline
+from actors.status import StreamStatus
+from frontends.cli import format_span, print_answer, status_line
+from stream.config import redact_url
+from stream.sources import is_live_url
 
 QUESTIONS = (
     "What is happening in the video?",
@@ -30,56 +36,61 @@ FIRST_SNAPSHOT_TIMEOUT_S = 120.0
 
 
 def run_demo(url: str | None = None, seconds: float = 20.0, questions: list[str] | None = None,
-             out=sys.stdout) -> int:
-    """Run the demo; returns the process exit status (0 = every question answered)."""
+             out: TextIO = sys.stdout) -> int:
+    """Run the demo; returns the process exit status: 0 when every question was answered, 1 otherwise."""
     config = load_config("default")
     stream = config.streams[0]
     if url is not None:
-        stream = dataclasses.replace(stream, url=url, live=True, loop=not url.startswith(("rtsp", "synthetic")))
+        stream = dataclasses.replace(stream, url=url, live=True, loop=not is_live_url(url))
+    failed = 0
     with tempfile.TemporaryDirectory(prefix="tokdyn-demo-") as checkpoints:
         # A fresh memory every run: the demo must not resume an older run's checkpoint.
         config = dataclasses.replace(config, checkpoint_dir=checkpoints, streams=(stream,))
         if config.model.is_tiny:
             print(TINY_WARNING, file=out)
-        print(f"starting Ray and the pipeline (stream {stream.stream_id!r}: {stream.url}) ...", file=out, flush=True)
+        print(f"starting Ray and the pipeline (stream {stream.stream_id!r}: {redact_url(stream.url)}) ...", file=out,
+              flush=True)
         started = time.monotonic()
-        controller = start_pipeline(config)
+        client = start_pipeline(config)
         try:
             print(f"pipeline up in {time.monotonic() - started:.1f} s; watching for {seconds:.0f} s", file=out)
-            status = _watch(controller, stream.stream_id, seconds, out)
-            llm = ray.get(controller.llm_handle.remote())
+            _watch(client, stream.stream_id, seconds, out)
             for question in questions or QUESTIONS:
                 print(f"\nQ: {question}\nA: ", end="", file=out, flush=True)
-                done = _print_answer(ask(llm, stream.stream_id, question, max_tokens=config.model.max_new_tokens),
-                                     out)
+                try:
+                    done = print_answer(client.ask(stream.stream_id, question, max_tokens=config.model.max_new_tokens),
+                                        out)
+                except (PipelineError, ValueError) as exc:  # one failed question must not hide the others
+                    failed += 1
+                    print(f"\n   failed: {exc}", file=out)
+                    continue
                 print(f"   {format_span(done)}", file=out)
-            status = ray.get(controller.stream_status.remote(stream.stream_id))
-            _figures(status, out)
+            _figures(client.stream_status(stream.stream_id), out)
         finally:
-            stop_pipeline(controller)
+            client.shutdown()
             ray.shutdown()
-    print("shut down cleanly.", file=out)
-    return 0
+    print(f"{failed} question(s) failed." if failed else "shut down cleanly.", file=out)
+    return 1 if failed else 0
 
 
-def _watch(controller, stream_id: str, seconds: float, out) -> dict:
+def _watch(client: PipelineClient, stream_id: str, seconds: float, out: TextIO) -> StreamStatus:
     """Print a status line every PROGRESS_S until `seconds` passed and a first snapshot exists."""
     start = time.monotonic()
     while True:
-        status = ray.get(controller.stream_status.remote(stream_id))
-        print("  " + _status_line(status), file=out, flush=True)
+        status = client.stream_status(stream_id)
+        print("  " + status_line(status), file=out, flush=True)
         waited = time.monotonic() - start
-        if status.get("state") == "failed":
-            raise RuntimeError(f"stream {stream_id}: the source failed: {status.get('last_error')}")
-        if status.get("snapshot_version") is not None and waited >= seconds:
+        if status.failed:
+            raise StreamFailed(f"stream {stream_id}: the source failed: {status.last_error}", status.last_error)
+        if status.snapshot_version is not None and waited >= seconds:
             return status
         if waited > max(seconds, FIRST_SNAPSHOT_TIMEOUT_S):
             raise TimeoutError(f"stream {stream_id}: expected a snapshot within {waited:.0f} s, got none "
-                               f"(state {status.get('state')}, last error {status.get('last_error')})")
+                               f"(state {status.state}, last error {status.last_error})")
         time.sleep(PROGRESS_S)  # pacing the progress display, not waiting for a condition
 
 
-def _figures(status: dict, out) -> None:
+def _figures(status: StreamStatus, out: TextIO) -> None:
     print("\ncompression figures:", file=out)
     for key, label, fmt in (("frames_in", "frames decoded", "{}"), ("frames_sampled", "frames sampled", "{}"),
                             ("tokens_seen", "visual tokens seen", "{}"),
@@ -87,9 +98,9 @@ def _figures(status: dict, out) -> None:
                             ("compression_ratio", "compression ratio", "{:.0f}x"),
                             ("t_end", "media time covered (s)", "{:.1f}"), ("lag_s", "lag behind live (s)", "{:.2f}"),
                             ("dropped", "frames dropped", "{}")):
-        value = status.get(key)
+        value = getattr(status, key)
         print(f"  {label:<26} {fmt.format(value) if value is not None else '-'}", file=out)
-    stages = status.get("stage_s") or {}
+    stages = status.stage_s or {}
     if stages:
         print("  mean s per chunk: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in sorted(stages.items())),
               file=out)

@@ -1,7 +1,7 @@
 """Offline: compress a whole video file (decode -> sample -> encode -> offline Token Dynamics) and inspect it.
 
 File format (`.tdz`): one msgpack map, no pickle:
-    {"format": "tokdyn-offline", "version": 1, "video": str, "model": str, "rate_hz", "k",
+    {"format": "tokdyn-offline", "version": 1, "video": str (credentials redacted), "model": str, "rate_hz", "k",
      "base": [K, D] f32, "key_map": [T, gh, gw] uint, "timestamps": [T] f64, "thumbs": [T, s, s, 3] uint8,
      "tokens_seen": int, "inertia": float, "seconds": {"decode", "encode", "compress"}}
 Arrays are stored as {"dtype", "shape", "data"} (compressor/serial.py).
@@ -15,12 +15,11 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from actors.source import resolve_url
 from frontends.keymap_colors import overlay
 from vlm import ModelConfig, load_vlm
 from compressor.offline import token_dynamics
 from compressor.serial import pack_array, unpack_array
-from stream.config import SourceConfig
+from stream.config import SourceConfig, redact_url
 from stream.sampling import chunks, resize_frames
 from stream.sources import open_source
 
@@ -34,7 +33,7 @@ def compress_file(video: str, output: str, config: ModelConfig, rate_hz: float =
     """Compress `video` offline into `output`; returns the figures (also stored in the file)."""
     started = time.perf_counter()
     frames, stamps = [], []
-    with open_source(resolve_url(video), SourceConfig()) as source:
+    with open_source(video, SourceConfig()) as source:
         vlm = load_vlm(config)
         for chunk in chunks(source, rate_hz, 16, vlm.image_size, "offline"):
             frames.append(chunk.frames)
@@ -42,7 +41,7 @@ def compress_file(video: str, output: str, config: ModelConfig, rate_hz: float =
             if sum(len(f) for f in frames) >= max_frames:
                 break
     if not frames:
-        raise ValueError(f"video {video!r}: expected at least one frame at {rate_hz} Hz, got none")
+        raise ValueError(f"video {redact_url(video)!r}: expected at least one frame at {rate_hz} Hz, got none")
     video_frames = np.concatenate(frames)[:max_frames]  # [T, S, S, 3] uint8
     timestamps = np.concatenate(stamps)[:max_frames]
     decoded = time.perf_counter()
@@ -52,7 +51,7 @@ def compress_file(video: str, output: str, config: ModelConfig, rate_hz: float =
     result = token_dynamics(tokens, k=min(k, tokens.shape[0] * tokens.shape[1] * tokens.shape[2]), seed=seed)
     compressed = time.perf_counter()
     state = {
-        "format": FORMAT, "version": VERSION, "video": str(video), "model": vlm.name, "rate_hz": rate_hz,
+        "format": FORMAT, "version": VERSION, "video": redact_url(str(video)), "model": vlm.name, "rate_hz": rate_hz,
         "k": result.k, "base": result.base.float().numpy(), "key_map": result.key_map,
         "timestamps": timestamps, "thumbs": resize_frames(video_frames, THUMB),
         "tokens_seen": int(np.prod(tokens.shape[:3])), "inertia": float(result.inertia),

@@ -36,8 +36,9 @@ NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", 
 # Live by nature: end of data means the connection dropped. HTTP(S) is live only for playlists (HLS) or
 # when the server declares no duration; a plain file over HTTP is read like a local file.
 LIVE_SCHEMES = NETWORK_SCHEMES - {"http", "https"}
+SYNTHETIC_SCHEME, SAMPLE_SCHEME = "synthetic", "sample"
 SCENE_SCHEME = "scene"  # procedural scenes with known truth (scenes/): generated in-process like synthetic://
-GENERATED_SCHEMES = frozenset({"synthetic", SCENE_SCHEME})
+GENERATED_SCHEMES = frozenset({SYNTHETIC_SCHEME, SCENE_SCHEME})
 MAX_EVENTS = 32  # status events kept per source
 MAX_LIVE_DECODE_ERRORS = 50  # consecutive undecodable packets before a live stream counts as disconnected
 TRUNCATION_SLACK_S = 1.0  # a file ending this much (+5%) before its declared duration is truncated
@@ -251,7 +252,7 @@ class AvSource(Source):
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         self.network = scheme in NETWORK_SCHEMES
-        self.live_stream = scheme in LIVE_SCHEMES or (self.network and parts.path.endswith(".m3u8"))
+        self.live_stream = is_live_url(url)
         self.live = self.live_stream or config.realtime
         self._path = url[len("file://"):] if scheme == "file" else url
         super().__init__(url, config, on_event)
@@ -376,16 +377,38 @@ class AvSource(Source):
                              "(truncated or corrupt)")
 
 
+def is_live_url(url: str) -> bool:
+    """Whether ``url`` is live by nature, the one rule every part of tokdyn uses: a network stream that
+    only goes forward (rtsp, rtmp, srt, udp, ... and HLS ``.m3u8`` playlists) or a generated camera.
+    Files, ``file://``, plain ``http(s)://`` files and ``sample://`` clips are not."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in GENERATED_SCHEMES:
+        return True
+    return scheme in LIVE_SCHEMES or (scheme in NETWORK_SCHEMES and parts.path.endswith(".m3u8"))
+
+
+def resolve_url(url: str) -> str:
+    """``sample://NAME`` -> the cached local path of that sample clip (fetched once, stream.samples); other
+    URLs unchanged. Raises SampleUnavailable when the clip cannot be fetched."""
+    parts = urlsplit(url)
+    if parts.scheme == SAMPLE_SCHEME:
+        from stream.samples import sample_path  # fetching tools are needed only for sample:// URLs
+
+        return str(sample_path(parts.netloc + parts.path))
+    return url
+
+
 def open_source(url: str, config: SourceConfig | None = None, on_event: EventCallback | None = None) -> Source:
     """Open a video source. ``url``: a file path, ``file://``, ``rtsp://``, ``http(s)://`` (any FFmpeg URL),
-    ``synthetic://?width=..&height=..&fps=..`` or ``scene://?seed=..&seconds=..`` (scenes/). Nothing is read
-    until the source is iterated.
+    ``sample://vtest`` (a real clip, fetched once), ``synthetic://?width=..&height=..&fps=..`` or
+    ``scene://?seed=..&seconds=..`` (scenes/). Nothing is read until the source is iterated.
 
     on_event: called (from the reading thread) with every state change.
-    Raises ValueError for a synthetic or scene URL with bad parameters; open/read errors surface while iterating
-    (SourceError) and in ``status()``.
+    Raises ValueError for a synthetic or scene URL with bad parameters, SampleUnavailable for a sample
+    that cannot be fetched; open/read errors surface while iterating (SourceError) and in ``status()``.
     """
     config = config or SourceConfig()
     if urlsplit(url).scheme in GENERATED_SCHEMES:
         return SyntheticSource(url, config, on_event)
-    return AvSource(url, config, on_event)
+    return AvSource(resolve_url(url), config, on_event)

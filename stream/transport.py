@@ -10,6 +10,7 @@ A ``Socket`` is not thread-safe (ZeroMQ rule): use it from one thread.
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import time
@@ -25,6 +26,7 @@ DEFAULT_HWM = 16  # messages queued per peer before PUSH blocks / PUB drops (a c
 RECV_TIMEOUT_MS = 1000
 LOG_BAD_FIRST = 5  # log the first few bad messages, then every LOG_BAD_EVERY-th: a flood must not flood logs
 LOG_BAD_EVERY = 1000
+MAX_GAPS = 100  # recent gaps a SequenceTracker keeps for inspection (totals are kept apart)
 
 _PATTERNS = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB}
 _PEER = {"push": "pull", "pull": "push", "pub": "sub", "sub": "pub"}
@@ -222,11 +224,13 @@ class Gap:
 class SequenceTracker:
     """Follows sequence numbers per stream: reports gaps, restarts and end-of-stream.
 
-    ``observe`` returns the Gap (if any) so the caller can log it; ``gaps`` keeps them all.
+    ``observe`` returns the Gap (if any) so the caller can log it; ``gaps`` keeps the last MAX_GAPS of them
+    and ``lost`` the running total of missing messages per stream (bounded memory in a long-lived actor).
     """
 
     next_seq: dict[str, int] = field(default_factory=dict)
-    gaps: list[Gap] = field(default_factory=list)
+    gaps: collections.deque[Gap] = field(default_factory=lambda: collections.deque(maxlen=MAX_GAPS))
+    lost: dict[str, int] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)
 
     def observe(self, msg: Message) -> Gap | None:
@@ -238,6 +242,7 @@ class SequenceTracker:
         elif expected is not None and msg.seq != expected:
             gap = Gap(msg.stream_id, expected, msg.seq)
             self.gaps.append(gap)
+            self.lost[msg.stream_id] = self.lost.get(msg.stream_id, 0) + gap.missing
             log.warning("stream %s: expected seq %d, got %d", msg.stream_id, expected, msg.seq)
         self.next_seq[msg.stream_id] = msg.seq + 1
         if msg.kind is Kind.EOS:
@@ -246,4 +251,4 @@ class SequenceTracker:
 
     def missing(self, stream_id: str) -> int:
         """Total messages lost on ``stream_id`` so far."""
-        return sum(g.missing for g in self.gaps if g.stream_id == stream_id)
+        return self.lost.get(stream_id, 0)

@@ -16,6 +16,7 @@ _EXPORTS = {
     "InputError": "vlm.base", "PlaceholderMismatch": "vlm.base",
     "VisionLanguageModel": "vlm.base",
     "TINY": "vlm.config", "ModelConfig": "vlm.config", "ModelConfigError": "vlm.config",
+    "resolve_dtype": "vlm.config",
     "Generation": "vlm.decoding",
     "FAMILIES": "vlm.registry", "Family": "vlm.registry", "load_vlm": "vlm.registry",
     "register_family": "vlm.registry",

@@ -242,7 +242,7 @@ def tiny_config(vocab_size: int, image_token_id: int, video_token_id: int,
 
 
 def _torch_dtype(config: ModelConfig) -> torch.dtype:
-    return getattr(torch, config.dtype)
+    return getattr(torch, config.torch_dtype_name())  # "auto" is resolved (and logged) here, once per load
 
 
 def build_tiny(config: ModelConfig, size: TinySize = TinySize()) -> LlavaOnevision:
@@ -268,7 +268,7 @@ def _read_json(path: Path) -> dict:
 
 def load_local(config: ModelConfig) -> LlavaOnevision:
     """A checkpoint directory written by save_pretrained (e.g. llava-hf/llava-onevision-qwen2-0.5b-ov-hf,
-    fetched beforehand) -> LlavaOnevision on config.device in config.dtype. Never downloads."""
+    fetched beforehand) -> LlavaOnevision on config.device in config.dtype ("auto" resolved). Never downloads."""
     directory = Path(config.path).expanduser()
     if not (directory / "config.json").is_file():
         state = "has no config.json" if directory.is_dir() else "does not exist"

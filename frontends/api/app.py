@@ -79,18 +79,18 @@ class Api:
         with backend_errors(spec["stream_id"]):
             stream_spec(spec)  # validate here: a 400 naming the bad key, before any actor starts
             status = await self.backend.add_stream(spec)
-        return JSONResponse(status, status_code=201)
+        return JSONResponse(status.to_dict(), status_code=201)
 
     async def list_streams(self, request: Request) -> Response:
         with backend_errors():
             streams = await self.backend.list_streams()
-        return JSONResponse({"object": "list", "data": streams})
+        return JSONResponse({"object": "list", "data": [s.to_dict() for s in streams]})
 
     async def stream_status(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
         with backend_errors(stream_id):
             status = await self.backend.stream_status(stream_id)
-        return JSONResponse(status)
+        return JSONResponse(status.to_dict())
 
     async def remove_stream(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]

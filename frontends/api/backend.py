@@ -1,9 +1,10 @@
-"""What the HTTP app needs from the pipeline: the `Backend` protocol, its errors, and `RayBackend`.
+"""What the HTTP app needs from the pipeline: the `Backend` protocol.
 
 The app (frontends/api/app.py) only talks to a `Backend`, so it runs in-process in tests against any object
-with these methods, and in production against `RayBackend`, which calls the controller and LLM actors
-(actors/controller.py, actors/llm.py) and turns their failures into the error types below. The app maps
-each error type to one HTTP status; nothing else crosses the boundary.
+with these methods, and in production against `RayBackend` (frontends/api/ray_backend.py), a thin layer over
+`actors.client.PipelineClient`. A Backend raises the pipeline's own errors (actors/errors.py), `ConfigError`
+for a bad stream spec and `InputError` for bad messages; the app maps each to one HTTP status
+(frontends/api/errors.py), and nothing else crosses the boundary.
 """
 
 from __future__ import annotations
@@ -11,52 +12,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-
-class UnknownStreamError(ValueError):
-    """No stream with this id (HTTP 404)."""
-
-
-class StreamExistsError(ValueError):
-    """A stream with this id is already running (HTTP 409)."""
-
-
-class InvalidStreamSpec(ValueError):
-    """The stream spec was rejected by the pipeline (HTTP 400); the message names the bad key."""
-
-
-class InvalidQuestion(ValueError):
-    """The model rejected the messages (HTTP 400); the message says what it expected."""
-
-
-class StreamNotReady(RuntimeError):
-    """The stream exists but has no snapshot to answer from yet (HTTP 409, retry shortly)."""
-
-
-class BackendUnavailable(RuntimeError):
-    """The pipeline's actors cannot be reached right now (dead, restarting): HTTP 503."""
+from actors.status import StreamStatus
 
 
 class Backend(Protocol):
-    """The pipeline as the HTTP app sees it (the controller + LLM contract of CONTRACTS.md).
+    """The pipeline as the HTTP app sees it: the controller's and the LLM actor's operations.
 
-    Stream dicts are JSON-ready: ``stream_status`` gives the telemetry (stream_id, url (redacted), state,
-    frames_in, frames_sampled, dropped, reconnects, lag_s, tokens_held, tokens_seen, compression_ratio,
-    t_start, t_end, snapshot_version, last_error; a value may be None while an actor restarts), and
-    ``list_streams`` one such dict per stream (`/metrics` renders them with one call).
+    Streams are reported as `actors.status.StreamStatus` (URL redacted; a value may be None while an actor
+    restarts); ``list_streams`` gives one per stream (`/metrics` renders them with one call).
     """
 
-    async def add_stream(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Start a stream from a StreamSpec dict; returns its status. Raises StreamExistsError, InvalidStreamSpec."""
+    async def add_stream(self, spec: dict[str, Any]) -> StreamStatus:
+        """Start a stream from a StreamSpec dict; returns its status. Raises StreamExists, ConfigError."""
         ...
 
-    async def list_streams(self) -> list[dict[str, Any]]: ...
+    async def list_streams(self) -> list[StreamStatus]: ...
 
-    async def stream_status(self, stream_id: str) -> dict[str, Any]:
-        """Telemetry of one stream. Raises UnknownStreamError."""
+    async def stream_status(self, stream_id: str) -> StreamStatus:
+        """Telemetry of one stream. Raises StreamNotFound."""
         ...
 
     async def remove_stream(self, stream_id: str) -> None:
-        """Stop a stream and release its actors. Raises UnknownStreamError."""
+        """Stop a stream and release its actors. Raises StreamNotFound."""
         ...
 
     def ask(
@@ -66,8 +43,8 @@ class Backend(Protocol):
 
         Yields ``{"type": "delta", "text": str}`` items, then one ``{"type": "done", "usage": {prompt_tokens,
         visual_tokens, completion_tokens, total_tokens}, "span": {t_start, t_end}, "snapshot_version": int,
-        "finish_reason": "stop" | "length", "model": str, "ttft_s": float}``. Raises UnknownStreamError or
-        StreamNotReady before the first item when the stream cannot be asked about.
+        "finish_reason": "stop" | "length", "model": str, "ttft_s": float}``. Raises StreamNotFound or
+        StreamNotReady before the first item when the stream cannot be asked about, InputError for bad messages.
         """
         ...
 

@@ -18,15 +18,16 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from frontends.api.backend import (
-    BackendUnavailable,
-    InvalidQuestion,
-    InvalidStreamSpec,
-    StreamExistsError,
-    StreamNotReady,
-    UnknownStreamError,
-)
 from actors.config import ConfigError
+from actors.errors import (
+    PipelineUnavailable,
+    StreamExists,
+    StreamFailed,
+    StreamNotFound,
+    StreamNotReady,
+    WindowUnavailable,
+)
+from vlm.base import InputError
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +84,24 @@ def backend_errors(stream_id: str | None = None) -> Iterator[None]:
         yield
     except ApiError:
         raise
-    except UnknownStreamError as exc:
+    except StreamNotFound as exc:
         raise ApiError(404, f"unknown stream {stream_id!r}: {exc}", param="stream_id",
                        code="stream_not_found") from None
-    except StreamExistsError as exc:
+    except StreamExists as exc:
         raise ApiError(409, str(exc), param="id", code="stream_exists") from None
-    except (InvalidStreamSpec, ConfigError) as exc:
+    except ConfigError as exc:
         raise ApiError(400, str(exc), code="invalid_stream") from None
-    except InvalidQuestion as exc:
+    except InputError as exc:
         raise ApiError(400, str(exc), param="messages", code="invalid_question") from None
+    except WindowUnavailable as exc:
+        raise ApiError(400, str(exc), param="messages", code="window_unavailable") from None
     except StreamNotReady as exc:
         raise ApiError(409, f"stream {stream_id!r} has no snapshot yet, retry shortly: {exc}", param="stream_id",
                        code="stream_not_ready") from None
-    except BackendUnavailable as exc:
+    except StreamFailed as exc:
+        raise ApiError(409, f"stream {stream_id!r} failed: {exc.last_error or exc}", param="stream_id",
+                       code="stream_failed") from None
+    except PipelineUnavailable as exc:
         raise ApiError(503, f"pipeline unavailable: {exc}", code="backend_unavailable") from None
     except Exception as exc:  # the pipeline failed in a way it does not name: answer 500, keep serving
         log.exception("backend call failed")

@@ -15,23 +15,26 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from actors.status import StreamStatus
+
 PREFIX = "tokdyn"
 # Seconds; a tiny CPU model answers in tens of ms, a real 0.5B model on CPU in seconds.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-# (metric name, status key(s) in preference order, kind, help). Counters read monotonic totals kept by the
-# pipeline; a key missing from a status (older actor, stream still starting) is simply not reported.
-STREAM_METRICS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
-    ("stream_frames_in", ("frames_in",), "counter", "Frames decoded from the source."),
-    ("stream_frames_sampled", ("frames_sampled", "sampled"), "counter", "Frames kept by the sampler."),
-    ("stream_frames_dropped", ("dropped", "frames_dropped"), "counter", "Frames dropped (live source behind)."),
-    ("stream_reconnects", ("reconnects",), "counter", "Source reconnections."),
-    ("stream_tokens_seen", ("tokens_seen",), "counter", "Visual tokens fed to the compressor."),
-    ("stream_lag_seconds", ("lag_s",), "gauge", "Wall-clock delay of the newest snapshot behind the source."),
-    ("stream_tokens_held", ("tokens_held",), "gauge", "Visual tokens held in the compact memory."),
-    ("stream_compression_ratio", ("compression_ratio",), "gauge", "tokens_seen / tokens_held."),
-    ("stream_snapshot_version", ("snapshot_version",), "gauge", "Version of the newest snapshot."),
-    ("stream_media_seconds", ("t_end",), "gauge", "Media time (s) the newest snapshot reaches."),
+# (metric name, StreamStatus field, kind, help). Counters read monotonic totals kept by the pipeline; a
+# field that is None (an actor restarting, a stream still starting) is simply not reported.
+STREAM_METRICS: tuple[tuple[str, str, str, str], ...] = (
+    ("stream_frames_in", "frames_in", "counter", "Frames decoded from the source."),
+    ("stream_frames_sampled", "frames_sampled", "counter", "Frames kept by the sampler."),
+    ("stream_frames_dropped", "dropped", "counter", "Frames dropped (live source behind)."),
+    ("stream_reconnects", "reconnects", "counter", "Source reconnections."),
+    ("stream_sequence_gaps", "sequence_gaps", "counter", "Chunks lost between source and memory."),
+    ("stream_tokens_seen", "tokens_seen", "counter", "Visual tokens fed to the compressor."),
+    ("stream_lag_seconds", "lag_s", "gauge", "Wall-clock delay of the newest snapshot behind the source."),
+    ("stream_tokens_held", "tokens_held", "gauge", "Visual tokens held in the compact memory."),
+    ("stream_compression_ratio", "compression_ratio", "gauge", "tokens_seen / tokens_held."),
+    ("stream_snapshot_version", "snapshot_version", "gauge", "Version of the newest snapshot."),
+    ("stream_media_seconds", "t_end", "gauge", "Media time (s) the newest snapshot reaches."),
 )
 
 
@@ -64,7 +67,7 @@ class QueryMetrics:
         self.queries.labels("client_error" if status < 500 else "server_error").inc()
 
 
-def stream_families(statuses: Iterable[dict[str, Any]]) -> list[Metric]:
+def stream_families(statuses: Iterable[StreamStatus]) -> list[Metric]:
     """Metric families for the given stream statuses, labelled by stream_id (and state for `stream_up`)."""
     families: dict[str, Metric] = {}
     for name, _, kind, doc in STREAM_METRICS:
@@ -73,12 +76,11 @@ def stream_families(statuses: Iterable[dict[str, Any]]) -> list[Metric]:
     up = GaugeMetricFamily(f"{PREFIX}_stream_up", "1 per stream, labelled with its state.",
                            labels=["stream_id", "state"])
     for status in statuses:
-        stream_id = str(status.get("stream_id", ""))
-        up.add_metric([stream_id, str(status.get("state", "unknown"))], 1.0)
-        for name, keys, _, _ in STREAM_METRICS:
-            value = next((status[k] for k in keys if isinstance(status.get(k), (int, float))), None)
-            if value is not None and not isinstance(value, bool):
-                families[name].add_metric([stream_id], float(value))
+        up.add_metric([status.stream_id, status.state], 1.0)
+        for name, attr, _, _ in STREAM_METRICS:
+            value = getattr(status, attr)
+            if value is not None:
+                families[name].add_metric([status.stream_id], float(value))
     return [up, *families.values()]
 
 
@@ -92,6 +94,6 @@ class _Families:
         return iter(self._families)
 
 
-def render(queries: QueryMetrics, statuses: Iterable[dict[str, Any]]) -> bytes:
+def render(queries: QueryMetrics, statuses: Iterable[StreamStatus]) -> bytes:
     """The Prometheus text exposition of the query registry plus the stream telemetry."""
     return generate_latest(queries.registry) + generate_latest(_Families(stream_families(statuses)))

@@ -1,119 +1,55 @@
-"""`RayBackend`: the Backend protocol over the pipeline's actors (actors/controller.py, actors/llm.py).
+"""`RayBackend`: the Backend protocol over a running pipeline, through `actors.client.PipelineClient`.
 
 Stream management goes to the controller actor; questions go straight to the LLM actor as a Ray streaming
-generator (one object per answer event), so text reaches the HTTP client while it is generated. Every Ray
-or pipeline failure is translated here into the Backend error types, so the app never sees Ray.
+generator (one object per answer event), so text reaches the HTTP client while it is generated. The client
+already turns Ray's failures into the pipeline's errors (actors/errors.py), so the app never sees Ray.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from actors.client import PipelineClient
+from actors.status import StreamStatus
 
-from frontends.api.backend import (
-    BackendUnavailable,
-    InvalidQuestion,
-    InvalidStreamSpec,
-    StreamExistsError,
-    StreamNotReady,
-    UnknownStreamError,
-)
-from actors.config import ConfigError
-from actors.controller import START_TIMEOUT_S, NoSuchStream, StreamExists
-from actors.llm import NotReady, UnknownStream
-from vlm.base import InputError
-
-log = logging.getLogger(__name__)
-
-CALL_TIMEOUT_S = 30.0  # a control call on a live pipeline answers well within this (status polls: ~10 ms)
 READY_TIMEOUT_S = 5.0
-
-# Pipeline errors -> Backend errors (checked in order; Ray re-raises remote errors as subclasses of them).
-_TRANSLATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], type[Exception]], ...] = (
-    ((NoSuchStream, UnknownStream), UnknownStreamError),
-    (StreamExists, StreamExistsError),
-    (NotReady, StreamNotReady),
-    (ConfigError, InvalidStreamSpec),
-    (InputError, InvalidQuestion),
-    ((RayActorError, GetTimeoutError, asyncio.TimeoutError), BackendUnavailable),
-)
-
-
-def translate(exc: BaseException) -> BaseException:
-    """The Backend error for a pipeline/Ray exception, with the remote message (not its traceback)."""
-    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
-    for pipeline_types, backend_type in _TRANSLATIONS:
-        if isinstance(exc, pipeline_types) or isinstance(cause, pipeline_types):
-            return backend_type(str(cause) or type(cause).__name__)
-    return exc
 
 
 class RayBackend:
     """Backend over a running pipeline's ControllerActor handle (and the LLMActor it owns)."""
 
-    def __init__(self, controller: ray.actor.ActorHandle, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
-        self.controller = controller
-        self.call_timeout_s = call_timeout_s
-        self._llm: ray.actor.ActorHandle | None = None
+    def __init__(self, controller: Any) -> None:
+        self.client = PipelineClient(controller)
 
-    async def _call(self, method: Any, *args: Any, timeout_s: float | None = None) -> Any:
-        try:
-            return await asyncio.wait_for(method.remote(*args), timeout_s or self.call_timeout_s)
-        except Exception as exc:
-            raise translate(exc) from None
+    async def add_stream(self, spec: dict[str, Any]) -> StreamStatus:
+        return await self.client.add_stream_async(spec)
 
-    async def _llm_handle(self) -> ray.actor.ActorHandle:
-        if self._llm is None:  # the same actor for the pipeline's life (Ray restarts it in place)
-            self._llm = await self._call(self.controller.llm_handle)
-        return self._llm
+    async def list_streams(self) -> list[StreamStatus]:
+        return await self.client.list_streams_async()
 
-    async def add_stream(self, spec: dict[str, Any]) -> dict[str, Any]:
-        # The controller waits for the stream's new actors to start (imports, on a busy machine: minutes);
-        # giving up sooner would report a failure for a stream that then appears anyway.
-        return await self._call(self.controller.add_stream, spec, timeout_s=START_TIMEOUT_S)
-
-    async def list_streams(self) -> list[dict[str, Any]]:
-        return await self._call(self.controller.list_streams)
-
-    async def stream_status(self, stream_id: str) -> dict[str, Any]:
-        return await self._call(self.controller.stream_status, stream_id)
+    async def stream_status(self, stream_id: str) -> StreamStatus:
+        return await self.client.stream_status_async(stream_id)
 
     async def remove_stream(self, stream_id: str) -> None:
-        await self._call(self.controller.remove_stream, stream_id)
+        await self.client.remove_stream_async(stream_id)
+
+    async def latest_frame(self, stream_id: str, at: float | None = None) -> dict[str, Any] | None:
+        # Straight to the stream's source actor: the frame (up to 384x384x3) never passes the controller.
+        handles = await self.client.stream_handles_async(stream_id)
+        return await self.client.call_async(handles["source"].frame, at)
+
+    async def key_map(self, stream_id: str) -> dict[str, Any] | None:
+        handles = await self.client.stream_handles_async(stream_id)
+        return await self.client.call_async(handles["memory"].keymap_view)
 
     async def models(self) -> list[str]:
-        return await self._call((await self._llm_handle()).models)
+        return await self.client.models_async()
 
     async def ready(self) -> bool:
-        try:
-            return bool(await self._call(self.controller.ready, timeout_s=READY_TIMEOUT_S))
-        except BackendUnavailable:
-            return False
+        return await self.client.ready_async(timeout_s=READY_TIMEOUT_S)
 
-    async def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
-                  temperature: float) -> AsyncIterator[dict[str, Any]]:
+    def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
+            temperature: float) -> AsyncIterator[dict[str, Any]]:
         """The LLM actor's answer events as they are generated; cancels the generation if abandoned."""
-        llm = await self._llm_handle()
-        answer = llm.ask.remote(stream_id, messages, max_tokens, temperature)
-        finished = False
-        try:
-            async for ref in answer:
-                try:
-                    event = await ref
-                except Exception as exc:
-                    raise translate(exc) from None
-                yield event
-            finished = True
-        except RayActorError as exc:  # the LLM actor died between events
-            raise translate(exc) from None
-        finally:
-            if not finished:  # client gone or failure: free the LLM for other questions
-                try:
-                    ray.cancel(answer)
-                except Exception as exc:  # best effort: the task may be finished or its actor gone
-                    log.debug("could not cancel an abandoned answer: %s", exc)
+        return self.client.ask_async(stream_id, messages, max_tokens, temperature)

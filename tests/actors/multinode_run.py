@@ -15,7 +15,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from actors.config import EncoderConfig, LLMConfig, PipelineConfig, RayConfig, TransportConfig
-from actors.pipeline import ask, start_pipeline, stop_pipeline
+from actors.pipeline import start_pipeline
 from vlm import ModelConfig
 from tests.helpers import wait_for, write_video
 
@@ -33,28 +33,28 @@ def main() -> None:
                 model=ModelConfig(path="tiny", max_new_tokens=4),
                 encoder=EncoderConfig(resources={"node_b": 0.01}), llm=LLMConfig(resources={"node_a": 0.01}),
                 stream_resources={"node_a": 0.01}, checkpoint_dir=tmp)
-            controller = start_pipeline(config)
+            client = start_pipeline(config)
             try:
-                ray.get(controller.add_stream.remote({"stream_id": "far", "url": str(video), "live": False}))
-                status = wait_for(lambda: (s := ray.get(controller.stream_status.remote("far")))
-                                  ["chunks_compressed"] == 2 and s, 240, "2 chunks across nodes")
-                handles = ray.get(controller.stream_handles.remote("far"))
-                encoder = ray.get(controller.encoder_handle.remote())
-                llm = ray.get(controller.llm_handle.remote())
+                client.add_stream({"stream_id": "far", "url": str(video), "live": False})
+                status = wait_for(lambda: (s := client.stream_status("far")).chunks_compressed == 2 and s, 240,
+                                  "2 chunks across nodes")
+                handles = client.stream_handles("far")
+                encoder = client.encoder()
+                llm = client.llm()
                 where = {name: ray.get(h.where.remote()) for name, h in
                          (("source", handles["source"]), ("memory", handles["memory"]), ("encoder", encoder),
                           ("llm", llm))}
-                done = list(ask(llm, "far", "What moves?", max_tokens=4))[-1]
+                done = list(client.ask("far", "What moves?", max_tokens=4))[-1]
                 print(json.dumps({
                     "nodes": len({w["node_id"] for w in where.values()}),
                     "encoder_node_differs": where["encoder"]["node_id"] != where["source"]["node_id"],
                     "memory_endpoint": ray.get(handles["memory"].endpoints.remote())["tokens"],
                     "frames_endpoint": ray.get(encoder.info.remote())["frames_endpoint"],
-                    "ip": where["encoder"]["ip"], "tokens_seen": status["tokens_seen"],
-                    "span": done["span"], "transport_s": status["stage_s"].get("transport"),
+                    "ip": where["encoder"]["ip"], "tokens_seen": status.tokens_seen,
+                    "span": done["span"], "transport_s": status.stage_s.get("transport"),
                 }), flush=True)
             finally:
-                stop_pipeline(controller)
+                client.shutdown()
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -55,7 +55,7 @@ def test_source_pushes_sampled_chunks_then_eos() -> None:
         np.testing.assert_allclose(frames[0].arrays["timestamps"], [0.0, 0.5, 1.0, 1.5])
         assert recv_until(sink, 1, Kind.EOS)[0].stream_id == "cam"
         status = worker.status()
-        assert status["chunks_sent"] == 2 and status["sampled"] == 8 and status["worker_state"] == "ended"
+        assert status.chunks_sent == 2 and status.frames_sampled == 8 and status.state == "ended"
     finally:
         worker.close()
         sink.close()
@@ -84,8 +84,8 @@ def test_source_chunks_carry_their_decoder_time(tmp_path) -> None:
 def test_source_reports_a_bad_url_without_crashing() -> None:
     spec = StreamSpec("bad", "/no/such/file.mp4", live=False)
     worker = SourceWorker(spec, 32, TRANSPORT, target="push+connect:tcp://127.0.0.1:9")
-    wait_for(lambda: worker.status()["worker_state"] == "failed", DEADLINE_S, "the source to fail")
-    assert "no/such/file" in worker.status()["last_error"]
+    wait_for(lambda: worker.status().state == "failed", DEADLINE_S, "the source to fail")
+    assert "no/such/file" in worker.status().last_error
     worker.close()
 
 
@@ -158,7 +158,8 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
                 snaps.append(Snapshot.from_wire(msg.meta, msg.arrays))
         assert snaps[-1].frames_seen == 6 and snaps[-1].t_end == 5.0 and snaps[-1].tokens_held <= 8
         status = worker.status()
-        assert status["bad_messages"] == 1 and status["chunks"] == 3 and status["compression_ratio"] >= 96 / 8
+        assert status.bad_messages == 1 and status.chunks == 3 and status.compression_ratio >= 96 / 8
+        assert status.sequence_gaps == 0  # the bad message took seq 0 again: a restart, not a loss
         digest = worker.state_digest()
         endpoint = worker.endpoints()["tokens"]
         assert digest == state_digest(checkpoint_file(tmp_path, "m").read_bytes())
@@ -167,7 +168,7 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
         worker.close()
     again = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=sub.peer_spec())
     try:
-        assert again.status()["restored"] and again.state_digest() == digest
+        assert again.status().restored and again.state_digest() == digest
         assert again.endpoints()["tokens"] == endpoint  # same port again: the encoder's queue reaches it
         # the restored snapshot is re-published without new input (a restarted LLM gets it)
         msg = sub.recv(int(DEADLINE_S * 1000))
@@ -180,8 +181,28 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
     assert not checkpoint_file(tmp_path, "m").exists()
 
 
+def test_memory_counts_chunks_lost_on_the_way_as_sequence_gaps(tmp_path) -> None:
+    """Given a memory worker, when chunks 0, 1, 4 arrive (2 and 3 were dropped on the way), then its
+    telemetry counts 2 lost chunks and it compresses the 3 that came."""
+    from actors.memory import MemoryWorker
+    from compressor.config import CompressorConfig
+
+    spec = StreamSpec("g", "synthetic://", compressor=CompressorConfig(budget=8))
+    worker = MemoryWorker(spec, str(tmp_path), TRANSPORT)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    try:
+        for seq in (0, 1, 4):
+            assert push.send(_tokens_msg("g", seq), timeout_ms=5000)
+        status = wait_for(lambda: (s := worker.status()).chunks == 3 and s, DEADLINE_S, "3 chunks compressed")
+        assert status.sequence_gaps == 2 and status.bad_messages == 0
+    finally:
+        push.close()
+        worker.close(delete_checkpoint=True)
+
+
 def test_llm_answers_from_one_snapshot_and_knows_unknown_and_unready_streams() -> None:
-    from actors.llm import LLMWorker, NotReady, UnknownStream
+    from actors.errors import StreamNotFound, StreamNotReady
+    from actors.llm import LLMWorker
     from actors.config import LLMConfig
     from compressor.snapshot import Snapshot
 
@@ -189,9 +210,9 @@ def test_llm_answers_from_one_snapshot_and_knows_unknown_and_unready_streams() -
     pub = Socket.open(worker.endpoint(), hwm=8)
     try:
         worker.set_streams(["s"])
-        with pytest.raises(UnknownStream, match="stream 'x'"):
+        with pytest.raises(StreamNotFound, match="stream 'x'"):
             worker.ask("x", "hi")
-        with pytest.raises(NotReady):
+        with pytest.raises(StreamNotReady):
             worker.ask("s", "hi")
         dim = worker.vlm.hidden_size
         rng = np.random.default_rng(0)
@@ -210,7 +231,7 @@ def test_llm_answers_from_one_snapshot_and_knows_unknown_and_unready_streams() -
         assert done["type"] == "done" and done["snapshot_version"] == 7
         assert done["span"] == {"t_start": 1.0, "t_end": 9.5} and done["usage"]["visual_tokens"] == 6
         worker.set_streams([])  # removed: its memory no longer answers
-        with pytest.raises(UnknownStream):
+        with pytest.raises(StreamNotFound):
             worker.ask("s", "hi")
     finally:
         pub.close()

@@ -13,6 +13,7 @@ from vlm import (
     PlaceholderMismatch,
     VisionLanguageModel,
     load_vlm,
+    resolve_dtype,
 )
 from vlm.llava_onevision import LlavaOnevision, tiny_config
 from vlm.prompt import normalise_messages, splice_visual
@@ -239,16 +240,28 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, make_dir):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"dtype": "int8"}, "model.dtype"),
-        ({"device": "tpu"}, "model.device"),
-        ({"max_new_tokens": 0}, "model.max_new_tokens"),
-        ({"path": ""}, "model.path"),
-        ({"encode_batch_frames": 0}, "model.encode_batch_frames"),
+        ({"dtype": "int8"}, "^dtype: expected one of"),
+        ({"device": "tpu"}, "^device: expected"),
+        ({"max_new_tokens": 0}, "^max_new_tokens: expected >= 1"),
+        ({"path": ""}, "^path: expected"),
+        ({"encode_batch_frames": 0}, "^encode_batch_frames: expected >= 1"),
     ],
 )
 def test_model_config_validates(kwargs, match):
     with pytest.raises(ModelConfigError, match=match):
         ModelConfig(**kwargs)
+
+
+def test_dtype_auto_is_bfloat16_on_a_gpu_and_follows_the_cpu_otherwise():
+    import torch
+
+    assert resolve_dtype("cuda:1")[0] == "bfloat16"
+    dtype, reason = resolve_dtype("cpu")
+    native = torch.cpu.get_capabilities()
+    assert dtype == ("bfloat16" if native.get("avx512_bf16") or native.get("amx_bf16") else "float32")
+    assert torch.backends.cpu.get_cpu_capability() in reason
+    model = load_vlm(ModelConfig(path="tiny", dtype="auto"))
+    assert model.dtype == getattr(torch, dtype)
 
 
 def test_unknown_family_is_refused():

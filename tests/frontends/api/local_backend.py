@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from frontends.api.backend import StreamExistsError, StreamNotReady, UnknownStreamError
 from actors.config import stream_spec
+from actors.errors import StreamExists, StreamNotFound, StreamNotReady
+from actors.status import MemoryTelemetry, SourceTelemetry, StreamStatus
+from compressor.keymap_view import latest_key_map
 from vlm.base import VisionLanguageModel
 from vlm.serving import Answerer
 from compressor.streaming import StreamingTokenDynamics
@@ -51,30 +53,31 @@ class LocalBackend:
 
     def _get(self, stream_id: str) -> _Stream:
         if stream_id not in self.streams:
-            raise UnknownStreamError(f"expected one of {sorted(self.streams)}")
+            raise StreamNotFound(f"expected one of {sorted(self.streams)}")
         return self.streams[stream_id]
 
-    async def add_stream(self, spec: dict[str, Any]) -> dict[str, Any]:
+    async def add_stream(self, spec: dict[str, Any]) -> StreamStatus:
         parsed = stream_spec(spec)
         if parsed.stream_id in self.streams:
-            raise StreamExistsError(f"stream {parsed.stream_id!r} already exists")
+            raise StreamExists(f"stream {parsed.stream_id!r} already exists")
         size = self.model.image_size  # frames at the encoder's resolution: no resize step needed
         video = SyntheticVideo(width=size, height=size, fps=10.0)
         self.streams[parsed.stream_id] = _Stream(parsed, video, StreamingTokenDynamics(parsed.compressor))
         return await self.stream_status(parsed.stream_id)
 
-    async def list_streams(self) -> list[dict[str, Any]]:
+    async def list_streams(self) -> list[StreamStatus]:
         return [await self.stream_status(k) for k in self.streams]
 
-    async def stream_status(self, stream_id: str) -> dict[str, Any]:
+    async def stream_status(self, stream_id: str) -> StreamStatus:
         s = self._get(stream_id)
         c = s.compressor
         held = c.snapshot().tokens_held if c.frames_seen else 0
-        return {"stream_id": stream_id, "url": s.spec.url, "state": "running", "frames_in": s.frames_in,
-                "frames_sampled": c.frames_seen, "dropped": 0, "reconnects": 0, "lag_s": 0.0,
-                "tokens_held": held, "tokens_seen": c.tokens_seen,
-                "compression_ratio": c.tokens_seen / held if held else 0.0, "t_start": c.t_start, "t_end": c.t_end,
-                "snapshot_version": c.version, "last_error": None}
+        source = SourceTelemetry("streaming", frames_in=s.frames_in, frames_sampled=c.frames_seen)
+        memory = MemoryTelemetry(tokens_seen=c.tokens_seen, tokens_held=held, lag_s=0.0,
+                                 compression_ratio=c.tokens_seen / held if held else None, t_start=c.t_start,
+                                 t_end=c.t_end, snapshot_version=c.version)
+        return StreamStatus.join(stream_id, s.spec.url, s.spec.is_live, s.spec.compressor.method,
+                                 s.spec.sample_rate_hz, source, memory, elapsed_s=1.0)
 
     async def remove_stream(self, stream_id: str) -> None:
         self._get(stream_id)

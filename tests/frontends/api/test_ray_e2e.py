@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from frontends.api.server import start_api
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
-from actors.pipeline import start_pipeline, stop_pipeline
+from actors.pipeline import start_pipeline
 from vlm import ModelConfig
 from tests.frontends.api.conftest import video_question
 from tests.helpers import wait_for
@@ -33,11 +33,11 @@ def api(ray_local, tmp_path_factory):
         encoder=EncoderConfig(batch_frames=8, max_wait_ms=20), llm=LLMConfig(max_concurrent=2),
         api=ApiConfig(port=0, api_key=API_KEY), checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
     )
-    controller = start_pipeline(config)
+    client = start_pipeline(config)
     actor, url = start_api(config.api, namespace=config.ray.namespace)  # finds the controller by name
     yield url, actor
     ray.kill(actor, no_restart=True)
-    stop_pipeline(controller)
+    client.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from frontends.api.backend import BackendUnavailable
+from actors.errors import PipelineUnavailable
 
 
 def stream_samples(http) -> dict[tuple[str, str], float]:
@@ -57,7 +57,7 @@ def test_health_and_ready(server, http):
 
 def test_unreachable_pipeline_is_503_and_not_ready(http, backend):
     async def down(*args):
-        raise BackendUnavailable("controller restarting")
+        raise PipelineUnavailable("controller restarting")
 
     async def not_ready():
         return False

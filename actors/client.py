@@ -1,0 +1,198 @@
+"""`PipelineClient`: a running pipeline's controller actor behind plain method calls.
+
+The CLI, the demo, the HTTP API's backend, benches and tests call these methods instead of
+`controller.x.remote(...)`, the way Ray's util/queue.py wraps its private actor. Each method comes in a
+blocking form and an `_async` form (for the API's event loop). Failures arrive as the pipeline's own
+errors (actors/errors.py), `ConfigError` or the model's `InputError`, never as Ray's wrappers: a remote
+error is unwrapped to its cause, and an actor that is dead, restarting or too slow becomes
+`PipelineUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, RayTaskError
+
+from actors.errors import PipelineUnavailable
+from actors.status import StreamStatus
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 30.0  # a control call on a live pipeline answers well within this (status polls: ~10 ms)
+# The controller waits for a new stream's actors to start (imports, on a busy 2-core machine: minutes);
+# giving up sooner would report a failure for a stream that then appears anyway.
+ADD_TIMEOUT_S = 300.0
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The error a caller should see for `exc` raised by a Ray call on the pipeline.
+
+    A remote exception -> its cause (the pipeline's own error, with its message and no remote traceback);
+    a dead, restarting or silent actor -> PipelineUnavailable; anything else unchanged.
+    """
+    if isinstance(exc, RayTaskError) and exc.cause is not None and not isinstance(exc.cause, RayError):
+        return exc.cause
+    if isinstance(exc, (RayError, asyncio.TimeoutError)):  # RayActorError, GetTimeoutError, ...
+        return PipelineUnavailable(f"pipeline actor unavailable ({type(exc).__name__}): retry shortly")
+    return exc
+
+
+class PipelineClient:
+    """Calls on one pipeline's controller (an ActorHandle of actors.controller.ControllerActor)."""
+
+    def __init__(self, controller: Any, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
+        self.controller = controller
+        self.call_timeout_s = call_timeout_s
+        self._llm: Any = None
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+
+    def call(self, method: Any, *args: Any, timeout_s: float | None = None) -> Any:
+        """`method.remote(*args)` on any of the pipeline's actors, its result or its unwrapped error."""
+        try:
+            return ray.get(method.remote(*args), timeout=timeout_s or self.call_timeout_s)
+        except Exception as exc:
+            raise unwrap(exc) from None
+
+    async def call_async(self, method: Any, *args: Any, timeout_s: float | None = None) -> Any:
+        """`call` for an event loop."""
+        try:
+            return await asyncio.wait_for(method.remote(*args), timeout_s or self.call_timeout_s)
+        except Exception as exc:
+            raise unwrap(exc) from None
+
+    def _get(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        return self.call(getattr(self.controller, method), *args, timeout_s=timeout_s)
+
+    async def _get_async(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        return await self.call_async(getattr(self.controller, method), *args, timeout_s=timeout_s)
+
+    # --- streams ----------------------------------------------------------------------------------------
+
+    def add_stream(self, spec: dict[str, Any]) -> StreamStatus:
+        """Start a stream from a StreamSpec dict. Raises ConfigError (bad spec), StreamExists."""
+        return self._get("add_stream", spec, timeout_s=ADD_TIMEOUT_S)
+
+    async def add_stream_async(self, spec: dict[str, Any]) -> StreamStatus:
+        return await self._get_async("add_stream", spec, timeout_s=ADD_TIMEOUT_S)
+
+    def list_streams(self) -> list[StreamStatus]:
+        return self._get("list_streams")
+
+    async def list_streams_async(self) -> list[StreamStatus]:
+        return await self._get_async("list_streams")
+
+    def stream_status(self, stream_id: str) -> StreamStatus:
+        """One stream's status and telemetry. Raises StreamNotFound."""
+        return self._get("stream_status", stream_id)
+
+    async def stream_status_async(self, stream_id: str) -> StreamStatus:
+        return await self._get_async("stream_status", stream_id)
+
+    def remove_stream(self, stream_id: str) -> None:
+        """Stop a stream and delete its memory. Raises StreamNotFound."""
+        self._get("remove_stream", stream_id)
+
+    async def remove_stream_async(self, stream_id: str) -> None:
+        await self._get_async("remove_stream", stream_id)
+
+    def stream_handles(self, stream_id: str) -> dict[str, Any]:
+        """The stream's actor handles {"source", "memory"} (tests and tools: pids, digests, kills)."""
+        return self._get("stream_handles", stream_id)
+
+    async def stream_handles_async(self, stream_id: str) -> dict[str, Any]:
+        return await self._get_async("stream_handles", stream_id)
+
+    # --- shared actors ----------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Whether the controller answers now; never raises."""
+        try:
+            return bool(self._get("ready"))
+        except PipelineUnavailable:
+            return False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until the controller answers (it does once its shared actors started); raises what went
+        wrong at start-up, or PipelineUnavailable after `timeout_s`."""
+        self._get("ready", timeout_s=timeout_s)
+
+    async def ready_async(self, timeout_s: float | None = None) -> bool:
+        try:
+            return bool(await self._get_async("ready", timeout_s=timeout_s))
+        except PipelineUnavailable:
+            return False
+
+    def llm(self) -> Any:
+        """The LLM actor's handle (the same actor for the pipeline's life: Ray restarts it in place)."""
+        if self._llm is None:
+            self._llm = self._get("llm_handle")
+        return self._llm
+
+    async def llm_async(self) -> Any:
+        if self._llm is None:
+            self._llm = await self._get_async("llm_handle")
+        return self._llm
+
+    def encoder(self) -> Any:
+        """The encoder actor's handle."""
+        return self._get("encoder_handle")
+
+    def models(self) -> list[str]:
+        """Names of the models that answer."""
+        return self.call(self.llm().models)
+
+    async def models_async(self) -> list[str]:
+        return await self.call_async((await self.llm_async()).models)
+
+    # --- questions --------------------------------------------------------------------------------------
+
+    def ask(self, stream_id: str, question: str | list[dict[str, Any]], max_tokens: int = 64,
+            temperature: float = 0.0) -> Iterator[dict[str, Any]]:
+        """Events of one answer as they are generated: {"type": "delta", "text"} ..., then one
+        {"type": "done", usage, span, snapshot_version, finish_reason, model, ttft_s}.
+
+        Raises StreamNotFound / StreamNotReady before the first event, InputError for bad messages.
+        """
+        messages = [{"role": "user", "content": question}] if isinstance(question, str) else question
+        try:
+            for ref in self.llm().ask.remote(stream_id, messages, max_tokens, temperature):
+                yield ray.get(ref)
+        except Exception as exc:
+            raise unwrap(exc) from None
+
+    async def ask_async(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
+                        temperature: float) -> AsyncIterator[dict[str, Any]]:
+        """`ask` for an event loop; an abandoned answer (client gone, failure) is cancelled in the LLM."""
+        answer = (await self.llm_async()).ask.remote(stream_id, messages, max_tokens, temperature)
+        finished = False
+        try:
+            async for ref in answer:
+                yield await ref
+            finished = True
+        except Exception as exc:
+            raise unwrap(exc) from None
+        finally:
+            if not finished:  # free the LLM for other questions
+                _cancel(answer)
+
+    # --- life cycle -------------------------------------------------------------------------------------
+
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Stop every actor of the pipeline (checkpoints stay on disk) and the controller itself."""
+        try:
+            self._get("shutdown", timeout_s=timeout_s)
+        finally:
+            ray.kill(self.controller, no_restart=True)
+
+
+def _cancel(answer: Any) -> None:
+    try:
+        ray.cancel(answer)
+    except Exception as exc:  # best effort: the task may be finished or its actor gone already
+        log.debug("could not cancel an abandoned answer: %s", exc)

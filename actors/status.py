@@ -1,0 +1,125 @@
+"""Stream status, typed end to end: the source and memory actors each report their part, the controller
+joins them into one `StreamStatus`, and the front-ends (API JSON and metrics, CLI, demo) read its fields.
+
+Every URL and error text in here is already redacted. A part is None while its actor restarts, and then
+its fields are None in the status (the JSON shape never changes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# A stream's state as clients see it: the source's life cycle (stream.frames.SourceState values), plus
+# "starting" (actors not up yet) and "restarting" (an actor is being restarted by Ray).
+STARTING, RESTARTING, FAILED = "starting", "restarting", "failed"
+
+
+@dataclass(frozen=True)
+class SourceTelemetry:
+    """What a stream's source actor reports: counters since that actor started.
+
+    state: starting | connecting | streaming | reconnecting | ended | failed. frames_in: frames decoded;
+    frames_sampled: frames the sampler kept; dropped: frames and chunks given up because the pipeline was
+    behind (live only); reconnects: reconnect attempts; chunks_sent: chunks the encoder took;
+    last_error: redacted text of the last source error; paused: held back by `pause()`.
+    """
+
+    state: str
+    frames_in: int = 0
+    frames_sampled: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    chunks_sent: int = 0
+    last_error: str | None = None
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class MemoryTelemetry:
+    """What a stream's memory actor reports.
+
+    tokens_seen / tokens_held: visual tokens fed to the compressor / held in its newest snapshot;
+    compression_ratio: seen / held (None before the first chunk); t_start, t_end: media seconds the newest
+    snapshot spans; snapshot_version; chunks: chunks compressed; bad_messages: messages rejected (bad
+    shape, dtype, kind); sequence_gaps: chunks that never arrived (holes in the sequence numbers); lag_s:
+    wall-clock seconds from decoding the newest frame to holding it; restored: resumed from a checkpoint;
+    stage_s: mean seconds per chunk by pipeline stage; stage_totals: {stage: [total seconds, chunks]}.
+    """
+
+    tokens_seen: int = 0
+    tokens_held: int = 0
+    compression_ratio: float | None = None
+    t_start: float | None = None
+    t_end: float | None = None
+    snapshot_version: int | None = None
+    chunks: int = 0
+    bad_messages: int = 0
+    sequence_gaps: int = 0
+    lag_s: float | None = None
+    restored: bool = False
+    stage_s: dict[str, float] = field(default_factory=dict)
+    stage_totals: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """One stream as every front-end sees it (`to_dict()` is the API's JSON object, keys always present)."""
+
+    stream_id: str
+    url: str
+    state: str
+    live: bool
+    method: str
+    sample_rate_hz: float
+    frames_in: int | None = None
+    frames_sampled: int | None = None
+    measured_sample_hz: float | None = None
+    chunks_sent: int | None = None
+    dropped: int | None = None
+    reconnects: int | None = None
+    last_error: str | None = None
+    lag_s: float | None = None
+    tokens_held: int | None = None
+    tokens_seen: int | None = None
+    compression_ratio: float | None = None
+    t_start: float | None = None
+    t_end: float | None = None
+    snapshot_version: int | None = None
+    chunks_compressed: int | None = None
+    bad_messages: int | None = None
+    sequence_gaps: int | None = None
+    restored: bool | None = None
+    stage_s: dict[str, float] | None = None
+    stage_totals: dict[str, list[float]] | None = None
+
+    @classmethod
+    def join(cls, stream_id: str, url: str, live: bool, method: str, sample_rate_hz: float,
+             source: SourceTelemetry | None, memory: MemoryTelemetry | None, elapsed_s: float) -> StreamStatus:
+        """The status from its two parts (None = that actor is restarting); `elapsed_s` since the stream was
+        added gives the measured sample rate. `url` must already be redacted."""
+        state = RESTARTING if source is None or memory is None else source.state
+        out: dict[str, Any] = {}
+        if source is not None:
+            out.update(frames_in=source.frames_in, frames_sampled=source.frames_sampled,
+                       measured_sample_hz=source.frames_sampled / max(elapsed_s, 1e-9),
+                       chunks_sent=source.chunks_sent, dropped=source.dropped, reconnects=source.reconnects,
+                       last_error=source.last_error)
+        if memory is not None:
+            out.update(lag_s=memory.lag_s, tokens_held=memory.tokens_held, tokens_seen=memory.tokens_seen,
+                       compression_ratio=memory.compression_ratio, t_start=memory.t_start, t_end=memory.t_end,
+                       snapshot_version=memory.snapshot_version, chunks_compressed=memory.chunks,
+                       bad_messages=memory.bad_messages, sequence_gaps=memory.sequence_gaps,
+                       restored=memory.restored, stage_s=memory.stage_s, stage_totals=memory.stage_totals)
+        return cls(stream_id=stream_id, url=url, state=state, live=live, method=method,
+                   sample_rate_hz=sample_rate_hz, **out)
+
+    @property
+    def failed(self) -> bool:
+        """The source gave up for good (see last_error); the memory still answers about what it holds."""
+        return self.state == FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, one key per field."""
+        return dataclasses.asdict(self)
