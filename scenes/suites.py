@@ -30,15 +30,19 @@ class SuiteError(ValueError):
     """An unknown suite name."""
 
 
-def last_sampled_time(spec: SceneSpec, rate_hz: float = SAMPLE_RATE_HZ) -> float:
-    """Media time of the last frame of ``spec``'s camera that a ``rate_hz`` sampler keeps (seconds)."""
+def sampled_times(spec: SceneSpec, rate_hz: float = SAMPLE_RATE_HZ) -> np.ndarray:
+    """[T] float64 media times (s) of the frames of ``spec``'s camera that a ``rate_hz`` sampler keeps:
+    the frames the pipeline encodes (training renders exactly these)."""
     from stream.sampling import Sampler  # the pipeline's own sampler, so the two can never disagree
 
-    sampler, last = Sampler(rate_hz), 0.0
-    for index in range(spec.num_frames):
-        if sampler.keep(index / spec.fps):
-            last = index / spec.fps
-    return last
+    sampler = Sampler(rate_hz)
+    times = (index / spec.fps for index in range(spec.num_frames))
+    return np.array([t for t in times if sampler.keep(t)], dtype=np.float64)
+
+
+def last_sampled_time(spec: SceneSpec, rate_hz: float = SAMPLE_RATE_HZ) -> float:
+    """Media time (s) of the last frame a ``rate_hz`` sampler keeps: when a scene's questions are asked."""
+    return float(sampled_times(spec, rate_hz)[-1])
 
 
 def _ask(spec: SceneSpec, per_category: int = 1, categories: tuple[str, ...] | None = None) -> list[QA]:

@@ -12,7 +12,7 @@ import pytest
 from scenes.questions import (CATEGORIES, QA, QuestionError, answer_at, chance, is_correct, normalise,
                               questions)
 from scenes.scene import COLOURS, SHAPES, ZONES, SceneSpec, make_scene
-from scenes.suites import SUITES, TRAIN_SEED_START, SuiteError, last_sampled_time, suite
+from scenes.suites import SUITES, TRAIN_SEED_START, SuiteError, last_sampled_time, sampled_times, suite
 
 SAMPLE_PERIOD_S = 0.5
 
@@ -174,3 +174,13 @@ def test_demo_and_long_suites():
     with pytest.raises(SuiteError, match="expected one of"):
         suite("everything")
     assert set(SUITES) >= {"heldout", "heldout-small", "demo", "long"}
+
+
+def test_sampled_times_are_the_pipeline_samplers_frames():
+    """The frames training renders are the ones the pipeline's 2 Hz sampler keeps from the camera."""
+    from stream.sampling import chunks
+
+    spec = SceneSpec(seed=2, seconds=4.0, width=64, height=64, fps=3)
+    got = np.concatenate([c.timestamps for c in chunks(spec.to_url(), rate_hz=2, frames_per_chunk=4)])
+    np.testing.assert_array_equal(sampled_times(spec), got)
+    assert last_sampled_time(spec) == got[-1]
