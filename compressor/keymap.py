@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from compressor import state_check as check
 from compressor.offline import smallest_uint_dtype
-from compressor.serial import pack_array, unpack_array
+from compressor.serial import pack_array
 
 BLOCK_FRAMES = 1024
 
@@ -134,28 +135,72 @@ class KeyMapStore:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> KeyMapStore:
-        """Inverse of ``to_state``."""
-        store = cls(tuple(state["grid"]), state["slots"])
-        stored, frame_table = unpack_array(state["stored"]), unpack_array(state["frame_table"])
-        store._tables = list(unpack_array(state["tables"]).copy())
-        store._current = unpack_array(state["current"]).copy()
-        store._dirty = bool(state["dirty"])
-        label_group = unpack_array(state["label_group"])
-        store._labels = label_group.shape[0]
-        size = max(64, 2 * store._labels)
+    def from_state(cls, state: dict[str, Any], expected: tuple[tuple[int, int], int, int],
+                   active: np.ndarray) -> KeyMapStore:
+        """Inverse of ``to_state``, for a state whose ``expected = (grid, slots, frames)`` and whose ``active [S]``
+        bool slots are known: every array, id and label link is checked, and every entry must resolve to an
+        active slot (O(frames), once per restore).
+
+        Raises:
+            InvalidState: the first thing that is inconsistent, named.
+        """
+        grid, slots, frames = expected
+        check.keys(state, "keymap", {"grid", "slots", "frames", "stored", "frame_table", "tables", "current",
+                                     "dirty", "label_group", "group_slot", "slot_group"})
+        check.expect(state["grid"] == list(grid) and state["slots"] == slots and state["frames"] == frames,
+                     "keymap", f"grid {list(grid)}, {slots} slots, {frames} frames",
+                     (state["grid"], state["slots"], state["frames"]))
+        store = cls(grid, slots)
+        stored = check.array(state["stored"], "keymap.stored", store.dtype, (frames, *grid))
+        frame_table = check.array(state["frame_table"], "keymap.frame_table", np.int32, (frames,))
+        tables = check.array(state["tables"], "keymap.tables", np.int64, (-1, slots))
+        current = check.array(state["current"], "keymap.current", np.int64, (slots,))
+        label_group = check.array(state["label_group"], "keymap.label_group", np.int32, (-1,))
+        labels = label_group.shape[0]
+        group_slot = check.array(state["group_slot"], "keymap.group_slot", np.int32, (labels,))
+        slot_group = check.array(state["slot_group"], "keymap.slot_group", np.int64, (slots,))
+        check.expect(isinstance(state["dirty"], bool), "keymap.dirty", "a bool", state["dirty"])
+        check.ids(stored, "keymap.stored", 0, slots)
+        check.ids(frame_table, "keymap.frame_table", 0, tables.shape[0])
+        for name, values in (("tables", tables), ("current", current), ("slot_group", slot_group)):
+            check.ids(values, f"keymap.{name}", -1, labels)
+        check.ids(label_group, "keymap.label_group", 0, labels)
+        check.ids(group_slot, "keymap.group_slot", 0, slots)
+        live = slot_group[active]
+        check.expect(bool(np.all(live >= 0)) and sorted(live.tolist()) == sorted(set(label_group.tolist())),
+                     "keymap.slot_group", "one group per active slot, the groups of the labels", live.tolist())
+        check.expect(bool(np.all(slot_group[~active] == -1) and np.all(current[~active] == -1)), "keymap",
+                     "free slots without group or label", slot_group[~active].tolist())
+        check.expect(bool(np.all(label_group[live] == live) and np.all(group_slot[live] == np.flatnonzero(active))
+                          and np.all(current[active] >= 0)), "keymap", "groups that are their own first label, "
+                     "held by their slot, and a label per active slot", live.tolist())
+        check.expect(bool(np.all(label_group[current[active]] == live)), "keymap.current",
+                     "the label of each active slot in that slot's group", current[active].tolist())
+        # Not dirty: new entries reuse the last table, so it must give every labelled slot its current label
+        # (a merge frees a slot without a new table: no entry is written to a free slot).
+        check.expect(state["dirty"] or (tables.shape[0] > 0 and bool(np.all((current < 0) | (tables[-1] == current)))),
+                     "keymap.dirty", "True unless the last table holds the current labels", state["dirty"])
+        store._tables, store._current, store._dirty = list(tables), current, state["dirty"]
+        store._labels = labels
+        size = max(64, 2 * labels)
         store._label_group, store._group_slot = np.zeros(size, dtype=np.int32), np.zeros(size, dtype=np.int32)
-        store._label_group[:store._labels] = label_group
-        store._group_slot[:store._labels] = unpack_array(state["group_slot"])
-        store._slot_group = unpack_array(state["slot_group"]).copy()
+        store._label_group[:labels], store._group_slot[:labels] = label_group, group_slot
+        store._slot_group = slot_group
         for label, group in enumerate(label_group.tolist()):  # group -> labels (order within a list is irrelevant)
             store._group_labels.setdefault(group, []).append(label)
         # Entries go back into fresh blocks through append-equivalent copies, one table id per frame.
-        for block in range(0, stored.shape[0], BLOCK_FRAMES):
+        for block in range(0, frames, BLOCK_FRAMES):
             part = stored[block:block + BLOCK_FRAMES]
             store._blocks.append(np.empty((BLOCK_FRAMES, *store.grid), dtype=store.dtype))
             store._blocks[-1][:part.shape[0]] = part
             store._frame_table.append(np.empty(BLOCK_FRAMES, dtype=np.int32))
             store._frame_table[-1][:part.shape[0]] = frame_table[block:block + BLOCK_FRAMES]
-        store.frames = stored.shape[0]
+        store.frames = frames
+        for block in range(0, frames, BLOCK_FRAMES):  # every entry names a label that lives in an active slot
+            part = slice(block, block + BLOCK_FRAMES)
+            entry_labels = tables[frame_table[part, None, None], stored[part]]
+            check.expect(bool(np.all(entry_labels >= 0)), "keymap.stored", "entries of labelled slots",
+                         "an entry of a slot that had no label")
+            check.expect(bool(np.all(active[group_slot[label_group[entry_labels]]])), "keymap.stored",
+                         "entries that resolve to active slots", "an entry of a merged-away cluster")
         return store

@@ -29,13 +29,20 @@ def make_stream_compressor(config: CompressorConfig) -> StreamCompressor:
     return cls(config)
 
 
-def restore_stream_compressor(data: bytes) -> StreamCompressor:
+def restore_stream_compressor(data: bytes, config: CompressorConfig | None = None) -> StreamCompressor:
     """Restore any method's state from ``to_bytes`` output (dispatch on the method stored in the bytes).
 
+    ``config``: what the stream asks for now; a checkpoint of another method, budget, K range, recent window
+    or slot count is refused, other fields are taken from it (see ``StreamCompressorBase.from_bytes``).
+
     Raises:
-        InvalidState: undecodable bytes, wrong schema version or unknown method.
+        InvalidState: the only error: damaged or inconsistent bytes, wrong schema version, unknown method, or a
+            config mismatch.
     """
     method, _ = loads(data)
     if method not in STREAM_COMPRESSORS:
         raise InvalidState(f"state: expected a method in {sorted(STREAM_COMPRESSORS)}, got {method!r}")
-    return STREAM_COMPRESSORS[method].from_bytes(data)
+    if config is not None and config.method != method:
+        raise InvalidState(f"config: expected the checkpoint's method {method!r}, got {config.method!r} (refused: "
+                           f"start the stream afresh to change it)")
+    return STREAM_COMPRESSORS[method].from_bytes(data, config=config)

@@ -13,16 +13,17 @@ import numpy as np
 import torch
 
 from compressor.config import CompressorConfig
-from compressor.errors import InvalidConfig
+from compressor import state_check as check
+from compressor.errors import CompressorError, InvalidConfig, InvalidState
 from compressor.pooling import pool_to_count
-from compressor.serial import dumps, loads, pack_array, unpack_array
+from compressor.serial import dumps, loads, pack_array
 from compressor.snapshot import Snapshot
 from compressor.validation import check_chunk, check_finite, check_timestamps, token_norms
 
 
 @runtime_checkable
 class StreamCompressor(Protocol):
-    """What the pipeline sees of any method (see CONTRACTS.md)."""
+    """What the pipeline sees of any method (``StreamCompressorBase`` implements it)."""
 
     frames_seen: int
     tokens_seen: int
@@ -31,7 +32,8 @@ class StreamCompressor(Protocol):
     def snapshot(self) -> Snapshot: ...
     def to_bytes(self) -> bytes: ...
     @classmethod
-    def from_bytes(cls, data: bytes) -> StreamCompressor: ...
+    def from_bytes(cls, data: bytes, device: str | torch.device | None = None,
+                   config: CompressorConfig | None = None) -> StreamCompressor: ...
 
 
 class StreamCompressorBase:
@@ -110,21 +112,70 @@ class StreamCompressorBase:
         return dumps(self.method, {"common": common, "method_state": self._state() if self.frames_seen else None})
 
     @classmethod
-    def from_bytes(cls, data: bytes, device: str | torch.device | None = None) -> StreamCompressorBase:
+    def from_bytes(cls, data: bytes, device: str | torch.device | None = None,
+                   config: CompressorConfig | None = None) -> StreamCompressorBase:
         """Restore a state written by ``to_bytes`` of the same method (optionally onto ``device``).
 
+        Args:
+            config: the configuration the caller wants now, or None to take the stored one. A checkpoint made
+                with another budget, K range, recent window or slot count (``max_new_clusters``) is refused,
+                never re-fitted: its arrays were sized for those. Every other field (thresholds, half-life,
+                segments, retention) is taken from ``config``: they tune later updates and change nothing
+                stored.
         Raises:
-            InvalidState: not this method's bytes, or another schema version.
+            InvalidState: the only error: damaged bytes, another method or schema version, a config mismatch as
+                above, or any key, dtype, shape, id range or count that does not fit the rest of the state.
         """
         _, payload = loads(data, cls.method)
-        common = payload["common"]
-        obj = cls(CompressorConfig.from_dict(common["config"]))
-        obj.frames_seen, obj.tokens_seen, obj.version = common["frames_seen"], common["tokens_seen"], common["version"]
-        obj.t_start, obj.t_end, obj.dim = common["t_start"], common["t_end"], common["dim"]
-        obj.grid = tuple(common["grid"]) if common["grid"] else None
-        obj._recent = unpack_array(common["recent"]).copy()
-        if payload["method_state"] is not None:
-            obj._load(payload["method_state"], device)
+        try:
+            check.keys(payload, "payload", {"common", "method_state"})
+            obj = cls._restore_common(payload["common"], config)
+            if payload["method_state"] is not None:
+                obj._load(payload["method_state"], device)
+        except InvalidState:
+            raise
+        except (CompressorError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            # A check above missed something: still the one error type, naming what broke.
+            raise InvalidState(f"state: expected a consistent {cls.method} state, got {type(exc).__name__}: "
+                               f"{exc}") from exc
+        return obj
+
+    @classmethod
+    def _restore_common(cls, common: Any, wanted: CompressorConfig | None) -> StreamCompressorBase:
+        """A fresh compressor holding the checked common part (config, counters, span, grid, recent window)."""
+        check.keys(common, "common", {"config", "frames_seen", "tokens_seen", "version", "t_start", "t_end",
+                                      "grid", "dim", "recent"})
+        check.expect(isinstance(common["config"], dict), "common.config", "a map", common["config"])
+        try:
+            stored = CompressorConfig.from_dict(common["config"])
+        except (InvalidConfig, TypeError) as exc:
+            raise InvalidState(f"common.config: expected a valid compressor config, got {exc}") from exc
+        if wanted is not None:
+            shape = ("method", "budget", "adaptive", "k_min", "k_max", "recent_window", "max_new_clusters")
+            changed = {name: (getattr(stored, name), getattr(wanted, name)) for name in shape
+                       if getattr(stored, name) != getattr(wanted, name)}
+            check.expect(not changed, "config", "the checkpoint's budget, K range, recent window and slots "
+                         "(refused, not re-fitted: start the stream afresh to change them)",
+                         {name: f"{old} -> {new}" for name, (old, new) in changed.items()})
+        obj = cls(wanted or stored)
+        frames = check.integer(common["frames_seen"], "frames_seen")
+        obj.frames_seen, obj.version = frames, check.integer(common["version"], "version", frames and 1)
+        obj.t_start, obj.t_end = check.real(common["t_start"], "t_start"), check.real(common["t_end"], "t_end")
+        check.expect(0 <= obj.t_start <= obj.t_end, "t_start/t_end", "0 <= t_start <= t_end",
+                     (obj.t_start, obj.t_end))
+        if frames:
+            grid = common["grid"]
+            check.expect(isinstance(grid, list) and len(grid) == 2, "grid", "[H, W]", grid)
+            obj.grid = (check.integer(grid[0], "grid H", 1, 4096), check.integer(grid[1], "grid W", 1, 4096))
+            obj.dim = check.integer(common["dim"], "dim", 1, 2**20)
+        else:
+            check.expect(common["grid"] is None and common["dim"] is None, "grid/dim", "null before any frame",
+                         (common["grid"], common["dim"]))
+        per_frame = obj.grid[0] * obj.grid[1] if obj.grid else 0
+        obj.tokens_seen = check.integer(common["tokens_seen"], "tokens_seen", frames * per_frame, frames * per_frame)
+        rows = obj.config.recent_window if frames and obj.config.recent_window else 0
+        obj._recent = check.array(common["recent"], "recent", np.float32, (rows, obj.dim if rows else 0),
+                                  finite=True)
         return obj
 
     # ---- for subclasses -----------------------------------------------------------------------------

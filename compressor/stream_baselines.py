@@ -17,7 +17,8 @@ import torch
 from compressor.baselines import BipartiteMerger, reduce_clip
 from compressor.config import CompressorConfig
 from compressor.motion import MOTION_FEATURES, motion_features
-from compressor.serial import pack_array, unpack_array
+from compressor import state_check as check
+from compressor.serial import pack_array
 from compressor.stream_base import StreamCompressorBase
 
 
@@ -65,8 +66,10 @@ class WindowedReducer(StreamCompressorBase):
         return {"buffer": pack_array(self._buffer), "times": pack_array(self._times)}
 
     def _load(self, state: dict[str, Any], device: str | torch.device | None) -> None:
-        self._buffer = unpack_array(state["buffer"]).copy()
-        self._times = unpack_array(state["times"]).copy()
+        check.keys(state, "state", {"buffer", "times"})
+        cap = self.config.window_frames
+        self._buffer = check.array(state["buffer"], "buffer", np.float32, (cap, *self.grid, self.dim), finite=True)
+        self._times = check.array(state["times"], "times", np.float64, (cap,), finite=True)
 
 
 class WindowedUniform(WindowedReducer):
@@ -117,5 +120,10 @@ class StreamingToMe(StreamCompressorBase):
         return {"tokens": pack_array(self._merger.tokens.numpy()), "sizes": pack_array(self._merger.sizes.numpy())}
 
     def _load(self, state: dict[str, Any], device: str | torch.device | None) -> None:
-        self._merger.tokens = torch.from_numpy(unpack_array(state["tokens"]).copy())
-        self._merger.sizes = torch.from_numpy(unpack_array(state["sizes"]).copy())
+        check.keys(state, "state", {"tokens", "sizes"})
+        tokens = check.array(state["tokens"], "tokens", np.float32, (-1, self.dim), finite=True)
+        check.expect(1 <= tokens.shape[0] <= self.config.base_budget, "tokens", f"1..{self.config.base_budget} "
+                     "rows", tokens.shape[0])
+        sizes = check.array(state["sizes"], "sizes", np.float32, (tokens.shape[0],), finite=True)
+        check.expect(bool(np.all(sizes > 0)), "sizes", "positive token sizes", sizes.tolist())
+        self._merger.tokens, self._merger.sizes = torch.from_numpy(tokens), torch.from_numpy(sizes)

@@ -2,13 +2,19 @@
 
 State (all preallocated for ``S = K_max + max_new_clusters`` slots on the first chunk):
     on the tokens' device: sums ``[S, D]`` float32 sum of the unit member tokens, centroids ``[S, D]`` their
-    unit direction; on the CPU (numpy, small): counts ``[S]`` int64, norm_sums ``[S]`` float64 sum of raw
-    member norms (to hand the LLM tokens at the input scale), first ``[S]`` int64 stream index of each
-    cluster's first token (canonical order), active ``[S]`` bool; a ``KeyMapStore`` (append-only,
-    merge-safe) and ``MotionStats``.
+    unit direction; on the CPU (numpy, small): counts ``[S]`` float64 (decayed) member weight, norm_sums ``[S]``
+    float64 (decayed) sum of raw member norms (to hand the LLM tokens at the input scale), first ``[S]`` int64
+    stream index of each cluster's first token (canonical order), active ``[S]`` bool; a ``KeyMapStore``
+    (append-only, merge-safe) and ``MotionStats``. Restoring checks all of it (``_load``).
 
 First chunk: the offline method (``fit_tokens``) with the same seed, so streaming over one chunk equals
 offline Token Dynamics on it. Later chunks:
+    0. recency: with ``half_life_s > 0`` the sums, counts and norm sums of every cluster are first multiplied
+       by ``0.5 ** (dt / half_life_s)`` (``dt``: media seconds since the newest frame already seen; O(K * D)).
+       Centroid directions do not change, but a cluster nobody has joined for a while weighs little: merging
+       it away costs little fidelity, so new content always claims a cluster of its own (step 2's test), and a
+       cluster that new tokens join follows them (its centroid is mostly the new members). A weight never
+       drops below ``WEIGHT_FLOOR`` (so directions survive float32 underflow after days of silence);
     1. assign every token to the nearest active centroid by cosine (one ``[N, D] x [D, K]`` matmul on the raw
        tokens, divided by their norms: the unit tokens are never materialised);
     2. tokens whose best cosine is below ``novelty_threshold`` seed up to ``max_new_clusters`` new clusters by
@@ -31,13 +37,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from compressor import state_check as check
 from compressor.config import CompressorConfig
 from compressor.keymap import KeyMapStore
 from compressor.kmeans import group_sums, kmeans_pp, normalize_rows
 from compressor.motion import MOTION_FEATURES, MotionStats
 from compressor.offline import fit_tokens, smallest_uint_dtype
-from compressor.serial import pack_array, unpack_array
+from compressor.serial import pack_array
 from compressor.stream_base import StreamCompressorBase
+
+
+# Smallest weight a cluster decays to (about 40 half-lives): its sums stay normal float32 numbers, so the
+# centroid keeps its direction, while its merge cost is negligible next to any live cluster.
+WEIGHT_FLOOR = 1e-12
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -77,6 +89,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
             self._allocate((h, w), d)
             slots = self._first_chunk(flat, norms)
         else:
+            self._decay(float(timestamps.max()) - self.t_end)
             slots = self._next_chunk(flat, norms)
         self.keymap.append(slots.reshape(t, h, w).astype(self.keymap.dtype))
         self.motion.update(slots.reshape(t, h * w), timestamps, self.frames_seen)
@@ -87,7 +100,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         s = self.slots
         self.sums = torch.zeros(s, d, dtype=torch.float32, device=self.device)
         self.centroids = torch.zeros(s, d, dtype=torch.float32, device=self.device)
-        self.counts = np.zeros(s, dtype=np.int64)
+        self.counts = np.zeros(s, dtype=np.float64)
         self.norm_sums = np.zeros(s, dtype=np.float64)
         self.first = np.zeros(s, dtype=np.int64)
         self.active = np.zeros(s, dtype=bool)
@@ -109,6 +122,18 @@ class StreamingTokenDynamics(StreamCompressorBase):
         for slot in range(k):
             self.keymap.new_label(slot)
         return fit.labels.cpu().numpy()
+
+    def _decay(self, dt: float) -> None:
+        """Weigh everything seen so far by ``0.5 ** (dt / half_life_s)`` (step 0 of the module docstring)."""
+        if not self.config.half_life_s or dt <= 0:
+            return
+        factor = 0.5 ** (dt / self.config.half_life_s)
+        kept = np.maximum(self.counts * factor, WEIGHT_FLOOR)
+        ratio = np.where(self.active, kept / np.maximum(self.counts, WEIGHT_FLOOR), 1.0)  # [S]
+        self.counts *= ratio
+        self.norm_sums *= ratio
+        self.sums.mul_(torch.from_numpy(ratio).to(self.sums)[:, None])
+        self._merge_loss = None
 
     def _active(self) -> torch.Tensor:
         """Active slot indices ``[K]`` on the state's device (cached until the set changes)."""
@@ -293,7 +318,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         if not self.chunks:
             return np.zeros((0, self.dim or 0), np.float32), np.zeros((0, len(MOTION_FEATURES)), np.float32)
         order = self.canonical_slots()
-        scale = (self.norm_sums[order] / self.counts[order]).astype(np.float32)
+        scale = (self.norm_sums[order] / np.maximum(self.counts[order], WEIGHT_FLOOR)).astype(np.float32)
         base = self.centroids[torch.from_numpy(order).to(self.device)].cpu().numpy() * scale[:, None]
         motion = self.motion.features(order, self.frames_seen, self.t_start, self.t_end)
         return base, motion
@@ -308,13 +333,34 @@ class StreamingTokenDynamics(StreamCompressorBase):
                 "keymap": self.keymap.to_state(), "motion": self.motion.to_state()}
 
     def _load(self, state: dict[str, Any], device: str | torch.device | None) -> None:
+        """Restore ``_state()`` output, checking every array and id against the config and each other (the
+        common part, ``grid``/``dim``/counters, is already loaded and checked)."""
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.chunks, self.new_clusters, self.merges = state["chunks"], state["new_clusters"], state["merges"]
-        arrays = {name: unpack_array(packed).copy() for name, packed in state["arrays"].items()}
-        for name in self._ARRAYS:
-            setattr(self, name, arrays[name])
-        self.sums = torch.from_numpy(arrays["sums"]).to(self.device)
-        self.centroids = torch.from_numpy(arrays["centroids"]).to(self.device)
+        check.keys(state, "state", {"chunks", "new_clusters", "merges", "arrays", "keymap", "motion"})
+        self.chunks = check.integer(state["chunks"], "chunks", 1, self.frames_seen)
+        self.new_clusters = check.integer(state["new_clusters"], "new_clusters")
+        self.merges = check.integer(state["merges"], "merges")
+        s, d = self.slots, self.dim
+        packed = check.keys(state["arrays"], "arrays", {*self._ARRAYS, "sums", "centroids"})
+        self.counts = check.array(packed["counts"], "counts", np.float64, (s,), finite=True)
+        self.norm_sums = check.array(packed["norm_sums"], "norm_sums", np.float64, (s,), finite=True)
+        self.first = check.array(packed["first"], "first", np.int64, (s,))
+        self.active = check.array(packed["active"], "active", np.bool_, (s,))
+        sums = check.array(packed["sums"], "sums", np.float32, (s, d), finite=True)
+        centroids = check.array(packed["centroids"], "centroids", np.float32, (s, d), finite=True)
+        k = int(self.active.sum())
+        check.expect(1 <= k <= self.k_max, "active", f"1..{self.k_max} active clusters", k)
+        act = self.active
+        check.expect(bool(np.all(self.counts[act] > 0) and np.all(self.norm_sums[act] >= 0)), "counts",
+                     "positive weights of active clusters", self.counts[act].tolist())
+        check.ids(self.first[act], "first", 0, self.tokens_seen)
+        self.sums = torch.from_numpy(sums).to(self.device)
+        self.centroids = torch.from_numpy(centroids).to(self.device)
         self._active_idx = None
-        self.keymap = KeyMapStore.from_state(state["keymap"])
-        self.motion = MotionStats.from_state(state["motion"])
+        self.keymap = KeyMapStore.from_state(state["keymap"], (self.grid, s, self.frames_seen), act)
+        motion = check.keys(state["motion"], "motion", {"slots", "grid", "arrays"})
+        check.expect(motion["slots"] == s and motion["grid"] == list(self.grid), "motion", f"slots {s}, grid "
+                     f"{list(self.grid)}", (motion["slots"], motion["grid"]))
+        self.motion = MotionStats.from_state(motion)
+        # The reference layout comes from MotionStats itself, so arrays it gains later are covered too.
+        check.same_layout(self.motion.arrays, MotionStats(s, self.grid).arrays, "motion")
