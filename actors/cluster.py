@@ -1,0 +1,93 @@
+"""Which Ray cluster a process starts or joins, and on which addresses that cluster listens.
+
+A local cluster (`ray.address: local`, the default) stays on this machine: Ray's GCS, raylet, workers and
+agents all listen on 127.0.0.1 only, with Ray's token authentication left as Ray sets it (on). Ray 2.60
+binds its servers to the node IP, and for a local cluster it replaces 127.0.0.1 by the machine's outward
+IP unless its "no cluster" switch (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the mode Ray uses on laptops) is
+set; it is set for this process and, inherited, for every Ray process it starts. (Verified by
+tests/frontends/test_serve_network.py, which lists the sockets of a default `tokdyn serve`.) Joining an existing
+cluster (`configs/cluster.yaml`: `address: auto` after `ray start`) keeps that cluster's own addresses: that
+is where a user opts into node addresses.
+
+A process that joins by address first checks that something listens there, so a wrong `--address` fails
+in seconds with one line instead of Ray retrying for minutes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from typing import Any
+
+import ray
+
+LOOPBACK = "127.0.0.1"
+LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+PROBE_TIMEOUT_S = 3.0
+
+
+def _local_only() -> None:
+    """Make Ray keep this process's node, and the Ray processes it starts, on 127.0.0.1."""
+    os.environ.update(LOCAL_ONLY_ENV)  # read at import by every Ray process this one starts
+    # ... and already read by this process's `import ray`: set the value it derived from it (Ray consults
+    # it when it resolves the node address, services.get_node_ip_address).
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def start_local(num_cpus: int | None, namespace: str, **options: Any) -> None:
+    """Start a fresh single-node cluster on 127.0.0.1 in this process (`ray.init(address="local")`)."""
+    _local_only()
+    ray.init(address="local", num_cpus=num_cpus, namespace=namespace, include_dashboard=False,
+             _node_ip_address=LOOPBACK, **options)
+
+
+def join(address: str, namespace: str, **options: Any) -> None:
+    """Join the running cluster at `address` ("auto": the one on this machine; "HOST:PORT"; "ray://...").
+
+    Raises LookupError in seconds when nothing answers there. A cluster on 127.0.0.1 (a `tokdyn serve`
+    on the default config) is joined from 127.0.0.1, so this driver listens on loopback only too.
+    """
+    target = address
+    if address == "auto":
+        from ray._private.services import get_ray_address_from_environment
+
+        try:
+            target = get_ray_address_from_environment("auto", None)
+        except ConnectionError:
+            raise LookupError("no running Ray cluster found on this machine: start `tokdyn serve`, or pass "
+                              "the address it printed") from None
+    check_reachable(target)
+    host = target.rpartition(":")[0].strip("[]")
+    if "://" not in target and _is_loopback(host):
+        _local_only()
+        options["_node_ip_address"] = LOOPBACK
+    ray.init(address=target, namespace=namespace, **options)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def check_reachable(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise LookupError in at most `timeout_s` when `address` ("host:port") has no listener.
+
+    "auto", "local" and "ray://" addresses are left to Ray (they name no GCS port to probe here).
+    """
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise LookupError(f"--address: expected 'auto' or HOST:PORT of a Ray cluster, got {address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise LookupError(f"no Ray cluster at {address} ({reason.lower()}): pass the address "
+                          "`tokdyn serve` printed") from None
