@@ -18,7 +18,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from actors.errors import PipelineUnavailable
+from actors.errors import PipelineError, PipelineUnavailable, StreamFailed, StreamNotFound, StreamNotReady
 from actors.status import StreamStatus
 
 log = logging.getLogger(__name__)
@@ -153,33 +153,53 @@ class PipelineClient:
     # --- questions --------------------------------------------------------------------------------------
 
     def ask(self, stream_id: str, question: str | list[dict[str, Any]], max_tokens: int = 64,
-            temperature: float = 0.0) -> Iterator[dict[str, Any]]:
+            temperature: float = 0.0, stop: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """Events of one answer as they are generated: {"type": "delta", "text"} ..., then one
-        {"type": "done", usage, span, snapshot_version, finish_reason, model, ttft_s}.
+        {"type": "done", usage, span, snapshot_version, finish_reason, model, ttft_s}. `stop`: up to 4
+        strings the answer ends before.
 
-        Raises StreamNotFound / StreamNotReady before the first event, InputError for bad messages.
+        Raises before the first event: StreamNotFound (no such stream), StreamNotReady (no snapshot yet),
+        StreamFailed (no snapshot and the source failed for good: its last_error says why),
+        PipelineUnavailable (an actor restarting, or the LLM catching up after a restart), InputError for
+        bad messages (PromptTooLong over the prompt cap).
         """
         messages = [{"role": "user", "content": question}] if isinstance(question, str) else question
         try:
-            for ref in self.llm().ask.remote(stream_id, messages, max_tokens, temperature):
+            for ref in self.llm().ask.remote(stream_id, messages, max_tokens, temperature, stop):
                 yield ray.get(ref)
         except Exception as exc:
-            raise unwrap(exc) from None
+            error = unwrap(exc)
+            if isinstance(error, (StreamNotFound, StreamNotReady)):
+                error = _explained(error, stream_id, self._status_or_none(stream_id))
+            raise error from None
 
     async def ask_async(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
-                        temperature: float) -> AsyncIterator[dict[str, Any]]:
+                        temperature: float, stop: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
         """`ask` for an event loop; an abandoned answer (client gone, failure) is cancelled in the LLM."""
-        answer = (await self.llm_async()).ask.remote(stream_id, messages, max_tokens, temperature)
+        answer = (await self.llm_async()).ask.remote(stream_id, messages, max_tokens, temperature, stop)
         finished = False
         try:
             async for ref in answer:
                 yield await ref
             finished = True
         except Exception as exc:
-            raise unwrap(exc) from None
+            error = unwrap(exc)
+            if isinstance(error, (StreamNotFound, StreamNotReady)):
+                try:
+                    status = await self.stream_status_async(stream_id)
+                except PipelineError:
+                    status = None
+                error = _explained(error, stream_id, status)
+            raise error from None
         finally:
             if not finished:  # free the LLM for other questions
                 _cancel(answer)
+
+    def _status_or_none(self, stream_id: str) -> StreamStatus | None:
+        try:
+            return self.stream_status(stream_id)
+        except PipelineError:
+            return None
 
     # --- life cycle -------------------------------------------------------------------------------------
 
@@ -189,6 +209,27 @@ class PipelineClient:
             self._get("shutdown", timeout_s=timeout_s)
         finally:
             ray.kill(self.controller, no_restart=True)
+
+
+def _explained(error: PipelineError, stream_id: str, status: StreamStatus | None) -> PipelineError:
+    """What the LLM's "unknown stream" / "no snapshot" means, from the controller's status of the stream.
+
+    The LLM knows streams and snapshots only as the controller and the memories re-send them, about once a
+    second, so right after it restarts (or a stream is added) it lags behind: then the answer is "retry"
+    (PipelineUnavailable), never "no such stream". A stream whose source failed before any snapshot will
+    never have one: StreamFailed with the source's (redacted) last error.
+    """
+    if status is None:  # the controller does not have it either (StreamNotFound) or cannot say
+        return error
+    if status.snapshot_version is not None:
+        return PipelineUnavailable(f"stream {stream_id!r}: the LLM is catching up with the stream's memory "
+                                   "(restarted or just added), retry shortly")
+    if status.failed:
+        return StreamFailed(f"stream {stream_id!r} failed and has nothing to answer from: "
+                            f"{status.last_error or 'no error recorded'}", status.last_error)
+    if isinstance(error, StreamNotFound):
+        return PipelineUnavailable(f"stream {stream_id!r}: the LLM has not been told about it yet, retry shortly")
+    return error
 
 
 def _cancel(answer: Any) -> None:

@@ -20,8 +20,6 @@ import os
 import socket
 from typing import Any
 
-import ray
-
 LOOPBACK = "127.0.0.1"
 LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 PROBE_TIMEOUT_S = 3.0
@@ -39,6 +37,8 @@ def _local_only() -> None:
 
 def start_local(num_cpus: int | None, namespace: str, **options: Any) -> None:
     """Start a fresh single-node cluster on 127.0.0.1 in this process (`ray.init(address="local")`)."""
+    import ray  # here, not at the top: the CLI probes an address before it pays for importing Ray
+
     _local_only()
     ray.init(address="local", num_cpus=num_cpus, namespace=namespace, include_dashboard=False,
              _node_ip_address=LOOPBACK, **options)
@@ -50,6 +50,8 @@ def join(address: str, namespace: str, **options: Any) -> None:
     Raises LookupError in seconds when nothing answers there. A cluster on 127.0.0.1 (a `tokdyn serve`
     on the default config) is joined from 127.0.0.1, so this driver listens on loopback only too.
     """
+    import ray
+
     target = address
     if address == "auto":
         from ray._private.services import get_ray_address_from_environment

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from actors.config import ConfigError, load_config
+from actors.cluster import check_reachable
 from actors.errors import PipelineError
 from stream import probe
 
@@ -51,6 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import ray
 
     from actors.pipeline import start_pipeline
+
+    from actors.config import load_config
 
     config = load_config(args.config)
     client = start_pipeline(config)
@@ -122,6 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    from actors.config import load_config
     from frontends.offline import compress_file
 
     summary = compress_file(args.video, args.output, config=load_config(args.config).model,
@@ -222,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if getattr(args, "address", None) is not None:
+            check_reachable(args.address)  # before the imports below (torch: seconds): a wrong address fails fast
+    except LookupError as exc:
+        print(f"tokdyn: {exc}", file=sys.stderr)
+        return 2
+    from actors.config import ConfigError
     try:
         return args.func(args)
     except PipelineError as exc:  # StreamNotFound, StreamNotReady, StreamExists, ...: the message says what to do
