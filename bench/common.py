@@ -11,7 +11,8 @@ A script (after its sys.path fix-up, see any bench/*.py) does:
 
 These machines differ (an AMD EPYC with AVX2 only emulates bfloat16, 46x slower than float32; a Xeon with
 AMX runs it natively) and are shared (other processes load the cores), so every JSON says which CPU, which
-capability, which dtype a model would get and why, and how loaded the machine was while it ran.
+capability, which dtype `dtype: auto` gives a model here and why (vlm.config.resolve_dtype), and how loaded
+the machine was while it ran.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-# torch.backends.cpu.get_cpu_capability() values whose vector units run bfloat16 natively
-NATIVE_BF16_CAPABILITIES = ("AVX512", "AMX")
+from vlm.config import resolve_dtype
 
 
 def cpu_model() -> str:
@@ -49,21 +49,6 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def choose_dtype(device: str = "cpu") -> tuple[str, str]:
-    """The dtype a model gets on `device` with `dtype: auto`, and why: (name, reason).
-
-    bfloat16 on a GPU or on a CPU whose capability runs it natively; float32 elsewhere, where bfloat16 is
-    emulated (46x slower than float32 on a 2-core AMD EPYC with AVX2 only).
-    """
-    # The rule of `dtype: auto` (issue 8): vlm.config.resolve_dtype will own it; until it lands, it lives here.
-    if device.startswith("cuda"):
-        return "bfloat16", f"{device}: GPUs run bfloat16 natively"
-    capability = cpu_capability()
-    if any(name in capability for name in NATIVE_BF16_CAPABILITIES):
-        return "bfloat16", f"CPU capability {capability}: native bfloat16"
-    return "float32", f"CPU capability {capability}: bfloat16 would be emulated (many times slower)"
-
-
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -73,7 +58,7 @@ def _version(package: str) -> str | None:
 
 def environment() -> dict[str, Any]:
     """The machine and software a figure was measured on (JSON-ready)."""
-    dtype, reason = choose_dtype("cpu")
+    dtype, reason = resolve_dtype("cpu")
     return {
         "cpu_model": cpu_model(), "cpu_capability": cpu_capability(), "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)), "platform": platform.platform(),

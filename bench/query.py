@@ -7,7 +7,7 @@ Qwen2 fed inputs_embeds, KV-cache decode). The vision tower is left tiny: visual
 
 Time to first token (TTFT) = from the call that builds the prompt to the first generated token,
 median of several repetitions (the sides of each comparison interleaved, so load drift hits both).
-The dtype defaults to `auto` (bench/common.choose_dtype): bfloat16 on a GPU or a CPU that runs it natively,
+The dtype defaults to `auto` (vlm.config.resolve_dtype): bfloat16 on a GPU or a CPU that runs it natively,
 float32 where it would be emulated (46x slower on an AVX2-only AMD EPYC); the JSON records the choice, why,
 and the CPU's capability.
 
@@ -35,7 +35,8 @@ import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config
 from transformers.initialization import no_init_weights
 
-from bench.common import BenchRun, bench_parser, choose_dtype, cpu_model, print_table
+from bench.common import BenchRun, bench_parser, cpu_model, print_table
+from vlm.config import resolve_dtype
 from vlm.llava_onevision import LlavaOnevision, tiny_config
 from vlm.tokenizer import byte_level_tokenizer
 
@@ -203,7 +204,7 @@ def main() -> None:
                         "(default 14 = the real 196 tokens/frame; 4 with --quick)")
     args = parser.parse_args()
     bench = BenchRun("query", args.quick, started=STARTED)
-    dtype, reason = choose_dtype(args.device) if args.dtype == "auto" else (args.dtype, "--dtype given")
+    dtype, reason = resolve_dtype(args.device) if args.dtype == "auto" else (args.dtype, "--dtype given")
     # The LLM sees K tokens whatever the grid; a coarser grid only makes feeding an hour of stream quicker.
     results = run(args.quick, args.device, dtype, reason, args.grid or (4 if args.quick else 14))
     print_report(results)
