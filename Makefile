@@ -10,7 +10,8 @@ TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 APT_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
+	chromium chromium-driver
 
 .PHONY: setup apt demo test bench clean
 
@@ -23,10 +24,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Debian's gst-rtsp-server runs the loopback RTSP camera used by the RTSP tests and demos.
+# Debian's gst-rtsp-server runs the loopback RTSP camera used by the RTSP tests and demos; Debian's
+# chromium + chromium-driver run the web console tests (selenium drives them headless).
 apt:
-	@if /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then \
-		echo "RTSP server packages present"; \
+	@if /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null \
+			&& command -v chromedriver >/dev/null; then \
+		echo "RTSP server and browser packages present"; \
 	else \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi

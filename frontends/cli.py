@@ -156,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run everything on the embedded default and ask a few questions")
-    demo.add_argument("--url", default=None, help="video instead of the synthetic camera (path, rtsp://, "
-                      "sample://vtest)")
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long to watch before asking (s)")
+    demo.add_argument("--url", default=None, help="video instead of the default scene camera (path, rtsp://, "
+                      "sample://vtest, synthetic://, scene://?seed=N&seconds=S)")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long to watch before asking (s); a "
+                      "scene:// camera instead plays to its end and is asked questions with known answers")
     demo.add_argument("--question", action="append", help="a question to ask (repeatable)")
     demo.set_defaults(func=cmd_demo)
 
@@ -232,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tokdyn: {exc}", file=sys.stderr)
         return 2
     from actors.config import ConfigError
+
     try:
         return args.func(args)
     except PipelineError as exc:  # StreamNotFound, StreamNotReady, StreamExists, ...: the message says what to do

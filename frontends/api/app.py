@@ -11,28 +11,41 @@ Routes (all but /health need ``Authorization: Bearer <api_key>`` when `config.ap
     POST   /v1/chat/completions     OpenAI chat completions, SSE-streamed or not (frontends/api/chat.py)
     GET    /v1/models               OpenAI model list
     GET    /metrics                 Prometheus text format (frontends/api/metrics.py)
+    GET    /v1/streams/{id}/frame.jpg, /v1/streams/{id}/keymap, /v1/streams/{id}/events, /v1/events
+                                    watching streams (frontends/api/live.py)
+    GET    /, /console/...          the web console (frontends/api/console/), open: it asks for the key itself
 """
 
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from frontends.api import chat
 from frontends.api.backend import Backend
 from frontends.api.errors import AUTHENTICATION, ApiError, backend_errors
+from frontends.api.live import LiveRoutes
 from frontends.api.metrics import QueryMetrics, render
 from frontends.api.parsing import parse_stream_spec, read_json
+from frontends.api.request_counts import RequestCounter
 from actors.config import ApiConfig, stream_spec
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/"})
+# The console's static files hold no data: the page asks for the key and sends it with every API call.
+OPEN_PREFIX = "/console/"
+CONSOLE_DIR = Path(__file__).resolve().parent / "console"
+# The console runs only its own files: no inline script, nothing from another origin, not framed.
+CONSOLE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'",
+                   "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 class BearerAuth:
@@ -43,7 +56,9 @@ class BearerAuth:
         self.api_key = None if api_key is None else api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.api_key is not None and scope["path"] not in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and self.api_key is not None and path not in OPEN_PATHS \
+                and not path.startswith(OPEN_PREFIX):
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, token = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
@@ -109,6 +124,9 @@ class Api:
             statuses = await self.backend.list_streams()  # one call: list entries carry the telemetry
         return Response(render(self.metrics, statuses), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def console(self, request: Request) -> Response:
+        return FileResponse(CONSOLE_DIR / "index.html", headers=CONSOLE_HEADERS)
+
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
@@ -130,6 +148,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 def create_app(backend: Backend, config: ApiConfig) -> Starlette:
     """The HTTP API over `backend`; `config` gives the API key and the body size limit (actors.config.ApiConfig)."""
     api = Api(backend, config)
+    live = LiveRoutes(backend)
     routes = [
         Route("/health", api.health, methods=["GET"]),
         Route("/ready", api.ready, methods=["GET"]),
@@ -140,9 +159,16 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
         Route("/v1/chat/completions", api.chat.handle, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/metrics", api.metrics_text, methods=["GET"]),
+        Route("/v1/streams/{stream_id}/frame.jpg", live.frame_jpeg, methods=["GET"]),
+        Route("/v1/streams/{stream_id}/keymap", live.key_map, methods=["GET"]),
+        Route("/v1/streams/{stream_id}/events", live.stream_events, methods=["GET"]),
+        Route("/v1/events", live.all_events, methods=["GET"]),
+        Route("/", api.console, methods=["GET"]),
+        Mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console"),
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BearerAuth, api_key=config.api_key)],
+        middleware=[Middleware(RequestCounter, registry=api.metrics.registry, routes=routes),
+                    Middleware(BearerAuth, api_key=config.api_key)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
     )

@@ -48,6 +48,17 @@ class Backend(Protocol):
         """
         ...
 
+    async def latest_frame(self, stream_id: str, at: float | None = None) -> dict[str, Any] | None:
+        """A recently sampled frame as the encoder got it: the newest, or the one nearest media time `at`.
+        ``{"t": media s, "image": [S, S, 3] uint8}``; None before the first chunk. Raises StreamNotFound."""
+        ...
+
+    async def key_map(self, stream_id: str) -> dict[str, Any] | None:
+        """The newest frame's key map (compressor.keymap_view.KeyMapView.to_dict: version, t, grid, ids
+        [H][W], tokens [{id, first_seen, last_seen}], t_start, t_end); None before the first chunk or for a
+        method without a key map. Raises StreamNotFound."""
+        ...
+
     async def models(self) -> list[str]:
         """Names of the models that answer (the ``model`` field of chat requests)."""
         ...

@@ -103,6 +103,20 @@ class LocalBackend:
         finally:
             self.open_answers -= 1
 
+    async def latest_frame(self, stream_id: str, at: float | None = None) -> dict[str, Any] | None:
+        s = self._get(stream_id)
+        if s.frames_in == 0:
+            return None
+        newest = s.frames_in - 1  # frame i is at media time i / fps
+        index = newest if at is None else min(max(round(at * s.video.fps), 0), newest)
+        image, t = s.video.frame(index)
+        return {"t": t, "image": image}
+
+    async def key_map(self, stream_id: str) -> dict[str, Any] | None:
+        c = self._get(stream_id).compressor
+        view = latest_key_map(c, c.t_end)
+        return None if view is None else view.to_dict()
+
     async def models(self) -> list[str]:
         return [self.model.name]
 
