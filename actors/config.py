@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -190,7 +189,8 @@ class StreamSpec:
     sample_rate_hz:   frames per second of media time kept for the encoder.
     frames_per_chunk: sampled frames per chunk (the unit of encoding, compression and checkpointing).
     live:             true: pace like a camera and drop the oldest frames when behind; false: read as fast as
-                      the pipeline takes (nothing lost); null: live for rtsp://, synthetic:// and scene://, else not.
+                      the pipeline takes (nothing lost); null: live for network streams (rtsp, rtmp, srt, udp,
+                      HLS .m3u8 ...), synthetic:// and scene://, else not (stream.sources.is_live_url).
     loop:             replay a file forever (demos).
     compressor:       the memory: method by name, token budget, ... (compressor/config.py).
     source:           decoding / reconnect options (stream/config.py); `realtime` and `loop` follow the keys
@@ -216,10 +216,8 @@ class StreamSpec:
 
     @property
     def is_live(self) -> bool:
-        """Whether the source is paced as live (explicit `live`, else inferred from the URL scheme)."""
-        if self.live is not None:
-            return self.live
-        return self.url.startswith(("rtsp://", "rtsps://", "synthetic://", "scene://"))
+        """Whether the source is paced as live: explicit `live`, else `stream.sources.is_live_url`."""
+        return self.live if self.live is not None else is_live_url(self.url)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from actors.config import EncoderConfig, TransportConfig
 from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec, open_sticky
 from actors.meta import with_transport
 from vlm import ModelConfig
-from stream.codec import Kind, Message
+from stream.codec import Kind, Message, ProtocolError, message_to_chunk
+from stream.frames import Chunk
 from stream.tensors import to_wire_array
 from stream.transport import Socket
 
@@ -32,10 +33,6 @@ PENDING_PER_STREAM = 4  # token messages kept per stream while its memory actor 
 MAX_CHUNK_FRAMES = 256  # frames in one chunk (sources send a few); more is a bad message, not a long stall
 
 
-class BadChunk(ValueError):
-    """A FRAMES message whose arrays do not have the expected dtype or shape."""
-
-
 @dataclass
 class StreamCounters:
     chunks: int = 0
@@ -43,21 +40,14 @@ class StreamCounters:
     dropped: int = 0
 
 
-def check_chunk(msg: Message, size: int) -> np.ndarray:
-    """The frames [T, size, size, 3] uint8 of a FRAMES message; BadChunk names what is wrong."""
-    frames = msg.arrays.get("frames")
-    if frames is None:
-        raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected array 'frames', got {sorted(msg.arrays)}")
-    if (frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (size, size, 3)
-            or not 0 < len(frames) <= MAX_CHUNK_FRAMES):
-        raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected frames [1..{MAX_CHUNK_FRAMES}, {size}, "
-                       f"{size}, 3] uint8, got {list(frames.shape)} {frames.dtype}")
-    for name in ("timestamps", "arrivals"):
-        arr = msg.arrays.get(name)
-        if arr is None or arr.shape != (len(frames),):
-            got = None if arr is None else list(arr.shape)
-            raise BadChunk(f"stream {msg.stream_id} seq {msg.seq}: expected {name} [{len(frames)}], got {got}")
-    return frames
+def check_chunk(msg: Message, size: int) -> Chunk:
+    """The chunk of a FRAMES message whose frames are [1..MAX_CHUNK_FRAMES, size, size, 3] uint8;
+    ProtocolError names what is wrong (message_to_chunk checks kind, arrays, dtypes and shapes)."""
+    chunk = message_to_chunk(msg)
+    if chunk.frames.shape[1:3] != (size, size) or not 0 < len(chunk.frames) <= MAX_CHUNK_FRAMES:
+        raise ProtocolError(f"stream {msg.stream_id} seq {msg.seq}: expected frames [1..{MAX_CHUNK_FRAMES}, {size}, "
+                            f"{size}, 3] uint8, got {list(chunk.frames.shape)}")
+    return chunk
 
 
 class EncoderWorker:
@@ -169,10 +159,8 @@ class EncoderWorker:
                 out.append(msg)
                 continue
             try:
-                if msg.kind is not Kind.FRAMES:
-                    raise BadChunk(f"stream {msg.stream_id}: expected a frames message, got {msg.kind.value}")
-                good.append((msg, check_chunk(msg, self.vlm.image_size)))
-            except BadChunk as exc:
+                good.append((msg, check_chunk(msg, self.vlm.image_size).frames))
+            except ProtocolError as exc:
                 self.bad_chunks += 1
                 log.warning("encoder: skipped bad chunk #%d: %s", self.bad_chunks, exc)
         if not good:

@@ -19,7 +19,7 @@ from collections import deque
 from actors.config import StreamSpec, TransportConfig
 from actors.loop import POLL_MS, LoopThread
 from actors.status import FAILED, STARTING, SourceTelemetry
-from stream.codec import Kind, Message, eos
+from stream.codec import Message, chunk_to_message, eos
 from stream.frames import Chunk
 from stream.sampling import chunks
 from stream.sources import SourceError, open_source
@@ -108,6 +108,7 @@ class SourceWorker:
             self._source = open_source(spec.url, config)
             waited = time.perf_counter()
             decoded_s = 0.0  # the source's decoder seconds when the previous chunk went out
+            next_seq = 0  # the EOS follows the last chunk's seq, so a receiver sees a lost last chunk as a gap
             for chunk in chunks(self._source, spec.sample_rate_hz, spec.frames_per_chunk, self.image_size,
                                 spec.stream_id):
                 blocked = time.perf_counter() - waited
@@ -119,14 +120,14 @@ class SourceWorker:
                 decode_s = self._source.status().decode_s
                 if decode_s is not None:  # None: synthetic frames are drawn, not decoded
                     timings["decode"], decoded_s = decode_s - decoded_s, decode_s
-                msg = Message(Kind.FRAMES, spec.stream_id, chunk.seq, {"sent_at": time.time(), "timings": timings},
-                              {"frames": chunk.frames, "timestamps": chunk.timestamps, "arrivals": chunk.arrivals})
+                msg = chunk_to_message(chunk, {"sent_at": time.time(), "timings": timings})
+                next_seq = chunk.seq + 1
                 if self._deliver(msg, stop):
                     self.chunks_sent += 1
                 if stop.is_set():
                     return
                 waited = time.perf_counter()
-            self._deliver(eos(spec.stream_id, self.chunks_sent, "end of file"), stop)
+            self._deliver(eos(spec.stream_id, next_seq, "end of file"), stop)  # right after the last chunk
         except SourceError as exc:
             # A wrong URL or a dead file is the user's problem, not the actor's: report it, don't restart.
             self._state, self._error = FAILED, str(exc)

@@ -1,6 +1,6 @@
 """Cross-dynamics attention: fuse key-map motion features into the K base tokens without adding tokens.
 
-Paper form (method.md): ``M~ = MLP(motion) in R^{K x D}``, ``B' = MHA(Q = B Wq, K = B Wk, V = M~ Wv)``. Two changes
+Paper form (VQToken): ``M~ = MLP(motion) in R^{K x D}``, ``B' = MHA(Q = B Wq, K = B Wk, V = M~ Wv)``. Two changes
 of ours: each token also gets its *own* motion token ``M~_i`` added to what it attends to (with attention alone a
 token only sees motion mixed by content similarity, so "where is the red star now" would need the attention to
 learn to be diagonal first), and the sum goes through a zero-initialised projection added to ``B``, so the

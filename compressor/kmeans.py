@@ -64,7 +64,7 @@ def group_sums(x: torch.Tensor, labels: torch.Tensor, k: int, weights: torch.Ten
     return onehot @ x if into is None else into.addmm_(onehot, x)
 
 
-def one_hot_sums(xn: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sums_and_counts(xn: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-cluster sums ``[k, D]`` and counts ``[k]`` (int64) of ``xn [N, D]`` grouped by ``labels [N]``."""
     return group_sums(xn, labels, k), torch.bincount(labels, minlength=k)
 
@@ -123,7 +123,7 @@ def lloyd(xn: torch.Tensor, init: torch.Tensor, tol: float, max_iter: int) -> KM
     iterations = 0
     for iterations in range(1, max_iter + 1):
         best, labels = (xn @ centroids.T).max(dim=1)
-        sums, counts = one_hot_sums(xn, labels, k)
+        sums, counts = sums_and_counts(xn, labels, k)
         new = normalize_rows(sums)
         empty = torch.nonzero(counts == 0).flatten()
         if empty.numel():
@@ -134,7 +134,7 @@ def lloyd(xn: torch.Tensor, init: torch.Tensor, tol: float, max_iter: int) -> KM
         if shift <= tol:
             break
     best, labels = (xn @ centroids.T).max(dim=1)
-    sums, counts = one_hot_sums(xn, labels, k)
+    sums, counts = sums_and_counts(xn, labels, k)
     keep = torch.nonzero(counts > 0).flatten()
     if keep.numel() < k:
         remap = torch.full((k,), -1, dtype=torch.long, device=xn.device)

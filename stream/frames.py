@@ -8,6 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def check_frames(frames: np.ndarray) -> np.ndarray:
+    """``frames`` if it is RGB video, uint8 ``[T, H, W, 3]``, else a ValueError naming what arrived: the one
+    check every frame array gets on its way through stream/ (chunks, the wire, resizing)."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+        got = f"{frames.dtype} {list(frames.shape)}" if isinstance(frames, np.ndarray) else type(frames).__name__
+        raise ValueError(f"frames: expected uint8 [T, H, W, 3], got {got}")
+    return frames
+
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame.
@@ -33,9 +42,7 @@ class Chunk:
     arrivals: np.ndarray
 
     def __post_init__(self) -> None:
-        t = self.frames.shape[0] if self.frames.ndim == 4 else -1
-        if self.frames.dtype != np.uint8 or self.frames.ndim != 4 or self.frames.shape[3] != 3:
-            raise ValueError(f"frames: expected uint8 [T, H, W, 3], got {self.frames.dtype} {self.frames.shape}")
+        t = len(check_frames(self.frames))
         if self.timestamps.shape != (t,) or self.arrivals.shape != (t,):
             raise ValueError(f"timestamps/arrivals: expected [{t}], got {self.timestamps.shape}, "
                              f"{self.arrivals.shape}")

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from stream.config import BufferPolicy, SourceConfig
-from stream.frames import Chunk, Frame
+from stream.frames import Chunk, Frame, check_frames
 from stream.sources import Source, open_source
 
 # Timestamps within this of a grid point count as on it: mkv/webm store milliseconds, so the frame at
@@ -46,8 +46,7 @@ def resize_frames(frames: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
     """[T, H, W, 3] uint8 -> [T, h, w, 3] uint8 (``size`` = s for s x s, or (h, w)), bilinear with
     antialiasing (PIL), aspect ratio not kept: the encoders here take a square input."""
     h, w = (size, size) if isinstance(size, int) else size
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames: expected uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    check_frames(frames)
     if h < 1 or w < 1:
         raise ValueError(f"size: expected positive, got {size}")
     if frames.shape[1:3] == (h, w):

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from compressor.errors import InvalidTokens
+from stream.frames import check_frames
 
 
-def resize_frames(frames: np.ndarray, size: int) -> torch.Tensor:
-    """``[T, H, W, 3]`` uint8 RGB -> ``[T, 3, size, size]`` float32 in [0, 1] (antialiased bilinear)."""
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise InvalidTokens(f"frames: expected [T, H, W, 3] uint8, got {frames.shape} {frames.dtype}")
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
+def unit_pixels(frames: np.ndarray, size: int) -> torch.Tensor:
+    """``[T, H, W, 3]`` uint8 RGB -> ``[T, 3, size, size]`` float32 in [0, 1] (antialiased bilinear): model input
+    pixels, unlike stream.sampling.resize_frames, which keeps uint8 frames."""
+    x = torch.from_numpy(np.ascontiguousarray(check_frames(frames))).permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
@@ -28,7 +28,7 @@ def pixel_patch_tokens(frames: np.ndarray, image_size: int = 224, patch: int = 1
     """``[T, H, W, 3]`` uint8 -> ``[T, g, g, 3 * patch * patch]`` float32 with ``g = image_size // patch``."""
     if image_size % patch:
         raise InvalidTokens(f"image_size: expected a multiple of patch={patch}, got {image_size}")
-    x = (resize_frames(frames, image_size) - 0.5) / 0.5                      # [T, 3, S, S]
+    x = (unit_pixels(frames, image_size) - 0.5) / 0.5                      # [T, 3, S, S]
     t, g = x.shape[0], image_size // patch
     x = x.reshape(t, 3, g, patch, g, patch).permute(0, 2, 4, 1, 3, 5)       # [T, g, g, 3, p, p]
     return x.reshape(t, g, g, 3 * patch * patch).contiguous()
@@ -71,7 +71,7 @@ class TinySiglip:
     @torch.no_grad()
     def __call__(self, frames: np.ndarray, batch: int = 16) -> torch.Tensor:
         """``[T, H, W, 3]`` uint8 -> ``[T, g, g, hidden]`` float32 last hidden states."""
-        x = (resize_frames(frames, self.image_size) - 0.5) / 0.5
+        x = (unit_pixels(frames, self.image_size) - 0.5) / 0.5
         out = [self.model(pixel_values=x[i:i + batch]).last_hidden_state for i in range(0, x.shape[0], batch)]
         h = torch.cat(out)                                                  # [T, g*g, hidden]
         return h.reshape(h.shape[0], *self.grid, h.shape[-1])

@@ -36,7 +36,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A fresh local Ray cluster (2 CPUs, no dashboard) for the whole session; shut down at the end."""
+    """A fresh local Ray cluster (no dashboard) for the whole session; shut down at the end.
+
+    It advertises 4 CPUs on the 2-core machine: the pipeline's actors reserve none (num_cpus=0), so the count
+    only bounds tasks and actors that ask for a CPU, not what the pipeline can run.
+    """
     import ray
 
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
