@@ -23,8 +23,8 @@ function banner(text) {
 }
 
 function outage(error) {
-  if (error.status === 0) return "The tokdyn server cannot be reached. Retrying…";
-  if (error.status === 503) return `The pipeline is unavailable (restarting?): ${error.message}. Retrying…`;
+  if (error.status === 0) return "The tokdyn server cannot be reached; retrying by itself…";
+  if (error.status === 503) return `The pipeline is unavailable right now; retrying by itself… (${error.message})`;
   return `The server answered ${error.status}: ${error.message}`;
 }
 
