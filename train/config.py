@@ -381,5 +381,7 @@ def load_train_config(path_or_name: str | Path, **overrides: Any) -> TrainConfig
     data = dict(data)
     if overrides.get("steps") is not None:
         data.pop("epochs", None)
+    elif data.get("epochs") is not None:
+        data.setdefault("steps", None)  # `epochs: N` alone replaces the default step count
     data.update({k: v for k, v in overrides.items() if v is not None})
     return build(TrainConfig, data)

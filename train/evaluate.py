@@ -10,7 +10,7 @@ import torch
 
 from compressor.attention import CrossDynamicsAttention
 from scenes.questions import is_correct
-from train.objective import Example, fuse_memory
+from train.objective import Example, visual_inputs
 from vlm.llava_onevision import LlavaOnevision
 
 MAX_ANSWER_TOKENS = 24  # scene answers are a few words or a number
@@ -20,7 +20,7 @@ def answer(vlm: LlavaOnevision, dynamics: CrossDynamicsAttention | None, example
     """The model's greedy answer to one example, as the LLM actor would produce it."""
     with torch.no_grad():
         memory = example.memory.to(vlm.device, vlm.dtype)
-        visual = fuse_memory(memory, dynamics if example.fused else None)  # [K + R, D]
+        visual = visual_inputs(memory, dynamics if example.fused else None)  # [K + R, D]
     generation = vlm.generate(visual, example.question, max_new_tokens=MAX_ANSWER_TOKENS, temperature=0.0)
     return "".join(generation).strip()
 

@@ -84,7 +84,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     metrics = MetricsLog(config.output_path / METRICS_FILE, rank == 0)
 
     vlm = load_model(config.model, config.seed, device)
-    dynamics = make_dynamics(vlm)
+    dynamics = make_dynamics(vlm, config.seed)
     checkpoint = ray.train.get_checkpoint()
     state = None
     if checkpoint is not None:
@@ -161,7 +161,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     bar.close()
     if rank == 0:
         vlm.meaningful = True  # trained: its answers are no longer noise (the notes file says so)
-        vlm.dynamics = dynamics
         out = config.output_path / MODEL_DIR
         shutil.rmtree(out, ignore_errors=True)
         vlm.save_pretrained(out)

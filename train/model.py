@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from actors.config import ConfigError
 from compressor.attention import CrossDynamicsAttention
 from train.config import ModelInit
 from vlm.config import ModelConfig
 from vlm.frames import preprocess
-from vlm.llava_onevision import LlavaOnevision, build_tiny, load_local
+from vlm.llava_onevision import LlavaOnevision, TinySize, build_tiny, load_local
 
 #: `model_type` of the transformers config this trainer accepts.
 MODEL_TYPE = "llava_onevision"
@@ -52,7 +53,11 @@ def load_model(init: ModelInit, seed: int, device: str) -> LlavaOnevision:
     """
     model_config = ModelConfig(path="tiny" if init.is_tiny else init.init, dtype=init.dtype, device=device, seed=seed)
     if init.is_tiny:
-        vlm = build_tiny(model_config, size=init.size) if init.size else build_tiny(model_config)
+        try:
+            size = TinySize(**init.size)
+        except (TypeError, ValueError) as exc:  # an unknown size key (TypeError) or a bad value
+            raise ConfigError(f"model.{exc}" if str(exc).startswith("size.") else f"model.size: {exc}") from None
+        vlm = build_tiny(model_config, size)
     else:
         check_checkpoint_dir(Path(init.init).expanduser())
         try:
@@ -64,12 +69,10 @@ def load_model(init: ModelInit, seed: int, device: str) -> LlavaOnevision:
     return vlm
 
 
-def make_dynamics(vlm: LlavaOnevision) -> CrossDynamicsAttention:
-    """The model's cross-dynamics attention if it carries one, else a new one (identity at initialisation)."""
-    existing = getattr(vlm, "dynamics", None)
-    if existing is not None:
-        return existing
-    return CrossDynamicsAttention(vlm.hidden_size).to(device=vlm.device, dtype=vlm.dtype)
+def make_dynamics(vlm: LlavaOnevision, seed: int) -> CrossDynamicsAttention:
+    """The model's cross-dynamics attention if it carries one, else a new one (identity at initialisation);
+    either way it is the model's, so `save_pretrained` writes it into the checkpoint."""
+    return vlm.dynamics if vlm.dynamics is not None else vlm.attach_dynamics(seed=seed)
 
 
 def part_modules(vlm: LlavaOnevision, dynamics: nn.Module) -> dict[str, list[nn.Module | nn.Parameter]]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressor.attention import CrossDynamicsAttention
+from compressor.attention import CrossDynamicsAttention, fuse_memory
 from train.memory import Memory
 from vlm.llava_onevision import LlavaOnevision
 from vlm.prompt import prompt_ids, splice_visual
@@ -36,15 +36,10 @@ class Example:
     qa: object | None = None
 
 
-def fuse_memory(memory: Memory, attention: CrossDynamicsAttention | None) -> torch.Tensor:
-    """Memory -> visual tokens [K + R, D]: base (with motion fused by `attention` when given) then recent.
-
-    Differentiable in the attention's weights (and in the base when it carries grad).
-    """
-    base = memory.base
-    if attention is not None and base.shape[0] and memory.motion.shape[1]:
-        base = attention(base, memory.motion)  # [K, D]
-    return torch.cat([base, memory.recent.to(base.dtype)], dim=0)
+def visual_inputs(memory: Memory, attention: CrossDynamicsAttention | None) -> torch.Tensor:
+    """Memory -> visual tokens [K + R, D] (motion fused into the base by `attention` when given), through the
+    pipeline's own differentiable `fuse_memory`."""
+    return fuse_memory(memory.base, memory.motion, memory.recent, attention)
 
 
 def _answer_ids(vlm: LlavaOnevision, answer: str) -> list[int]:
@@ -68,7 +63,7 @@ class QAObjective(nn.Module):
         embed = self.model.get_input_embeddings()
         rows, targets, positions = [], [], []
         for b, ex in enumerate(examples):
-            visual = fuse_memory(ex.memory.to(device, vlm.dtype), self.dynamics if ex.fused else None)  # [N, D]
+            visual = visual_inputs(ex.memory.to(device, vlm.dtype), self.dynamics if ex.fused else None)  # [N, D]
             prompt = prompt_ids(vlm.tokenizer, ex.question, vlm.video_marker, vlm.video_token_id, visual.shape[0],
                                 vlm.chat_template)
             answer = _answer_ids(vlm, ex.answer)

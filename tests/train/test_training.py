@@ -1,0 +1,107 @@
+"""`tokdyn train` end to end on a real local Ray cluster (Ray Train TorchTrainer, 1 CPU worker, tiny model, a
+handful of short scenes): the loss goes down, checkpoints are written, the final model loads with load_vlm
+and answers; a run killed after its first checkpoint resumes from it, its step count continuing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import wait_for
+from train.config import MemoryFormat
+from train.memory import stream_memories
+from vlm import ModelConfig, load_vlm
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT_S = 480
+
+
+def _config(tmp_path: Path, steps: int, eval_suite: str | None = None) -> Path:
+    path = tmp_path / "train.yaml"
+    path.write_text(f"""
+output: {tmp_path / 'run'}
+seed: 0
+data:
+  scenes: {{count: 3, seconds: [6, 8], width: 128, height: 96, snapshots: 2}}
+formats:
+  - {{method: token_dynamics, budget: 16}}
+  - {{method: uniform, budget: 16, weight: 0.5}}
+batch_size: 8
+steps: {steps}
+checkpoint_every_steps: 10
+optim: {{lr: 0.003, warmup_steps: 2}}
+eval: {{suite: {eval_suite or 'null'}, max_questions: 3, every_steps: 1000}}
+ray: {{num_cpus: 2, resources_per_worker: {{CPU: 1}}}}
+""")
+    return path
+
+
+def _train(config: Path, *extra: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "frontends.cli", "train", "-c", str(config), *extra], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _records(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_short_run_lowers_loss_and_writes_a_loadable_model(tmp_path):
+    proc = _train(_config(tmp_path, steps=30, eval_suite="heldout-small"))
+    out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, out[-3000:]
+    run = tmp_path / "run"
+    losses = [r for r in _records(run) if "loss" in r]
+    assert [r["step"] for r in losses] == [10, 20, 30]
+    assert losses[-1]["loss"] < losses[0]["loss"]
+    assert all(r["examples_per_s"] > 0 for r in losses)
+    evals = [r for r in _records(run) if r.get("event") == "eval"]
+    assert evals and evals[-1]["step"] == 30 and evals[-1]["eval_questions"] == 3
+    assert 0.0 <= evals[-1]["accuracy"] <= 1.0
+    assert len(list((run / "run").glob("checkpoint_*/train_state.pt"))) == 2  # num_to_keep
+
+    model = load_vlm(ModelConfig(path=str(run / "model")))
+    assert model.meaningful and model.dynamics is not None
+    frames = np.zeros((4, model.image_size, model.image_size, 3), np.uint8)
+    memory = stream_memories(model.encode_frames(frames), np.arange(4) / 2.0, MemoryFormat(budget=16), 4, [0])[0]
+    answer = "".join(model.generate(memory.base, "What colour is the square?", max_new_tokens=8))
+    assert isinstance(answer, str)
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    config = _config(tmp_path, steps=400)
+    run = tmp_path / "run"
+    proc = _train(config, start_new_session=True)  # its own process group: Ray's processes go with it
+    try:
+        wait_for(lambda: any(r.get("step", 0) >= 10 and "loss" in r for r in _records(run))
+                 and (run / "run" / "checkpoint_manager_snapshot.json").is_file(), RUN_TIMEOUT_S,
+                 "the first checkpoint")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver, by pid, as a crash would
+        proc.wait(timeout=30)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # what the driver started (its Ray cluster), if still there
+        except ProcessLookupError:
+            pass
+    reached = max(r["step"] for r in _records(run) if "loss" in r)
+    assert reached < 400
+    target = reached + 20
+    resumed = _train(config, "--steps", str(target))
+    out, _ = resumed.communicate(timeout=RUN_TIMEOUT_S)
+    assert resumed.returncode == 0, out[-3000:]
+    records = _records(run)
+    marks = [i for i, r in enumerate(records) if r.get("event") == "resumed"]
+    assert len(marks) == 1
+    start = records[marks[0]]["step"]
+    assert 10 <= start <= reached and start % 10 == 0  # the latest checkpoint the killed run reported
+    after = [r["step"] for r in records[marks[0]:] if "loss" in r]
+    assert after and after[0] > start and after[-1] == target  # the step count continues, not restarts
+    assert (run / "model" / "model.safetensors").is_file()
