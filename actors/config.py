@@ -23,13 +23,11 @@ import yaml
 from vlm.config import ModelConfig
 from compressor.config import CompressorConfig
 from stream.config import SourceConfig, redact_url
-from stream.sources import NETWORK_SCHEMES, is_live_url
+from stream.urls import URL_SCHEMES, is_live_url
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BIND_HOSTS = ("loopback", "node")
-# What a stream URL may start with ("" is a plain file path); anything else fails here, not in a source actor.
-URL_SCHEMES = frozenset({"", "file", "synthetic", "scene", "sample"}) | NETWORK_SCHEMES
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ from frontends.cli import format_span, print_answer, status_line
 from frontends.quiz import Scorecard, quiz_for
 from scenes.questions import QA
 from stream.config import redact_url
-from stream.sources import is_live_url
+from stream.urls import is_live_url
 
 QUESTIONS = (
     "What is happening in the video?",

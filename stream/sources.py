@@ -29,16 +29,10 @@ from stream.config import BufferPolicy, SourceConfig, redact_text, redact_url
 from stream.frames import ALLOWED, Frame, SourceState, SourceStatus, StatusEvent
 from stream.synthetic import SyntheticVideo
 from stream.timestamps import TimestampCorrector
+from stream.urls import GENERATED_SCHEMES, NETWORK_SCHEMES, SCENE_SCHEME, is_live_url, resolve_url
 
 log = logging.getLogger(__name__)
 
-NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
-# Live by nature: end of data means the connection dropped. HTTP(S) is live only for playlists (HLS) or
-# when the server declares no duration; a plain file over HTTP is read like a local file.
-LIVE_SCHEMES = NETWORK_SCHEMES - {"http", "https"}
-SYNTHETIC_SCHEME, SAMPLE_SCHEME = "synthetic", "sample"
-SCENE_SCHEME = "scene"  # procedural scenes with known truth (scenes/): generated in-process like synthetic://
-GENERATED_SCHEMES = frozenset({SYNTHETIC_SCHEME, SCENE_SCHEME})
 MAX_EVENTS = 32  # status events kept per source
 MAX_LIVE_DECODE_ERRORS = 50  # consecutive undecodable packets before a live stream counts as disconnected
 TRUNCATION_SLACK_S = 1.0  # a file ending this much (+5%) before its declared duration is truncated
@@ -375,28 +369,6 @@ class AvSource(Source):
         if reached < declared - TRUNCATION_SLACK_S - 0.05 * declared:
             raise self._fail(f"file ended at {reached:.2f} s of its declared {declared:.2f} s "
                              "(truncated or corrupt)")
-
-
-def is_live_url(url: str) -> bool:
-    """Whether ``url`` is live by nature, the one rule every part of tokdyn uses: a network stream that
-    only goes forward (rtsp, rtmp, srt, udp, ... and HLS ``.m3u8`` playlists) or a generated camera.
-    Files, ``file://``, plain ``http(s)://`` files and ``sample://`` clips are not."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in GENERATED_SCHEMES:
-        return True
-    return scheme in LIVE_SCHEMES or (scheme in NETWORK_SCHEMES and parts.path.endswith(".m3u8"))
-
-
-def resolve_url(url: str) -> str:
-    """``sample://NAME`` -> the cached local path of that sample clip (fetched once, stream.samples); other
-    URLs unchanged. Raises SampleUnavailable when the clip cannot be fetched."""
-    parts = urlsplit(url)
-    if parts.scheme == SAMPLE_SCHEME:
-        from stream.samples import sample_path  # fetching tools are needed only for sample:// URLs
-
-        return str(sample_path(parts.netloc + parts.path))
-    return url
 
 
 def open_source(url: str, config: SourceConfig | None = None, on_event: EventCallback | None = None) -> Source:

@@ -11,7 +11,8 @@ import pytest
 from actors.config import StreamSpec
 from stream.config import BufferPolicy, SourceConfig
 from stream.probe import main as probe_main
-from stream.sources import is_live_url, open_source
+from stream.sources import open_source
+from stream.urls import is_live_url
 
 
 @pytest.mark.parametrize("url, live", [
