@@ -22,6 +22,7 @@ DEMO_SECONDS = 30.0
 DEMO_CATEGORIES = ("content", "count", "position", "direction", "order", "time")
 LONG_SEEDS = range(1000, 1004)
 LONG_SECONDS = 600.0
+LONG_PER_CATEGORY = 6         # questions per category per long scene (the memory is built once per scene)
 FIRST_MINUTE_S = 60.0
 SUITES = ("heldout", "heldout-small", "demo", "long", "long-first-minute")
 
@@ -58,7 +59,7 @@ def _long() -> list[tuple[SceneSpec, list[QA]]]:
     out = []
     for seed in LONG_SEEDS:
         spec = SceneSpec(seed=seed, seconds=LONG_SECONDS)
-        qas = _ask(spec, per_category=4)
+        qas = _ask(spec, per_category=LONG_PER_CATEGORY)
         t_query = last_sampled_time(spec)
         first = [qa for qa in qas if qa.span[1] < FIRST_MINUTE_S]
         last = [qa for qa in qas if qa.span[0] >= t_query - FIRST_MINUTE_S]
