@@ -146,6 +146,7 @@ def run_step(client: PipelineClient, ids: list[str], window_s: float, poller: Fr
     dropped = sum((last[s].dropped or 0) - (first[s].dropped or 0) for s in ids)
     worst_lag = max((max(v) for v in lags.values() if v), default=float("inf"))
     stages: dict[str, list[float]] = {}  # stage -> [seconds, chunks] summed over streams, this window only
+    decode_ms: dict[str, float | None] = {}  # each stream's own decoder time per chunk, this window
     for s in ids:
         before = first[s].stage_totals or {}
         for stage, (seconds, count) in (last[s].stage_totals or {}).items():
@@ -153,12 +154,14 @@ def run_step(client: PipelineClient, ids: list[str], window_s: float, poller: Fr
             acc = stages.setdefault(stage, [0.0, 0])
             acc[0] += seconds - prev[0]
             acc[1] += count - prev[1]
+            if stage == "decode":
+                decode_ms[s] = round((seconds - prev[0]) / (count - prev[1]) * 1000, 1) if count > prev[1] else None
     step = {
         "streams": len(ids), "window_s": round(elapsed, 1), "max_lag_s": round(worst_lag, 3),
         "min_pace": round(min(pace.values()), 3), "dropped": dropped,
         "sustained": worst_lag < LAG_LIMIT_S and keeps_pace and dropped == 0,
         "chunks": max((v[1] for v in stages.values()), default=0),
-        "stage_s": {k: round(v[0] / v[1], 4) for k, v in stages.items() if v[1]},
+        "stage_s": {k: round(v[0] / v[1], 4) for k, v in stages.items() if v[1]}, "decode_ms_by_stream": decode_ms,
         "load_avg_1m": load_average()[0],
     }
     if poller is not None:
