@@ -33,27 +33,28 @@ class Located:
 
 @ray.remote
 class SourceActor(SourceWorker, Located):
-    def __init__(self, spec: StreamSpec, image_size: int, transport: TransportConfig, target: str | None = None):
+    def __init__(self, spec: StreamSpec, image_size: int, transport: TransportConfig,
+                 target: str | None = None) -> None:
         SourceWorker.__init__(self, spec, image_size, transport, target, exit_on_crash=True)
 
 
 @ray.remote
 class EncoderActor(EncoderWorker, Located):
     def __init__(self, model: ModelConfig, encoder: EncoderConfig, transport: TransportConfig,
-                 port_file: str | None = None):
+                 port_file: str | None = None) -> None:
         EncoderWorker.__init__(self, model, encoder, transport, port_file, exit_on_crash=True)
 
 
 @ray.remote
 class MemoryActor(MemoryWorker, Located):
     def __init__(self, spec: StreamSpec, checkpoint_dir: str, transport: TransportConfig,
-                 publish_to: str | None = None):
+                 publish_to: str | None = None) -> None:
         MemoryWorker.__init__(self, spec, checkpoint_dir, transport, publish_to, exit_on_crash=True)
 
 
 @ray.remote
 class LLMActor(LLMWorker, Located):
-    def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig):
+    def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig) -> None:
         LLMWorker.__init__(self, model, llm, transport, exit_on_crash=True)
 
     @ray.method(num_returns="streaming")

@@ -13,6 +13,7 @@ from transformers import (
     AutoTokenizer,
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
+    PreTrainedTokenizerBase,
     Qwen2Config,
     SiglipVisionConfig,
 )
@@ -51,7 +52,7 @@ class LlavaOnevision:
     def __init__(
         self,
         model: LlavaOnevisionForConditionalGeneration,
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         *,
         name: str,
         meaningful: bool,
