@@ -9,6 +9,7 @@ a live camera (scenes/video.py).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -49,8 +50,15 @@ class SceneSpec:
     max_objects: int = 5
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # numpy scalars and the like become plain int / float (equality, URLs)
+            value, kind = getattr(self, f.name), int if f.type == "int" else float
+            integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            if not (integral or (kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool))):
+                raise SceneSpecError(f"scene {f.name}: expected {'an integer' if kind is int else 'a number'}, "
+                                     f"got {value!r}")
+            object.__setattr__(self, f.name, kind(value))
         checks = (
-            (isinstance(self.seed, int) and self.seed >= 0, "seed", "an int >= 0", self.seed),
+            (self.seed >= 0, "seed", "an integer >= 0", self.seed),
             (self.seconds > 0, "seconds", "> 0", self.seconds),
             (self.width >= 64 and self.height >= 64 and self.width % 2 == 0 and self.height % 2 == 0,
              "width/height", "even and >= 64", f"{self.width}x{self.height}"),
@@ -67,7 +75,7 @@ class SceneSpec:
         parts = urlsplit(url)
         if parts.scheme != "scene":
             raise SceneSpecError(f"expected a scene:// URL, got {url!r}")
-        casts = {f.name: (int if f.type in ("int", int) else float) for f in fields(cls)}
+        casts = {f.name: (int if f.type == "int" else float) for f in fields(cls)}
         kwargs: dict[str, float | int] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key not in casts:

@@ -114,10 +114,18 @@ def test_url_round_trip_and_clear_errors():
     spec = SceneSpec(seed=7, seconds=12.5, width=160, height=120, fps=5, max_objects=3)
     assert SceneSpec.from_url(spec.to_url()) == spec
     assert SceneSpec.from_url("scene://?seed=9") == SceneSpec(seed=9)
-    for url, words in (("scene://?seconds=5", "expected a seed"), ("scene://?seed=1&colour=red", "unknown key 'colour'"),
-                       ("scene://?seed=x", "seed='x' is not an integer"), ("scene://?seed=1&width=63", "even and >= 64"),
+    for url, words in (("scene://?seconds=5", "expected a seed"),
+                       ("scene://?seed=1&colour=red", "unknown key 'colour'"),
+                       ("scene://?seed=x", "seed='x' is not an integer"),
+                       ("scene://?seed=1&width=63", "even and >= 64"),
                        ("synthetic://?seed=1", "expected a scene:// URL"), ("scene://?seed=1&seconds=0", "> 0")):
         with pytest.raises(SceneSpecError, match=words):
             SceneSpec.from_url(url)
+    assert SceneSpec(seed=np.int64(7), seconds=np.float32(12.5), width=np.int32(160), height=120, fps=5,
+                     max_objects=3) == spec
+    for bad, words in ((dict(seed=1.5), "seed: expected an integer"), (dict(seed=True), "seed: expected an integer"),
+                       (dict(seed=1, seconds="60"), "seconds: expected a number"), (dict(seed=-1), ">= 0")):
+        with pytest.raises(SceneSpecError, match=words):
+            SceneSpec(**bad)
     with pytest.raises(ValueError, match="expected 0 <= t < 60"):
         make_scene(SceneSpec(seed=1)).render(60.0)
