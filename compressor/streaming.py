@@ -45,6 +45,7 @@ from compressor.motion import MOTION_FEATURES, MotionStats
 from compressor.offline import fit_tokens, smallest_uint_dtype
 from compressor.serial import pack_array
 from compressor.stream_base import StreamCompressorBase
+from compressor.window import merge_losses
 
 
 # Smallest weight a cluster decays to (about 40 half-lives): its sums stay normal float32 numbers, so the
@@ -230,10 +231,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         """Summed cosine lost by the cheapest merge of two active clusters (cached per chunk)."""
         if self._merge_loss is None:
             sums = self.sums[self._active()]
-            gram = (sums @ sums.T).double().cpu().numpy()  # [K, K]; float32 products suffice for a filter
-            sq = np.maximum(np.diag(gram), 0.0)
-            loss = np.sqrt(sq)[:, None] + np.sqrt(sq) - np.sqrt(np.maximum(sq[:, None] + sq + 2 * gram, 0.0))
-            np.fill_diagonal(loss, np.inf)
+            loss = merge_losses((sums @ sums.T).double().cpu().numpy())  # [K, K]; float32 products suffice here
             self._merge_loss = float(loss.min()) if loss.size > 1 else float("inf")
         return self._merge_loss
 
@@ -255,7 +253,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
             sq = np.maximum(np.diag(gram), 0.0)
             size = np.sqrt(sq)                                                 # |s_i|
             if k > self.k_max:  # minus the summed cosine (fidelity) lost by merging i and j
-                score = np.sqrt(np.maximum(sq[:, None] + sq[None, :] + 2 * gram, 0.0)) - size[:, None] - size
+                score = -merge_losses(gram)
             elif self.config.adaptive:  # centroid cosine
                 score = gram / np.maximum(size[:, None] * size[None, :], 1e-12)
             else:
