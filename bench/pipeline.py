@@ -17,7 +17,8 @@ Dynamics update + snapshot), transport (ZeroMQ hops source -> encoder -> memory,
 
 --console runs the ramp twice in one run: without, then with a client thread per stream polling
 GET /v1/streams/{id}/frame.jpg of the HTTP API (started as `tokdyn serve` starts it) at the stream's sample
-rate, the console's default refresh; target: sustained streams with polling >= 90 % of those without.
+rate, the console's default refresh; target: sustained streams with polling >= 90 % of those without
+(the polled ramp runs second, after the streams of the first are removed; >= 90 % of its polls must get a frame).
 
     .venv/bin/python bench/pipeline.py --quick --console --json out/bench-pipeline.json
 """
@@ -55,6 +56,7 @@ CHUNK_SPAN_S = FRAMES_PER_CHUNK / RATE_HZ  # media seconds per chunk
 SAMPLE_S = 1.0  # telemetry poll period during a window
 FIRST_CHUNK_TIMEOUT_S = 180.0  # new source + memory actors on a busy 2-core machine
 CONSOLE_TARGET = 0.9  # sustained streams with the console polling / without
+MIN_SERVED = 0.9  # share of the polls in the windows that must get a frame (HTTP 200) for the comparison to count
 FULL_STEPS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24)
 STAGES = ("decode", "encode", "compress", "transport")
 
@@ -274,15 +276,16 @@ def main() -> int:
         statuses = Counter()
         for step in polled:
             statuses.update(step["console"]["by_status"])
-        served = statuses.get("200", 0) > 0
+        # the comparison holds only if the route really served frames, not errors, during the windows
+        served = statuses.get("200", 0) / max(sum(statuses.values()), 1)
         ratio = console["max_sustained_streams"] / max(results["max_sustained_streams"], 1)
         results["console"] = {"route": "GET /v1/streams/{id}/frame.jpg" + ("?overlay=keymap" if args.overlay else ""),
                               "poll_hz_per_stream": RATE_HZ, "answers_by_status": dict(statuses),
-                              "route_served_frames": served, "ratio": round(ratio, 3), "target": CONSOLE_TARGET,
-                              "pass": served and ratio >= CONSOLE_TARGET, **console}
+                              "served_fraction": round(served, 3), "ratio": round(ratio, 3), "target": CONSOLE_TARGET,
+                              "pass": served >= MIN_SERVED and ratio >= CONSOLE_TARGET, **console}
         print_steps("console", polled)
-        verdict = ("PASS" if ratio >= CONSOLE_TARGET else "FAIL") if served else \
-            f"NOT MEASURED: the route served no frame (answers by status: {dict(statuses)})"
+        verdict = ("PASS" if ratio >= CONSOLE_TARGET else "FAIL") if served >= MIN_SERVED else \
+            f"NOT MEASURED: {served:.0%} of the polls got a frame (answers by status: {dict(statuses)})"
         print(f"\nwith the console polling: {console['max_sustained_streams']} sustained vs "
               f"{results['max_sustained_streams']} without = {ratio:.2f} (target >= {CONSOLE_TARGET}) -> {verdict}")
     run.finish(results, args.json)
