@@ -17,7 +17,7 @@ from scenes.scene import SceneSpec, make_scene
 TRAIN_SEED_START = 100_000
 SAMPLE_RATE_HZ = 2.0          # the pipeline's default sampling rate: questions are asked at its last frame
 HELDOUT_SEEDS = range(0, 60)  # 60 scenes of 60 s, one question per category each
-DEMO_SEED = 7
+DEMO_SEED = 502         # a 30-s scene with 5 objects whose demo questions name 4 of them
 DEMO_SECONDS = 30.0
 DEMO_CATEGORIES = ("content", "count", "position", "direction", "order", "time")
 LONG_SEEDS = range(1000, 1004)

@@ -35,7 +35,7 @@ def test_other_scenes_and_rates_get_questions_of_their_own():
 
 
 def test_truth_follows_the_snapshot_end_and_scoring_prints_it():
-    quiz = quiz_for("scene://?seed=7&seconds=30")
+    quiz = quiz_for(load_config("default").streams[0].url)
     count = next(qa for qa in quiz.questions if qa.key == ("count_now",))
     early = 0.5  # a snapshot that ended early: the truth is what held then
     assert quiz.truth(count, early) == answer_at(quiz.scene, ("count_now",), early)
