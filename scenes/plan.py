@@ -110,10 +110,8 @@ def _positions(obj_keys: np.ndarray, times: np.ndarray) -> np.ndarray:
 class _Planner:
     """Plans objects one at a time against the ones already planned (see the module docstring)."""
 
-    def __init__(self, seed: int, width: int, height: int, horizon: float, max_objects: int) -> None:
+    def __init__(self, seed: int, width: int, height: int, horizon: float) -> None:
         self.seed, self.width, self.height, self.horizon = seed, width, height, horizon
-        self.max_objects = max_objects
-        self.scale = min(width, height) / 240.0
         self.planned: list[tuple[np.ndarray, float, float, int]] = []  # keyframes, enter, leave, size
 
     def _clear(self, start: tuple[float, float, float], end: tuple[float, float, float], size: int) -> bool:
@@ -187,7 +185,8 @@ class _Planner:
 
 
 def plan_objects(seed: int, seconds: float, width: int, height: int, max_objects: int) -> tuple[SceneObject, ...]:
-    """Every object of a scene (at most one per shape and per colour), in order of entry."""
+    """Every object of a scene (at most one per shape and per colour), in planning order: by entry time,
+    except that an object waiting for a free slot (max_objects) may enter after later ones."""
     rng = np.random.default_rng([seed, 1])
     shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))]
     colours = [COLOURS[i] for i in rng.permutation(len(COLOURS))]
@@ -198,7 +197,7 @@ def plan_objects(seed: int, seconds: float, width: int, height: int, max_objects
     scale = min(width, height) / 240.0
     sizes = [int(round(rng.uniform(*SIZE_PX) * scale)) for _ in SHAPES]
     count = int(rng.integers(MIN_OBJECTS, len(SHAPES) + 1))
-    planner = _Planner(seed, width, height, seconds + PLAN_MARGIN_S, max_objects)
+    planner = _Planner(seed, width, height, seconds + PLAN_MARGIN_S)
     objects: list[SceneObject] = []
     for i, enter in enumerate(entries[:count]):
         enter = round(float(enter), 2)
