@@ -110,19 +110,13 @@ class PipelineClient:
 
     # --- shared actors ----------------------------------------------------------------------------------
 
-    def ready(self) -> bool:
-        """Whether the controller answers now; never raises."""
-        try:
-            return bool(self._get("ready"))
-        except PipelineUnavailable:
-            return False
-
     def wait_ready(self, timeout_s: float) -> None:
         """Block until the controller answers (it does once its shared actors started); raises what went
         wrong at start-up, or PipelineUnavailable after `timeout_s`."""
         self._get("ready", timeout_s=timeout_s)
 
     async def ready_async(self, timeout_s: float | None = None) -> bool:
+        """Whether the controller answers within `timeout_s`; never raises."""
         try:
             return bool(await self._get_async("ready", timeout_s=timeout_s))
         except PipelineUnavailable:
@@ -143,11 +137,8 @@ class PipelineClient:
         """The encoder actor's handle."""
         return self._get("encoder_handle")
 
-    def models(self) -> list[str]:
-        """Names of the models that answer."""
-        return self.call(self.llm().models)
-
     async def models_async(self) -> list[str]:
+        """Names of the models that answer."""
         return await self.call_async((await self.llm_async()).models)
 
     # --- questions --------------------------------------------------------------------------------------

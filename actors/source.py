@@ -51,7 +51,7 @@ class SourceWorker:
         self._state = STARTING
         self._error: str | None = None
         self.chunks_sent = 0
-        self.send_drops = 0
+        self.send_drops = 0  # frames of live chunks the encoder did not take in time
         self._recent: deque[Chunk] = deque(maxlen=RECENT_CHUNKS)
         self._loop = LoopThread(f"source-{spec.stream_id}", self._run, exit_on_crash)
 
@@ -74,12 +74,11 @@ class SourceWorker:
         source = self._source
         if source is None or self._state == FAILED:  # not opened yet, or failed to open
             return SourceTelemetry(self._state, dropped=self.send_drops, chunks_sent=self.chunks_sent,
-                                   last_error=self._error, paused=not self._running.is_set())
+                                   last_error=self._error)
         s = source.status()
         return SourceTelemetry(s.state.value, frames_in=s.decoded, frames_sampled=s.sampled,
                                dropped=s.dropped + self.send_drops, reconnects=s.reconnects,
-                               chunks_sent=self.chunks_sent, last_error=self._error or s.last_error,
-                               paused=not self._running.is_set())
+                               chunks_sent=self.chunks_sent, last_error=self._error or s.last_error)
 
     def frame(self, at: float | None = None) -> dict | None:
         """A recently sampled frame, as the encoder gets it: the newest, or the one nearest media time `at`
@@ -165,7 +164,7 @@ class SourceWorker:
             if self.spec.is_live:
                 if sock.send(msg, timeout_ms=self.transport.send_timeout_ms):
                     return True
-                self.send_drops += 1
+                self.send_drops += len(msg.arrays.get("frames", ()))  # frames, like the source's own drops
                 return False
             if sock.send(msg, timeout_ms=POLL_MS):
                 return True

@@ -21,9 +21,9 @@ class SourceTelemetry:
     """What a stream's source actor reports: counters since that actor started.
 
     state: starting | connecting | streaming | reconnecting | ended | failed. frames_in: frames decoded;
-    frames_sampled: frames the sampler kept; dropped: frames and chunks given up because the pipeline was
-    behind (live only); reconnects: reconnect attempts; chunks_sent: chunks the encoder took;
-    last_error: redacted text of the last source error; paused: held back by `pause()`.
+    frames_sampled: frames the sampler kept; dropped: sampled frames given up because the pipeline was
+    behind (live only: in the source's buffer, or whole chunks the encoder did not take in time); reconnects: reconnect attempts; chunks_sent: chunks the encoder took;
+    last_error: redacted text of the last source error.
     """
 
     state: str
@@ -33,7 +33,6 @@ class SourceTelemetry:
     reconnects: int = 0
     chunks_sent: int = 0
     last_error: str | None = None
-    paused: bool = False
 
 
 @dataclass(frozen=True)
