@@ -23,11 +23,11 @@ function el(tag, className, text) {
   return node;
 }
 
-/** SVG polyline points of `values` (nulls skipped) in a w x h box, scaled to [lo, hi]. */
+/** SVG polyline points of `values` (nulls skipped) across a w x h box, scaled to [lo, hi]. */
 function points(values, lo, hi, w, h) {
-  const span = hi - lo || 1;
+  const span = hi - lo || 1, step = w / Math.max(values.length - 1, 1);
   return values.map((v, i) => (v === null || v === undefined ? null
-    : `${((i / (HISTORY - 1)) * w).toFixed(1)},${(h - 1 - ((v - lo) / span) * (h - 2)).toFixed(1)}`))
+    : `${(i * step).toFixed(1)},${(h - 1 - ((v - lo) / span) * (h - 2)).toFixed(1)}`))
     .filter((p) => p !== null).join(" ");
 }
 

@@ -92,6 +92,12 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
         driver.quit()
 
 
+def viewport(driver, size: tuple[int, int]) -> None:
+    """Make the page's viewport exactly `size` CSS pixels (window sizes include the browser's own frame)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": size[0], "height": size[1],
+                                                                  "deviceScaleFactor": 1, "mobile": False})
+
+
 def screenshot(driver, name: str) -> Path:
     """Save the current page under out/console/NAME.png (for a person to look at)."""
     SHOTS.mkdir(parents=True, exist_ok=True)

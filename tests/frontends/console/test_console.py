@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.frontends.console.conftest import API_KEY, DESKTOP, PHONE, STARTUP_S, screenshot
+from tests.frontends.console.conftest import API_KEY, DESKTOP, PHONE, STARTUP_S, screenshot, viewport
 
 pytestmark = [pytest.mark.ray, pytest.mark.browser]
 CAMERA = "synthetic://?width=320&height=240&fps=10"
@@ -28,7 +28,7 @@ def shown(driver, element_id: str) -> bool:
 
 def open_console(driver, serve, key: str | None) -> None:
     """Load the page in a fresh tab state, with `key` already in sessionStorage (None: no key)."""
-    driver.set_window_size(*DESKTOP)
+    viewport(driver, DESKTOP)
     driver.get(serve.url + "/")
     driver.execute_script("sessionStorage.clear(); if (arguments[0]) sessionStorage.setItem('tokdyn.apiKey', "
                           "arguments[0]);", key)
@@ -132,11 +132,11 @@ def test_add_watch_overlay_ask_and_remove_a_stream(serve, browser):
     assert all(answer.startswith(text.strip()) for text in partial)
     screenshot(browser, "answered")
     # the page at phone width still shows the list, the live view and the chat, one above the other
-    browser.set_window_size(*PHONE)
+    viewport(browser, PHONE)
     width = browser.execute_script("return document.documentElement.scrollWidth")
     assert width <= PHONE[0] + 1, f"horizontal scrolling at phone width: {width} px"
     screenshot(browser, "phone")
-    browser.set_window_size(*DESKTOP)
+    viewport(browser, DESKTOP)
 
     # when the stream is removed (after a confirmation), then it is gone from the page and the API
     row.find_element(By.CSS_SELECTOR, "button.remove").click()

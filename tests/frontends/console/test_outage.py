@@ -11,7 +11,7 @@ from actors.config import ApiConfig
 from actors.errors import PipelineUnavailable
 from frontends.api.server import ApiServer
 from tests.frontends.api.local_backend import LocalBackend
-from tests.frontends.console.conftest import API_KEY, DESKTOP, screenshot
+from tests.frontends.console.conftest import API_KEY, DESKTOP, screenshot, viewport
 from tests.frontends.console.test_console import UI_S, shown, until
 from vlm import ModelConfig, load_vlm
 
@@ -36,7 +36,7 @@ def test_banner_on_503_and_on_a_lost_server_and_recovery_without_reload(browser)
     server = ApiServer(backend, config)
     url = server.url
     try:
-        browser.set_window_size(*DESKTOP)
+        viewport(browser, DESKTOP)
         browser.get(url + "/")
         browser.execute_script("sessionStorage.setItem('tokdyn.apiKey', arguments[0]);", API_KEY)
         browser.get(url + "/")
