@@ -185,8 +185,7 @@ class _Planner:
 
 
 def plan_objects(seed: int, seconds: float, width: int, height: int, max_objects: int) -> tuple[SceneObject, ...]:
-    """Every object of a scene (at most one per shape and per colour), in planning order: by entry time,
-    except that an object waiting for a free slot (max_objects) may enter after later ones."""
+    """Every object of a scene (at most one per shape and per colour), in order of entry."""
     rng = np.random.default_rng([seed, 1])
     shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))]
     colours = [COLOURS[i] for i in rng.permutation(len(COLOURS))]
@@ -199,8 +198,11 @@ def plan_objects(seed: int, seconds: float, width: int, height: int, max_objects
     count = int(rng.integers(MIN_OBJECTS, len(SHAPES) + 1))
     planner = _Planner(seed, width, height, seconds + PLAN_MARGIN_S)
     objects: list[SceneObject] = []
+    last_enter = 0.0
     for i, enter in enumerate(entries[:count]):
-        enter = round(float(enter), 2)
+        # Never before the previous object (which may have waited for a slot): objects enter in index
+        # order, so each one sees every object that can be present when it enters.
+        enter = max(round(float(enter), 2), last_enter)
         while len(present := planner.present_at(enter)) >= max_objects:
             if min(present) == math.inf:
                 break
@@ -211,6 +213,7 @@ def plan_objects(seed: int, seconds: float, width: int, height: int, max_objects
         if planned is None:
             continue
         path, leave = planned
+        last_enter = enter
         keyframes = tuple((round(float(t), 4), float(x), float(y)) for t, x, y in path)
         objects.append(SceneObject(index=len(objects), shape=shapes[i], colour=colours[i], size_px=sizes[i],
                                    enter_t=enter, leave_t=None if leave >= seconds else round(float(leave), 4),
