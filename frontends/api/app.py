@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from frontends.api import chat
 from frontends.api.backend import Backend
 from frontends.api.errors import AUTHENTICATION, ApiError, backend_errors
+from frontends.api.guard import BrowserGuard
 from frontends.api.live import LiveRoutes
 from frontends.api.metrics import QueryMetrics, render
 from frontends.api.parsing import parse_stream_spec, read_json
@@ -169,6 +170,7 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(RequestCounter, registry=api.metrics.registry, routes=routes),
+                    Middleware(BrowserGuard, allowed_origins=config.allowed_origins),  # before auth: preflights
                     Middleware(BearerAuth, api_key=config.api_key)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
     )

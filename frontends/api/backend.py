@@ -37,7 +37,8 @@ class Backend(Protocol):
         ...
 
     def ask(
-        self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float
+        self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float,
+        stop: list[str] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Answer from the stream's newest snapshot.
 
@@ -45,6 +46,7 @@ class Backend(Protocol):
         visual_tokens, completion_tokens, total_tokens}, "span": {t_start, t_end}, "snapshot_version": int,
         "finish_reason": "stop" | "length", "model": str, "ttft_s": float}``. Raises StreamNotFound or
         StreamNotReady before the first item when the stream cannot be asked about, InputError for bad messages.
+        `stop`: up to 4 strings; the answer ends before the first of them (finish_reason "stop").
         """
         ...
 

@@ -57,11 +57,11 @@ class ChatHandler:
         try:
             req = parse_chat(await read_json(request, self.max_body_bytes))
             model = await self._resolve_model(req.model)
-            answer = self.backend.ask(req.stream_id, req.messages, req.max_tokens, req.temperature)
+            answer = self.backend.ask(req.stream_id, req.messages, req.max_tokens, req.temperature, list(req.stop))
             with backend_errors(req.stream_id):
                 first = await anext(answer)  # unknown / not-ready streams fail here, before any 200
         except ApiError as exc:
-            self.metrics.observe_failure(exc.status)
+            self.metrics.observe_failure(exc.status, exc.code)
             raise
         turn = _Turn(req, model, started, self.metrics)
         if req.stream:
@@ -70,7 +70,7 @@ class ChatHandler:
         try:
             return JSONResponse(await turn.collect(first, answer))
         except ApiError as exc:
-            self.metrics.observe_failure(exc.status)
+            self.metrics.observe_failure(exc.status, exc.code)
             raise
 
     async def _resolve_model(self, requested: str | None) -> str:
@@ -161,7 +161,7 @@ class _Turn:
                     if self.req.include_usage:
                         yield _sse({**self._chunk({}), "choices": [], "usage": usage})
         except ApiError as exc:  # the 200 is already sent: report in-band, as OpenAI does
-            self.metrics.observe_failure(exc.status)
+            self.metrics.observe_failure(exc.status, exc.code)
             yield _sse(exc.body())
             return
         yield _sse("[DONE]")

@@ -28,6 +28,7 @@ from actors.errors import (
     WindowUnavailable,
 )
 from vlm.base import InputError
+from vlm.serving import PromptTooLong
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ def backend_errors(stream_id: str | None = None) -> Iterator[None]:
         raise ApiError(409, str(exc), param="id", code="stream_exists") from None
     except ConfigError as exc:
         raise ApiError(400, str(exc), code="invalid_stream") from None
+    except PromptTooLong as exc:
+        raise ApiError(400, str(exc), param="messages", code="prompt_too_long") from None
     except InputError as exc:
         raise ApiError(400, str(exc), param="messages", code="invalid_question") from None
     except WindowUnavailable as exc:
@@ -103,6 +106,8 @@ def backend_errors(stream_id: str | None = None) -> Iterator[None]:
                        code="stream_failed") from None
     except PipelineUnavailable as exc:
         raise ApiError(503, f"pipeline unavailable: {exc}", code="backend_unavailable") from None
-    except Exception as exc:  # the pipeline failed in a way it does not name: answer 500, keep serving
+    except Exception:  # the pipeline failed in a way it does not name: answer 500, keep serving
+        # The details (a remote traceback: pids, node IPs, actor ids, source paths) go to the server log
+        # only; the client learns that it was not its fault, and nothing about the machine.
         log.exception("backend call failed")
-        raise ApiError(500, f"pipeline failed: {type(exc).__name__}: {exc}", code="backend_error") from None
+        raise ApiError(500, "pipeline failed unexpectedly (details in the server log)", code="backend_error") from None

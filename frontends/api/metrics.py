@@ -51,6 +51,9 @@ class QueryMetrics:
                                ["outcome"], registry=self.registry)
         self.tokens = Counter(f"{PREFIX}_query_tokens", "Tokens used by chat completions, by kind "
                               "(prompt includes visual).", ["kind"], registry=self.registry)
+        self.rejected = Counter(f"{PREFIX}_queries_rejected", "Chat completions refused, by error code "
+                                "(prompt_too_long, invalid_text, stream_failed, ...).", ["code"],
+                                registry=self.registry)
 
     def observe_done(self, latency_s: float, ttft_s: float | None, usage: dict[str, Any]) -> None:
         """Record one answered query."""
@@ -63,8 +66,10 @@ class QueryMetrics:
             if isinstance(value, (int, float)):
                 self.tokens.labels(kind.removesuffix("_tokens")).inc(value)
 
-    def observe_failure(self, status: int) -> None:
+    def observe_failure(self, status: int, code: str | None = None) -> None:
+        """Record one failed query; `code` is the error body's code (a fixed set: the label stays bounded)."""
         self.queries.labels("client_error" if status < 500 else "server_error").inc()
+        self.rejected.labels(code or "unknown").inc()
 
 
 def stream_families(statuses: Iterable[StreamStatus]) -> list[Metric]:

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from frontends.api.errors import ApiError, invalid
+from vlm.stops import MAX_STOP_CHARS, MAX_STOPS
 
 # A chat request names its stream by a content part {"type": "video_url", "video_url": {"url": "tokdyn://ID"}}.
 STREAM_SCHEME = "tokdyn://"
@@ -39,10 +40,39 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if not body:
         raise ApiError(400, "expected a JSON body, got an empty one", code="invalid_json")
     try:
-        return json.loads(body)
+        value = json.loads(body)
     # RecursionError: deeply nested arrays ("[[[[...") exhaust the parser's stack; still the client's fault.
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"expected a JSON body, could not parse it: {exc}", code="invalid_json") from None
+    check_text(value)
+    return value
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(value: Any, where: str = "") -> None:
+    """Refuse strings that are not Unicode text: JSON's \\ud800 escapes decode to lone surrogates, which no
+    tokenizer, log line or UTF-8 encoder takes. 400 naming the field, before anything reaches the pipeline."""
+    todo = [(where, value)]
+    while todo:  # iterative: the parser already bounded the depth, this must not recurse into it again
+        at, item = todo.pop()
+        if isinstance(item, str) and not _is_text(item):
+            first = next(i for i, c in enumerate(item) if 0xD800 <= ord(c) <= 0xDFFF)
+            raise invalid(f"{at or 'body'}: expected Unicode text, got a lone surrogate (\\u{ord(item[first]):04x}) "
+                          f"at character {first}", at or None, "invalid_text")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                todo.append((at, key))  # keys first, under the parent's name: a bad key must not be echoed
+                named = key.isprintable() and _is_text(key)
+                todo.append(((f"{at}.{key}" if at else key) if named else at, sub))
+        elif isinstance(item, list):
+            todo.extend((f"{at}[{i}]", v) for i, v in enumerate(item))
 
 
 def _too_large(size: int, max_bytes: int) -> ApiError:
@@ -110,6 +140,7 @@ class ChatRequest:
     temperature: float
     stream: bool
     include_usage: bool
+    stop: tuple[str, ...] = ()
 
 
 def parse_chat(body: Any) -> ChatRequest:
@@ -159,7 +190,20 @@ def parse_chat(body: Any) -> ChatRequest:
         temperature=0.0 if temperature is None else temperature,
         stream=bool(optional_bool(body, "stream")),
         include_usage=include_usage,
+        stop=parse_stop(body.get("stop")),
     )
+
+
+def parse_stop(value: Any) -> tuple[str, ...]:
+    """OpenAI's `stop`: null, one string or a list of up to MAX_STOPS non-empty strings."""
+    stops = [value] if isinstance(value, str) else value
+    if stops is None:
+        return ()
+    if (not isinstance(stops, list) or len(stops) > MAX_STOPS
+            or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stops)):
+        raise invalid(f"stop: expected a string or a list of up to {MAX_STOPS} non-empty strings of at most "
+                      f"{MAX_STOP_CHARS} characters, got {_type_name(value)}", "stop")
+    return tuple(stops)
 
 
 def _parse_message(message: Any, where: str, named: set[str]) -> dict[str, str]:

@@ -49,7 +49,7 @@ class RayBackend:
     async def ready(self) -> bool:
         return await self.client.ready_async(timeout_s=READY_TIMEOUT_S)
 
-    def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
-            temperature: float) -> AsyncIterator[dict[str, Any]]:
+    def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float,
+            stop: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
         """The LLM actor's answer events as they are generated; cancels the generation if abandoned."""
-        return self.client.ask_async(stream_id, messages, max_tokens, temperature)
+        return self.client.ask_async(stream_id, messages, max_tokens, temperature, stop)

@@ -34,9 +34,9 @@ class LocalBackend:
     delta) to test the API's behaviour when the pipeline breaks; `pace_s` spaces the events out like a slow
     model; `open_answers` counts answers started and not yet closed."""
 
-    def __init__(self, model: VisionLanguageModel) -> None:
+    def __init__(self, model: VisionLanguageModel, max_prompt_tokens: int | None = None) -> None:
         self.model = model
-        self.answerer = Answerer(model, max_tokens_limit=32)
+        self.answerer = Answerer(model, max_tokens_limit=32, max_prompt_tokens=max_prompt_tokens)
         self.streams: dict[str, _Stream] = {}
         self.fail_next_ask: Exception | None = None
         self.pace_s = 0.0
@@ -83,15 +83,15 @@ class LocalBackend:
         self._get(stream_id)
         del self.streams[stream_id]
 
-    async def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
-                  temperature: float) -> AsyncIterator[dict[str, Any]]:
+    async def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float,
+                  stop: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
         c = self._get(stream_id).compressor
         if c.frames_seen == 0:
             raise StreamNotReady("no chunk compressed yet")
         snap = c.snapshot()
         visual = np.concatenate([snap.base, snap.recent])  # [K + R, D]
         extra = {"span": {"t_start": snap.t_start, "t_end": snap.t_end}, "snapshot_version": snap.version}
-        events = self.answerer.stream(visual, messages, max_tokens, temperature, extra)
+        events = self.answerer.stream(visual, messages, max_tokens, temperature, extra, stop)
         failure, self.fail_next_ask = self.fail_next_ask, None
         self.open_answers += 1
         try:

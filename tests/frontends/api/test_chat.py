@@ -97,7 +97,8 @@ def test_pipeline_failure_before_the_answer_is_a_clean_500_and_the_server_keeps_
     backend.ask, real_ask = broken, backend.ask
     response = http.post("/v1/chat/completions", json={"messages": video_question(cam)})
     assert response.status_code == 500
-    assert response.json()["error"]["type"] == "server_error" and "exploded" in response.json()["error"]["message"]
+    error = response.json()["error"]  # the cause stays in the server log: it may name pids, IPs, paths
+    assert error["type"] == "server_error" and error["code"] == "backend_error" and "exploded" not in error["message"]
     backend.ask = real_ask
     assert client.chat.completions.create(model=tiny_model.name, messages=video_question(cam), max_tokens=2).choices
 
@@ -109,7 +110,7 @@ def test_pipeline_failure_mid_answer_ends_the_sse_stream_with_an_error_event(htt
         events = [e for e in response.read().decode().split("\n\n") if e]
     assert response.status_code == 200  # sent before the failure
     last = json.loads(events[-1].removeprefix("data: "))
-    assert last["error"]["type"] == "server_error" and "mid-answer" in last["error"]["message"]
+    assert last["error"]["type"] == "server_error" and "mid-answer" not in last["error"]["message"]
     assert "data: [DONE]" not in events
     assert http.get("/health").status_code == 200
 

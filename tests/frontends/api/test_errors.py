@@ -9,6 +9,8 @@ import pytest
 
 from tests.frontends.api.conftest import API_KEY, MAX_BODY, video_question
 
+JSON = {"Content-Type": "application/json"}  # the API refuses bodies of any other type (frontends/api/guard.py)
+
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
     assert response.status_code == status, response.text
@@ -104,24 +106,25 @@ def test_unknown_model_is_404(http, cam):
 
 def test_non_finite_temperature_is_400(http, cam):
     body = '{"messages": [{"role": "user", "content": "hi"}], "stream_id": "cam", "temperature": NaN}'
-    assert_error(http.post("/v1/chat/completions", content=body), 400)
+    assert_error(http.post("/v1/chat/completions", content=body, headers=JSON), 400)
 
 
 @pytest.mark.parametrize("raw", [b"{", b"not json", b"", b"\xff\xfe{}", b"[" * 50_000, b'"just a string"', b"[]"])
 def test_malformed_or_non_object_json_is_400(http, raw):
-    response = http.post("/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"})
+    response = http.post("/v1/chat/completions", content=raw, headers=JSON)
     assert_error(response, 400)
 
 
 def test_body_over_the_limit_is_413_from_the_declared_length(http):
     big = b'{"messages": "' + b"x" * (MAX_BODY + 10) + b'"}'
-    assert_error(http.post("/v1/chat/completions", content=big), 413, "body_too_large")
+    assert_error(http.post("/v1/chat/completions", content=big, headers=JSON), 413, "body_too_large")
 
 
 def test_chunked_body_over_the_limit_is_413_before_the_body_ends(server):
     # A raw chunked upload that never finishes: only a server that counts while reading can answer at all.
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: application/json\r\n"
                      b"Authorization: Bearer " + API_KEY.encode() + b"\r\n\r\n")
         for _ in range(MAX_BODY // 4096 + 2):
             sock.sendall(b"1000\r\n" + b"x" * 4096 + b"\r\n")
@@ -141,7 +144,7 @@ def test_stream_management_errors(http, cam):
     assert "method" in error["message"]
     assert_error(http.post("/v1/streams", json={"id": "bad id!", "url": "synthetic://"}), 400)
     assert_error(http.post("/v1/streams", json={"id": "x", "url": "synthetic://", "colour": "red"}), 400)
-    assert_error(http.post("/v1/streams", content=b"{oops"), 400, "invalid_json")
+    assert_error(http.post("/v1/streams", content=b"{oops", headers=JSON), 400, "invalid_json")
 
 
 def test_unknown_route_and_method_are_openai_shaped(http):
