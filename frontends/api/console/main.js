@@ -16,6 +16,7 @@ const list = new StreamList(select, (id) => {
 });
 let listFollow = null;
 let streamFollow = null;
+let firstList = true; // the add form starts open only when there is nothing to watch yet
 
 function banner(text) {
   $("banner").textContent = text || "";
@@ -43,6 +44,8 @@ function start() {
       if (name === "error") return banner(outage({ status: 503, message: data.error.message }));
       banner(null);
       const gone = list.update(data.data);
+      if (firstList) $("add-details").open = data.data.length === 0;
+      firstList = false;
       if (gone.includes(list.selected)) select(null);
       else if (!list.selected && data.data.length) select(data.data[0].stream_id);
     },

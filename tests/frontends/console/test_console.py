@@ -41,6 +41,14 @@ def enter_key(driver, key: str) -> None:
     field.send_keys(key, Keys.ENTER)
 
 
+def add_form(driver):
+    """The add-stream form, opened (it starts folded when streams exist)."""
+    details = driver.find_element(By.ID, "add-details")
+    if not details.get_attribute("open"):
+        details.find_element(By.TAG_NAME, "summary").click()
+    return driver.find_element(By.ID, "add-form")
+
+
 def test_the_page_asks_for_the_key_and_says_when_it_is_wrong(serve, browser):
     # given the page opened without a key: it asks for one
     open_console(browser, serve, None)
@@ -61,7 +69,7 @@ def test_the_page_asks_for_the_key_and_says_when_it_is_wrong(serve, browser):
 
 def test_a_bad_url_shows_the_api_message_next_to_the_url_field(serve, browser):
     open_console(browser, serve, API_KEY)
-    form = browser.find_element(By.ID, "add-form")
+    form = add_form(browser)
     form.find_element(By.NAME, "id").send_keys("bad")
     form.find_element(By.NAME, "url").send_keys("ftp://user:secret@example.invalid/x.mp4")
     form.find_element(By.ID, "add-button").click()
@@ -81,7 +89,7 @@ def _frame_t(driver) -> str | None:
 def test_add_watch_overlay_ask_and_remove_a_stream(serve, browser):
     open_console(browser, serve, API_KEY)
     # given a synthetic camera added through the form
-    form = browser.find_element(By.ID, "add-form")
+    form = add_form(browser)
     form.find_element(By.NAME, "id").send_keys("cam")
     form.find_element(By.NAME, "url").send_keys(CAMERA)
     budget = form.find_element(By.NAME, "budget")
