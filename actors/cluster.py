@@ -62,11 +62,33 @@ def join(address: str, namespace: str, **options: Any) -> None:
             raise LookupError("no running Ray cluster found on this machine: start `tokdyn serve`, or pass "
                               "the address it printed") from None
     check_reachable(target)
+    _use_token_if_any()
     host = target.rpartition(":")[0].strip("[]")
     if "://" not in target and _is_loopback(host):
         _local_only()
         options["_node_ip_address"] = LOOPBACK
     ray.init(address=target, namespace=namespace, **options)
+
+
+def _use_token_if_any() -> None:
+    """Send Ray's auth token when joining, as `ray.init(address="local")` does when it starts a cluster.
+
+    A new local cluster turns token auth on by default (RAY_AUTH_MODE unset), but a process that joins one
+    with RAY_AUTH_MODE unset sends no token and is refused ("InvalidAuthToken"). Ray's own rule for
+    `ray start` fixes that: with the mode unset and a token available (~/.ray/auth_token, RAY_AUTH_TOKEN,
+    RAY_AUTH_TOKEN_PATH), use it. An explicit RAY_AUTH_MODE is left alone.
+    """
+    import logging
+
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its "auth is on" notice would be the CLI's only output
+    try:
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        logger.setLevel(level)
 
 
 def _is_loopback(host: str) -> bool:

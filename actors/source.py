@@ -50,6 +50,7 @@ class SourceWorker:
         self._sock_target: str | None = None
         self._state = STARTING
         self._error: str | None = None
+        self._error_at: float | None = None
         self.chunks_sent = 0
         self.send_drops = 0  # frames of live chunks the encoder did not take in time
         self._recent: deque[Chunk] = deque(maxlen=RECENT_CHUNKS)
@@ -74,11 +75,14 @@ class SourceWorker:
         source = self._source
         if source is None or self._state == FAILED:  # not opened yet, or failed to open
             return SourceTelemetry(self._state, dropped=self.send_drops, chunks_sent=self.chunks_sent,
-                                   last_error=self._error)
+                                   last_error=self._error, last_error_at=self._error_at)
         s = source.status()
         return SourceTelemetry(s.state.value, frames_in=s.decoded, frames_sampled=s.sampled,
                                dropped=s.dropped + self.send_drops, reconnects=s.reconnects,
-                               chunks_sent=self.chunks_sent, last_error=self._error or s.last_error)
+                               reconnect_attempts=s.reconnect_attempts, chunks_sent=self.chunks_sent,
+                               last_error=self._error or s.last_error,
+                               last_error_at=self._error_at if self._error else s.last_error_at,
+                               state_since=s.state_since)
 
     def frame(self, at: float | None = None) -> dict | None:
         """A recently sampled frame, as the encoder gets it: the newest, or the one nearest media time `at`
@@ -129,7 +133,7 @@ class SourceWorker:
             self._deliver(eos(spec.stream_id, next_seq, "end of file"), stop)  # right after the last chunk
         except SourceError as exc:
             # A wrong URL or a dead file is the user's problem, not the actor's: report it, don't restart.
-            self._state, self._error = FAILED, str(exc)
+            self._state, self._error, self._error_at = FAILED, str(exc), time.time()
             log.warning("source %s failed: %s", spec.stream_id, exc)
         finally:
             if self._sock is not None:

@@ -8,6 +8,7 @@ its fields are None in the status (the JSON shape never changes).
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,11 @@ class SourceTelemetry:
 
     state: starting | connecting | streaming | reconnecting | ended | failed. frames_in: frames decoded;
     frames_sampled: frames the sampler kept; dropped: sampled frames given up because the pipeline was
-    behind (live only: in the source's buffer, or whole chunks the encoder did not take in time); reconnects: reconnect attempts; chunks_sent: chunks the encoder took;
-    last_error: redacted text of the last source error.
+    behind (live only: in the source's buffer, or whole chunks the encoder did not take in time);
+    reconnects: reconnections that got frames again; reconnect_attempts: every try after a disconnect or a
+    failed open; chunks_sent: chunks the encoder took; last_error: redacted text of the last source error,
+    kept after a recovery, with its wall-clock time last_error_at; state_since: wall-clock time the current
+    state began.
     """
 
     state: str
@@ -33,6 +37,9 @@ class SourceTelemetry:
     reconnects: int = 0
     chunks_sent: int = 0
     last_error: str | None = None
+    reconnect_attempts: int = 0
+    last_error_at: float | None = None
+    state_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,10 @@ class StreamStatus:
     chunks_sent: int | None = None
     dropped: int | None = None
     reconnects: int | None = None
+    reconnect_attempts: int | None = None
     last_error: str | None = None
+    last_error_at: float | None = None
+    state_age_s: float | None = None
     lag_s: float | None = None
     tokens_held: int | None = None
     tokens_seen: int | None = None
@@ -104,7 +114,9 @@ class StreamStatus:
             out.update(frames_in=source.frames_in, frames_sampled=source.frames_sampled,
                        measured_sample_hz=source.frames_sampled / max(elapsed_s, 1e-9),
                        chunks_sent=source.chunks_sent, dropped=source.dropped, reconnects=source.reconnects,
-                       last_error=source.last_error)
+                       reconnect_attempts=source.reconnect_attempts, last_error=source.last_error,
+                       last_error_at=source.last_error_at,
+                       state_age_s=None if source.state_since is None else max(0.0, time.time() - source.state_since))
         if memory is not None:
             out.update(lag_s=memory.lag_s, tokens_held=memory.tokens_held, tokens_seen=memory.tokens_seen,
                        compression_ratio=memory.compression_ratio, t_start=memory.t_start, t_end=memory.t_end,

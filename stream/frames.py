@@ -83,8 +83,10 @@ class SourceStatus:
 
     decoded: frames decoded; sampled: frames the source's sampler kept (all of them without a sampler);
     dropped: sampled frames discarded because the consumer lagged (drop_oldest policy) or they went
-    stale; reconnects: disconnects
-    followed by a reconnect attempt; fps / width / height / codec: of the current stream, when known.
+    stale; reconnects: reconnections that got frames again after a disconnect; reconnect_attempts: every
+    try after a disconnect or a failed open (so attempts - reconnects tries failed); last_error (+ its wall
+    clock time last_error_at) stays after a recovery; state_since: wall clock time of the last state change;
+    fps / width / height / codec: of the current stream, when known.
     decode_s: wall seconds spent inside the video decoder so far, every frame (kept or not), RGB conversion
     excluded; None for sources that draw frames instead of decoding them (synthetic).
     """
@@ -102,11 +104,15 @@ class SourceStatus:
     codec: str | None
     events: tuple[StatusEvent, ...]
     decode_s: float | None = None
+    reconnect_attempts: int = 0
+    last_error_at: float | None = None
+    state_since: float | None = None
 
     def to_dict(self) -> dict:
         """Plain dict (msgpack / JSON friendly), events as dicts."""
         out = {k: getattr(self, k) for k in ("url", "decoded", "sampled", "dropped", "reconnects", "last_error",
-                                             "fps", "width", "height", "codec", "decode_s")}
+                                             "fps", "width", "height", "codec", "decode_s", "reconnect_attempts",
+                                             "last_error_at", "state_since")}
         out["state"] = self.state.value
         out["events"] = [{"time": e.time, "state": e.state.value, "detail": e.detail} for e in self.events]
         return out

@@ -69,9 +69,12 @@ class Source:
         self._state = SourceState.CONNECTING
         self._events: collections.deque[StatusEvent] = collections.deque([StatusEvent(time.time(), self._state)],
                                                                           maxlen=MAX_EVENTS)
-        self._counts = {"decoded": 0, "sampled": 0, "reconnects": 0}
+        # reconnect_attempts: tries after a disconnect or failed open; reconnects: those that got frames again
+        self._counts = {"decoded": 0, "sampled": 0, "reconnects": 0, "reconnect_attempts": 0}
+        self._reconnecting = False  # a disconnect happened and no frame has arrived since
         self._info: dict[str, object] = {"fps": None, "width": None, "height": None, "codec": None}
         self._last_error: str | None = None
+        self._last_error_at: float | None = None  # wall clock: the error stays after a recovery, with its time
         self._decode_s: float | None = None  # seconds inside the decoder; stays None where nothing is decoded
         self._buffer: FrameBuffer | None = None
         self._reader: threading.Thread | None = None
@@ -89,6 +92,9 @@ class Source:
             self._state = state
             event = StatusEvent(time.time(), state, detail)
             self._events.append(event)
+            if state is SourceState.STREAMING and self._reconnecting:
+                self._reconnecting = False
+                self._counts["reconnects"] += 1
         log.info("source %s: %s %s", self.url, state.value, detail)
         if self._on_event is not None:
             self._on_event(event)
@@ -98,13 +104,15 @@ class Source:
         if isinstance(exc, (av.ExitError, av.error.TimeoutError)):  # PyAV's timeout interrupts the read
             exc = TimeoutError(f"no data for {self.config.read_timeout_s:g} s ({exc})")
         text = redact_text(f"{doing}: {type(exc).__name__}: {exc}", self._url)
-        with self._lock:
-            self._last_error = text
+        self._note_error(text)
         return text
 
-    def _fail(self, text: str) -> SourceError:
+    def _note_error(self, text: str) -> None:
         with self._lock:
-            self._last_error = text
+            self._last_error, self._last_error_at = text, time.time()
+
+    def _fail(self, text: str) -> SourceError:
+        self._note_error(text)
         self._set_state(SourceState.FAILED, text)
         return SourceError(f"{self.url}: {text}")
 
@@ -112,7 +120,8 @@ class Source:
         """Snapshot of state, counters (decoded, sampled, dropped, reconnects), last error and events."""
         with self._lock:
             return SourceStatus(url=self.url, state=self._state, dropped=self._buffer.dropped if self._buffer else 0,
-                                last_error=self._last_error, events=tuple(self._events), decode_s=self._decode_s,
+                                last_error=self._last_error, last_error_at=self._last_error_at,
+                                state_since=self._events[-1].time, events=tuple(self._events), decode_s=self._decode_s,
                                 **self._counts, **self._info)  # type: ignore[arg-type]
 
     def set_sampler(self, keep: Callable[[float], bool]) -> None:
@@ -307,8 +316,9 @@ class AvSource(Source):
 
     def _backoff(self, attempt: int, reason: str) -> int:
         with self._lock:
-            self._counts["reconnects"] += 1
-            self._last_error = reason
+            self._counts["reconnect_attempts"] += 1
+            self._reconnecting = True
+        self._note_error(reason)
         self._set_state(SourceState.RECONNECTING, reason)
         cfg = self.config
         self._stop.wait(backoff_delay(attempt, cfg.reconnect_initial_s, cfg.reconnect_max_s, cfg.reconnect_jitter,

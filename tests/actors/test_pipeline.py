@@ -209,7 +209,7 @@ def test_rtsp_stream_keeps_running_through_a_server_kill_and_resumes(pipeline) -
                        "reconnect_max_s": 1.0}})
         wait_for(lambda: (status(client, "cam")["chunks_compressed"] or 0) >= 2, STARTUP_S, "RTSP chunks")
         server.kill()
-        down = wait_for(lambda: (s := status(client, "cam"))["reconnects"] and s, FLOW_S, "a reconnect")
+        down = wait_for(lambda: (s := status(client, "cam"))["reconnect_attempts"] and s, FLOW_S, "a reconnect")
         assert down["state"] in ("reconnecting", "connecting", "streaming")
         _, done = answer(client, "cam")  # the memory still answers while the camera is away
         assert done["snapshot_version"] >= 2
