@@ -47,7 +47,7 @@ class CompressorConfig:
         half_life_s: streaming Token Dynamics: media seconds after which the weight of what the memory saw
             halves (sums, counts and norm sums of every cluster decay by ``0.5 ** (dt / half_life_s)``), so old
             clusters become cheap to merge and new content claims clusters of its own; 0 = never forget
-            (weights by all history). Default 30 minutes: a camera's memory stays about its last hour or so;
+            (weights by all history). Default 10 minutes: the live memory is mostly about the last half hour;
             older time stays reachable through the sealed segments (``segment_s``).
         segment_s: the memory actor seals a segment (its own compact memory of that span: base + key map +
             motion) every this many media seconds, next to the checkpoint; 0 = no segments. Default 15 min.
@@ -76,7 +76,7 @@ class CompressorConfig:
     novelty_threshold: float = 0.6
     max_new_clusters: int = 4
     merge_similarity: float = 0.95
-    half_life_s: float = 1800.0
+    half_life_s: float = 600.0
     segment_s: float = 900.0
     retention_s: float = 7 * 86400.0
     retention_bytes: int = 512 * 2**20

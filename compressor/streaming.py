@@ -14,7 +14,12 @@ offline Token Dynamics on it. Later chunks:
        Centroid directions do not change, but a cluster nobody has joined for a while weighs little: merging
        it away costs little fidelity, so new content always claims a cluster of its own (step 2's test), and a
        cluster that new tokens join follows them (its centroid is mostly the new members). A weight never
-       drops below ``WEIGHT_FLOOR`` (so directions survive float32 underflow after days of silence);
+       drops below ``WEIGHT_FLOOR`` (so directions survive float32 underflow after days of silence). Every
+       comparison between clusters of different ages (steps 2 and 4) uses *projected* weights: a cluster born
+       ``a`` seconds ago weighs ``1 - exp(-a / tau)`` (``tau = half_life_s / ln 2``) of what it will weigh once
+       its content has been around for long, so its sums are scaled by the inverse (``_projection``). Without
+       this a cluster seeded from one chunk could never outweigh clusters holding minutes of (decayed) history,
+       and new content would be forced into old clusters for good;
     1. assign every token to the nearest active centroid by cosine (one ``[N, D] x [D, K]`` matmul on the raw
        tokens, divided by their norms: the unit tokens are never materialised);
     2. tokens whose best cosine is below ``novelty_threshold`` seed up to ``max_new_clusters`` new clusters by
@@ -32,6 +37,7 @@ Nothing in an update touches earlier chunks, so its cost does not grow with the 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -78,6 +84,8 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.merges = 0
         self._active_idx: torch.Tensor | None = None
         self._merge_loss: float | None = None
+        self._now = 0.0      # newest media time of the chunk being added
+        self._chunk_s = 1.0  # media seconds that chunk adds (ages are at least this)
 
     # ---- update ---------------------------------------------------------------------------------------
     def _update(self, x: torch.Tensor, norms: torch.Tensor, timestamps: np.ndarray) -> None:
@@ -86,11 +94,13 @@ class StreamingTokenDynamics(StreamCompressorBase):
             self.device = x.device
         flat = x.reshape(t * h * w, d).to(self.device)  # [N, D]
         norms = norms.to(self.device)
+        self._now = float(timestamps.max())
         if self.chunks == 0:
             self._allocate((h, w), d)
             slots = self._first_chunk(flat, norms)
         else:
-            self._decay(float(timestamps.max()) - self.t_end)
+            self._chunk_s = max(self._now - self.t_end, 1e-6)  # media time this chunk adds
+            self._decay(self._chunk_s)
             slots = self._next_chunk(flat, norms)
         self.keymap.append(slots.reshape(t, h, w).astype(self.keymap.dtype))
         self.motion.update(slots.reshape(t, h * w), timestamps, self.frames_seen)
@@ -104,6 +114,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.counts = np.zeros(s, dtype=np.float64)
         self.norm_sums = np.zeros(s, dtype=np.float64)
         self.first = np.zeros(s, dtype=np.int64)
+        self.born = np.zeros(s, dtype=np.float64)
         self.active = np.zeros(s, dtype=bool)
         self.keymap = KeyMapStore(grid, s)
         self.motion = MotionStats(s, grid)
@@ -118,6 +129,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.sums[:k], self.centroids[:k] = fit.sums, fit.centroids
         self.counts[:k], self.norm_sums[:k] = fit.counts.cpu().numpy(), fit.norm_sums.cpu().numpy()
         self.first[:k] = fit.first.cpu().numpy()
+        self.born[:k] = self._now
         self.active[:k] = True
         self._active_idx = None
         for slot in range(k):
@@ -135,6 +147,22 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.norm_sums *= ratio
         self.sums.mul_(torch.from_numpy(ratio).to(self.sums)[:, None])
         self._merge_loss = None
+
+    def _projection(self, slots: np.ndarray | None = None) -> np.ndarray:
+        """Factor ``[k]`` from each cluster's decayed weight to its long-run weight (module docstring, step 0):
+        ``1 / (1 - exp(-age / tau))``, age at least one chunk; ``slots`` None: a cluster born in this chunk.
+        All ones without decay."""
+        if not self.config.half_life_s:
+            return np.ones(1 if slots is None else slots.shape[0])
+        tau = self.config.half_life_s / math.log(2.0)
+        age = np.full(1, self._chunk_s) if slots is None else np.maximum(self._now - self.born[slots], self._chunk_s)
+        return 1.0 / -np.expm1(-age / tau)
+
+    def _projected_gram(self) -> np.ndarray:
+        """``[K, K]`` float64 Gram matrix of the active clusters' projected sums."""
+        sums = self.sums[self._active()].double()
+        p = self._projection(np.flatnonzero(self.active))
+        return (sums @ sums.T).cpu().numpy() * p[:, None] * p[None, :]
 
     def _active(self) -> torch.Tensor:
         """Active slot indices ``[K]`` on the state's device (cached until the set changes)."""
@@ -167,7 +195,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         cosine; with no room below K_max that must beat the cheapest merge, or seeding cannot pay off."""
         if int(self.active.sum()) < self.k_max:
             return True
-        return float((1.0 - novel_best).sum()) > self._cheapest_merge_loss()
+        return float((1.0 - novel_best).sum()) * float(self._projection()[0]) > self._cheapest_merge_loss()
 
     def _seed_new(self, xf: torch.Tensor, inv: torch.Tensor, best: torch.Tensor, slots: torch.Tensor,
                   novel: torch.Tensor) -> torch.Tensor:
@@ -205,6 +233,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
             self.sums[slot] = 0.0
             self.counts[slot], self.norm_sums[slot] = 0, 0.0
             self.first[slot] = self.tokens_seen + int(members[0])
+            self.born[slot] = self._now
             self.keymap.new_label(int(slot))
             self.motion.reset(int(slot))
             self.new_clusters += 1
@@ -224,14 +253,14 @@ class StreamingTokenDynamics(StreamCompressorBase):
         accepted[order[: max(room, 0)]] = True
         accepted &= gain > 0
         if room < gain.shape[0]:
-            accepted[order[max(room, 0):]] = gain[order[max(room, 0):]] > self._cheapest_merge_loss()
+            projected = gain[order[max(room, 0):]] * float(self._projection()[0])
+            accepted[order[max(room, 0):]] = projected > self._cheapest_merge_loss()
         return accepted
 
     def _cheapest_merge_loss(self) -> float:
         """Summed cosine lost by the cheapest merge of two active clusters (cached per chunk)."""
         if self._merge_loss is None:
-            sums = self.sums[self._active()]
-            loss = merge_losses((sums @ sums.T).double().cpu().numpy())  # [K, K]; float32 products suffice here
+            loss = merge_losses(self._projected_gram())  # [K, K]
             self._merge_loss = float(loss.min()) if loss.size > 1 else float("inf")
         return self._merge_loss
 
@@ -243,8 +272,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         act = np.flatnonzero(self.active)
         if act.size <= self.k_min or (act.size <= self.k_max and not self.config.adaptive):
             return
-        sums = self.sums[self._active()].double()
-        gram = (sums @ sums.T).cpu().numpy()                                   # [K, K] float64
+        gram = self._projected_gram()                                          # [K, K] float64
         alive = np.ones(act.size, dtype=bool)
         while True:
             k = int(alive.sum())
@@ -279,6 +307,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.counts[dst] += self.counts[src]
         self.norm_sums[dst] += self.norm_sums[src]
         self.first[dst] = min(self.first[dst], self.first[src])
+        self.born[dst] = min(self.born[dst], self.born[src])
         self.active[src] = False
         self._active_idx = None
         self.keymap.merge(src, dst)
@@ -308,7 +337,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         """Bytes of the live state (centroid buffers, key map, motion statistics)."""
         if not self.chunks:
             return 0
-        small = self.counts.nbytes + self.norm_sums.nbytes + self.first.nbytes + self.active.nbytes
+        small = sum(getattr(self, name).nbytes for name in self._ARRAYS)
         return 2 * self.sums.numel() * 4 + small + self.keymap.nbytes() + \
             sum(a.nbytes for a in self.motion.arrays.values())
 
@@ -322,7 +351,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         return base, motion
 
     # ---- serialisation --------------------------------------------------------------------------------
-    _ARRAYS = ("counts", "norm_sums", "first", "active")
+    _ARRAYS = ("counts", "norm_sums", "first", "born", "active")
 
     def _state(self) -> dict[str, Any]:
         arrays = {name: pack_array(getattr(self, name)) for name in self._ARRAYS}
@@ -343,6 +372,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.counts = check.array(packed["counts"], "counts", np.float64, (s,), finite=True)
         self.norm_sums = check.array(packed["norm_sums"], "norm_sums", np.float64, (s,), finite=True)
         self.first = check.array(packed["first"], "first", np.int64, (s,))
+        self.born = check.array(packed["born"], "born", np.float64, (s,), finite=True)
         self.active = check.array(packed["active"], "active", np.bool_, (s,))
         sums = check.array(packed["sums"], "sums", np.float32, (s, d), finite=True)
         centroids = check.array(packed["centroids"], "centroids", np.float32, (s, d), finite=True)

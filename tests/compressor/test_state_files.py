@@ -82,8 +82,8 @@ def mutate_payload(payload: dict, rng: random.Random) -> dict:
         else:
             arr = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"])).copy()
             if arr.size:
-                arr[rng.randrange(arr.size)] = rng.choice([-1, 0, 1, 2, 255, 10**6]) if arr.dtype.kind in "iub" \
-                    else rng.choice([np.nan, np.inf, -1.0, 0.0, 1e30])
+                choices = {"i": [-1, 0, 1, 2, 255, 10**6], "u": [0, 1, 2, 255], "b": [False, True]}
+                arr[rng.randrange(arr.size)] = rng.choice(choices.get(arr.dtype.kind, [np.nan, np.inf, -1.0, 1e30]))
             value["data"] = arr.tobytes()
     elif isinstance(value, bool):
         parent[key] = not value

@@ -1,0 +1,67 @@
+"""Recency: content that arrives after a long history still gets clusters of its own (half_life_s)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from compressor.config import CompressorConfig
+from compressor.metrics import fidelity_keymap
+from compressor.streaming import StreamingTokenDynamics
+
+
+def around(directions: torch.Tensor, frames: int, seed: int) -> torch.Tensor:
+    """``[frames, 4, 4, 16]`` tokens near ``directions [n, 16]`` (norm about 3)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, directions.shape[0], (frames, 4, 4), generator=g)
+    return (directions[labels] + 0.05 * torch.randn(frames, 4, 4, 16, generator=g)) * 3
+
+
+def old_and_new() -> tuple[torch.Tensor, torch.Tensor]:
+    """A long history around 8 directions, then new content around 8 others that are each about 0.75 cosine
+    from an old one (below the 0.9 novelty threshold used here, so every new token is a seeding candidate)."""
+    g = torch.Generator().manual_seed(0)
+    old = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)
+    turn = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)
+    new = torch.nn.functional.normalize(old + 0.9 * turn, dim=1)
+    return around(old, 400, 1), around(new, 40, 2)
+
+
+def run(history: torch.Tensor, recent: torch.Tensor, half_life_s: float) -> StreamingTokenDynamics:
+    compressor = StreamingTokenDynamics(CompressorConfig(budget=8, half_life_s=half_life_s, novelty_threshold=0.9))
+    frame = 0
+    for part in (history, recent):
+        for i in range(0, part.shape[0], 4):
+            compressor.update(part[i:i + 4], np.arange(frame, frame + 4) / 2.0)  # 2 frames per second
+            frame += 4
+    return compressor
+
+
+def test_new_content_gets_clusters_after_a_long_history() -> None:
+    # given 200 s of old content followed by 20 s of new content
+    history, recent = old_and_new()
+    n = recent.shape[0]
+
+    def recent_fidelity(c: StreamingTokenDynamics) -> float:
+        return fidelity_keymap(recent, torch.from_numpy(c.snapshot().base.copy()), c.key_map(c.frames_seen - n))
+
+    # when the memory never forgets, then seeding never pays against the old clusters' weight: the new
+    # content is forced into old clusters, none is created
+    never = run(history, recent, 0.0)
+    created_before = run(history, recent[:0], 0.0).new_clusters
+    assert never.new_clusters == created_before
+    # when it forgets with a 10 s half-life, then new clusters appear for the new content
+    decayed = run(history, recent, 10.0)
+    assert decayed.new_clusters > run(history, recent[:0], 10.0).new_clusters
+    # and the new content is represented better than without decay
+    assert recent_fidelity(decayed) > recent_fidelity(never) + 0.02
+
+
+def test_decay_keeps_directions_after_days_of_silence() -> None:
+    # given a memory, when a chunk arrives after a gap of 1,000 half-lives, then nothing underflows to zero
+    compressor = StreamingTokenDynamics(CompressorConfig(budget=4, half_life_s=1.0))
+    history, recent = old_and_new()
+    compressor.update(history[:4], np.arange(4.0))
+    compressor.update(recent[:4], np.arange(4.0) + 1000.0)
+    snapshot = compressor.snapshot()
+    assert np.all(np.isfinite(snapshot.base)) and np.all(np.linalg.norm(snapshot.base, axis=1) > 0.5)
