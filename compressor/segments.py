@@ -5,9 +5,11 @@ The folder (next to the stream's checkpoint; shared storage on a cluster) holds
     open.seg                        the segment being filled, rewritten atomically after every chunk
     <t_start>_<t_end>.seg           sealed segments, named by the media seconds they cover (fixed width)
 
-Each file is a checksummed state envelope (``serial.py``) of method ``"segment"`` holding a streaming Token
-Dynamics state (no decay: a segment weighs its whole span equally) plus the timestamps of its frames. A
-segment is sealed at the first chunk boundary after it spans ``segment_s`` seconds; then retention deletes
+Each file is a checksummed state envelope (``serial.py``). The open one (method ``"segment"``) holds a
+streaming Token Dynamics state (no decay: a segment weighs its whole span equally) plus the timestamps of its
+frames, so it continues after a restart. A sealed one (method ``"sealed_segment"``) keeps only what a window
+needs (``window.SegmentPart``: K cluster sums as float32, counts, norm sums, key map, timestamps), about half
+the bytes: 0.3 MB per 15 minutes at 1 frame/s, K = 32, D = 896. A segment is sealed at the first chunk boundary after it spans ``segment_s`` seconds; then retention deletes
 sealed segments that ended more than ``retention_s`` before the newest frame, and the oldest ones while
 all of them take more than ``retention_bytes``. ``window`` builds a K-token memory for any span of media
 time from these files alone (``window.py``), so any process that can read the folder can answer.
@@ -83,6 +85,36 @@ def segment_name(t_start: float, t_end: float) -> str:
     return f"{round(t_start * 1000):016d}_{round(t_end * 1000):016d}{SUFFIX}"
 
 
+def encode_sealed(part: SegmentPart) -> bytes:
+    """A sealed segment file's bytes."""
+    return dumps("sealed_segment", {"sums": pack_array(part.sums.astype(np.float32)),
+                                    "counts": pack_array(part.counts), "norm_sums": pack_array(part.norm_sums),
+                                    "key_map": pack_array(part.key_map), "timestamps": pack_array(part.timestamps)})
+
+
+def decode_sealed(data: bytes) -> SegmentPart:
+    """Inverse of ``encode_sealed``, checking every array against the others.
+
+    Raises:
+        InvalidState: damaged or inconsistent bytes.
+    """
+    _, payload = loads(data, "sealed_segment")
+    check.keys(payload, "sealed segment", {"sums", "counts", "norm_sums", "key_map", "timestamps"})
+    sums = check.array(payload["sums"], "sums", np.float32, (-1, -1), finite=True)
+    k = sums.shape[0]
+    check.expect(1 <= k <= 4096 and sums.shape[1] >= 1, "sums", "[K, D] with 1 <= K <= 4096", list(sums.shape))
+    counts = check.array(payload["counts"], "counts", np.float64, (k,), finite=True)
+    norm_sums = check.array(payload["norm_sums"], "norm_sums", np.float64, (k,), finite=True)
+    check.expect(bool(np.all(counts > 0) and np.all(norm_sums >= 0)), "counts", "positive counts", counts[:4])
+    key_map = check.array(payload["key_map"], "key_map", np.uint8 if k <= 256 else np.uint16, (-1, -1, -1))
+    check.expect(key_map.shape[0] >= 1 and min(key_map.shape) >= 1, "key_map", "[T, H, W] with T >= 1",
+                 list(key_map.shape))
+    check.ids(key_map, "key_map", 0, k)
+    times = check.array(payload["timestamps"], "timestamps", np.float64, (key_map.shape[0],), finite=True)
+    check.expect(bool(np.all(np.diff(times) >= 0)), "timestamps", "non-decreasing", times[:3].tolist())
+    return SegmentPart(sums.astype(np.float64), counts, norm_sums, key_map, times)
+
+
 def parse_name(name: str) -> tuple[float, float] | None:
     """``(t_start, t_end)`` of a sealed segment's file name, None for anything else."""
     stem, _, rest = name.partition(SUFFIX)
@@ -96,8 +128,10 @@ def part_of(compressor: StreamingTokenDynamics, timestamps: np.ndarray) -> Segme
     """What a window needs of one segment (clusters in canonical order, key map, timestamps)."""
     order = compressor.canonical_slots()
     index = torch.from_numpy(order).to(compressor.sums.device)
+    key_map = compressor.key_map()
     return SegmentPart(compressor.sums[index].double().cpu().numpy(), compressor.counts[order],
-                       compressor.norm_sums[order], compressor.key_map(), timestamps)
+                       compressor.norm_sums[order], key_map.astype(np.uint8 if order.size <= 256 else np.uint16),
+                       timestamps)
 
 
 class SegmentStore:
@@ -138,7 +172,8 @@ class SegmentStore:
         if self._open is None or not self._open.frames_seen:
             return
         newest = self._open.t_end
-        write_atomic(self.folder / segment_name(self._open.t_start, newest), encode_segment(self._open, self._times))
+        write_atomic(self.folder / segment_name(self._open.t_start, newest),
+                     encode_sealed(part_of(self._open, self._times)))
         (self.folder / OPEN).unlink(missing_ok=True)
         self._open, self._times = None, np.zeros(0, dtype=np.float64)
         self._retain(newest)
@@ -196,7 +231,8 @@ def window_from_folder(folder: str | Path, t_start: float, t_end: float, k: int,
     parts = []
     for path in paths:
         try:
-            parts.append(part_of(*decode_segment(path.read_bytes())))
+            data = path.read_bytes()
+            parts.append(part_of(*decode_segment(data)) if path.name == OPEN else decode_sealed(data))
         except (InvalidState, FileNotFoundError) as exc:  # sealed/retained meanwhile, or damaged: skip it
             log.warning("segments %s: skipped %s (%s)", folder, path.name, exc)
     parts.sort(key=lambda p: float(p.timestamps[0]) if p.timestamps.size else 0.0)
