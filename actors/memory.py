@@ -8,7 +8,14 @@ REPUBLISH_S while idle, so a (re)started LLM gets it without waiting for new vid
 
 Checkpoint: `<checkpoint_dir>/<stream_id>.ckpt` holds `StreamCompressor.to_bytes()`, rewritten atomically
 (tmp file + os.replace) after every chunk; a restarted actor restores it before it takes new tokens, and
-binds the tokens port recorded in `<stream_id>.port` again, so the encoder's queued chunks reach it.
+binds the tokens port recorded in `<stream_id>.port` again, so the encoder's queued chunks reach it. A
+checkpoint made with another method, budget, K range or recent window is refused (kept aside as `.bad`, the
+stream starts afresh), never re-fitted.
+
+Segments (token_dynamics with `compressor.segment_s > 0`): every chunk also goes to the stream's
+`compressor.segments.SegmentStore` in `<checkpoint_dir>/<stream_id>.segments/`, which seals a segment every
+`segment_s` media seconds and applies retention; questions about a time window are answered from that folder
+(`segments_folder`, `compressor.segments.window_from_folder`). Removing the stream deletes it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -28,6 +36,7 @@ from actors.status import MemoryTelemetry
 from actors.meta import seconds, with_transport
 from compressor.keymap_view import latest_key_map
 from compressor.registry import make_stream_compressor, restore_stream_compressor
+from compressor.segments import SegmentStore
 from stream.codec import Kind, Message
 from stream.tensors import from_wire_array
 from stream.transport import SequenceTracker, Socket
@@ -35,6 +44,11 @@ from stream.transport import SequenceTracker, Socket
 log = logging.getLogger(__name__)
 
 REPUBLISH_S = 1.0  # idle re-publish period of the newest snapshot (late or restarted subscribers)
+
+
+def segments_folder(checkpoint_dir: str | Path, stream_id: str) -> Path:
+    """Where a stream's segments live (next to its checkpoint)."""
+    return Path(checkpoint_dir).expanduser() / f"{stream_id}.segments"
 
 
 def checkpoint_file(checkpoint_dir: str | Path, stream_id: str) -> Path:
@@ -67,6 +81,9 @@ class MemoryWorker:
         self.path = checkpoint_file(checkpoint_dir, spec.stream_id)
         self.restored_digest: str | None = None
         self.compressor = self._restore_or_new()
+        c = spec.compressor
+        self.segments = SegmentStore(segments_folder(checkpoint_dir, spec.stream_id), c) \
+            if c.segment_s and c.method == "token_dynamics" else None
         self._tokens_in = open_sticky("pull", bind_host(transport.bind), self.path.with_suffix(".port"), transport.hwm)
         self._lock = threading.Lock()
         self._publish_to = publish_to
@@ -84,17 +101,15 @@ class MemoryWorker:
         if self.path.exists():
             data = self.path.read_bytes()
             try:
-                restored = restore_stream_compressor(data)
-            except ValueError as exc:  # a corrupt file must not crash-loop the actor: keep it aside, start over
-                log.error("memory %s: unreadable checkpoint %s (%s), starting fresh", self.spec.stream_id,
+                restored = restore_stream_compressor(data, self.spec.compressor)
+            except ValueError as exc:  # corrupt, or another method/budget: keep it aside, never crash-loop
+                log.error("memory %s: refused checkpoint %s (%s), starting fresh", self.spec.stream_id,
                           self.path, exc)
                 os.replace(self.path, self.path.with_suffix(".bad"))
                 return make_stream_compressor(self.spec.compressor)
-            if restored.snapshot().method == self.spec.compressor.method:
-                self.restored_digest = state_digest(data)
-                log.info("memory %s: restored %d frames from %s", self.spec.stream_id, restored.frames_seen, self.path)
-                return restored
-            log.warning("memory %s: checkpoint holds another method, starting fresh", self.spec.stream_id)
+            self.restored_digest = state_digest(data)
+            log.info("memory %s: restored %d frames from %s", self.spec.stream_id, restored.frames_seen, self.path)
+            return restored
         return make_stream_compressor(self.spec.compressor)
 
     # --- control (any thread) -------------------------------------------------------------------------
@@ -142,6 +157,8 @@ class MemoryWorker:
         if delete_checkpoint:
             self.path.unlink(missing_ok=True)
             self.path.with_suffix(".port").unlink(missing_ok=True)
+            if self.segments is not None:
+                shutil.rmtree(self.segments.folder, ignore_errors=True)
 
     # --- loop thread ----------------------------------------------------------------------------------
 
@@ -195,6 +212,11 @@ class MemoryWorker:
                         self.bad_messages, msg.seq, exc)
             return False
         write_atomic(self.path, data)
+        if self.segments is not None:
+            try:
+                self.segments.update(tokens, timestamps)
+            except ValueError as exc:  # the live memory took the chunk: its segment copy must not undo that
+                log.warning("memory %s: segment update failed: %s", self.spec.stream_id, exc)
         timings = with_transport(msg.meta, time.time())  # meta is untrusted: odd values are dropped
         timings["compress"] = compress_s
         self.times.merge(timings)

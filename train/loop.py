@@ -67,10 +67,18 @@ def _device(config: TrainConfig) -> str:
     return "cuda" if config.ray.use_gpu and torch.cuda.is_available() else "cpu"
 
 
+def _data_parallel(module: torch.nn.Module) -> torch.nn.Module:
+    """DDP across the Ray Train workers (the module itself with one worker). Unused parameters are allowed:
+    a step on a format without motion leaves the cross-dynamics attention out."""
+    import ray.train.torch
+
+    return ray.train.torch.prepare_model(module, move_to_device=False,
+                                         parallel_strategy_kwargs={"find_unused_parameters": True})
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The body every Ray Train worker runs (see the module docstring)."""
     import ray.train
-    import ray.train.torch
 
     from train.data import build_eval_examples, build_train_pool, steps_per_epoch
 
@@ -94,14 +102,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     elif config.vision_warmup.steps:
         from train.warmup import vision_warmup
 
-        metrics.write({"event": "vision_warmup", **vision_warmup(vlm, config, rank, world)})
+        metrics.write({"event": "vision_warmup", **vision_warmup(vlm, config, rank, world, _data_parallel)})
 
     pool = build_train_pool(vlm, config, rank, world, metrics.write)
     eval_examples = build_eval_examples(vlm, config) if rank == 0 and config.eval.suite else []
     params = set_trainable(vlm, dynamics, config.freeze)
     objective = QAObjective(vlm, dynamics)
-    model = ray.train.torch.prepare_model(objective, move_to_device=False,
-                                          parallel_strategy_kwargs={"find_unused_parameters": True})
+    model = _data_parallel(objective)
     optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     epoch_steps = steps_per_epoch(pool, config)
     total = config.steps if config.steps is not None else config.epochs * epoch_steps

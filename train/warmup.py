@@ -8,6 +8,7 @@ The head is thrown away afterwards: what stays is a vision path whose base token
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from train.scene_data import scene_specs
 from vlm.llava_onevision import LlavaOnevision
 
 NUM_CLASSES = 1 + len(SHAPES) * len(COLOURS)  # background + every (shape, colour)
-FRAME_POOL = 2048  # frames rendered once for the warm-up, sampled from (memory: S x S x 3 bytes each)
+FRAME_POOL = 2048  # most frames rendered for the warm-up, then sampled from (memory: S x S x 3 bytes each)
 
 
 def cell_classes(scene: Scene, t: float, grid: tuple[int, int]) -> np.ndarray:
@@ -65,7 +66,7 @@ def _frame_pool(config: TrainConfig, image_size: int, grid: tuple[int, int], ran
     rng = np.random.default_rng([config.seed, rank, 7])
     scenes = [make_scene(spec) for spec in scene_specs(config.data, config.seed, rank, world)]
     frames, targets = [], []
-    for _ in range(FRAME_POOL):
+    for _ in range(min(FRAME_POOL, config.vision_warmup.steps * config.vision_warmup.batch_frames)):
         scene = scenes[int(rng.integers(len(scenes)))]
         t = float(rng.uniform(0, scene.spec.seconds))
         frames.append(resize_frames(scene.render(t)[None], image_size)[0])
@@ -73,11 +74,11 @@ def _frame_pool(config: TrainConfig, image_size: int, grid: tuple[int, int], ran
     return np.stack(frames), np.stack(targets)
 
 
-def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: int) -> dict[str, Any]:
-    """Run `vision_warmup.steps` AdamW steps on the cell task (DDP across workers); returns figures:
-    first and last loss, cell accuracy of the last steps, seconds."""
-    import ray.train.torch
-
+def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: int,
+                  wrap: Callable[[nn.Module], nn.Module] = lambda module: module) -> dict[str, Any]:
+    """Run `vision_warmup.steps` AdamW steps on the cell task; returns figures: first and last loss, cell
+    accuracy over the last tenth of the steps, seconds. `wrap` makes the module data-parallel (Ray Train's
+    prepare_model inside a worker)."""
     warm = config.vision_warmup
     started = time.perf_counter()
     frames, targets = _frame_pool(config, vlm.image_size, vlm.grid, rank, world)
@@ -88,8 +89,7 @@ def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: in
     for p in (*classifier.vision.parameters(), *classifier.projector.parameters(), *classifier.head.parameters()):
         p.requires_grad_(True)
     params = [p for p in classifier.parameters() if p.requires_grad]
-    model = ray.train.torch.prepare_model(classifier, move_to_device=False,
-                                          parallel_strategy_kwargs={"find_unused_parameters": True})
+    model = wrap(classifier)
     optimizer = torch.optim.AdamW(params, lr=warm.lr)
     rng = np.random.default_rng([config.seed, rank, 8])
     losses, correct, cells = [], 0, 0
