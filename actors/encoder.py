@@ -20,7 +20,7 @@ import numpy as np
 
 from actors.config import EncoderConfig, TransportConfig
 from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec, open_sticky
-from actors.meta import with_transport
+from actors.meta import BadMeta, with_transport
 from vlm import ModelConfig
 from stream.codec import Kind, Message, ProtocolError, message_to_chunk
 from stream.frames import Chunk
@@ -152,23 +152,23 @@ class EncoderWorker:
 
     def _encode(self, batch: list[Message]) -> list[Message]:
         """TOKENS (and forwarded EOS) messages for a batch, in arrival order; bad chunks counted and skipped."""
-        good: list[tuple[Message, np.ndarray]] = []
+        good: list[tuple[Message, np.ndarray, dict[str, float]]] = []
         out: list[Message] = []
         for msg in batch:
             if msg.kind is Kind.EOS:
                 out.append(msg)
                 continue
             try:
-                good.append((msg, check_chunk(msg, self.vlm.image_size).frames))
-            except ProtocolError as exc:
+                frames = check_chunk(msg, self.vlm.image_size).frames
+                good.append((msg, frames, with_transport(msg.meta, time.time())))  # meta is untrusted too
+            except (ProtocolError, BadMeta) as exc:
                 self.bad_chunks += 1
                 log.warning("encoder: skipped bad chunk #%d: %s", self.bad_chunks, exc)
         if not good:
             return out
-        received = time.time()
         start = time.perf_counter()
         try:
-            encoded = self._encoder.encode([(msg.stream_id, frames) for msg, frames in good])  # [T_i, gh, gw, D]
+            encoded = self._encoder.encode([(msg.stream_id, frames) for msg, frames, _ in good])  # [T_i, gh, gw, D]
         except ValueError as exc:  # the model's InputError: frames it cannot take; skip them, keep serving
             self.bad_chunks += len(good)
             log.warning("encoder: skipped a batch of %d chunks the model rejected: %s", len(good), exc)
@@ -176,9 +176,8 @@ class EncoderWorker:
         elapsed = time.perf_counter() - start
         self.encode_s += elapsed
         self.batches += 1
-        total = sum(len(f) for _, f in good)
-        for (msg, frames), (_, part) in zip(good, encoded):
-            timings = with_transport(msg.meta, received)  # meta is untrusted: odd values are dropped
+        total = sum(len(f) for _, f, _ in good)
+        for (msg, frames, timings), (_, part) in zip(good, encoded):
             timings["encode"] = elapsed * len(frames) / total  # this chunk's share of the batch
             counters = self._counters[msg.stream_id]
             counters.chunks += 1

@@ -16,7 +16,7 @@ from typing import Any
 from actors.config import LLMConfig, TransportConfig
 from actors.errors import PipelineUnavailable, StreamNotFound, StreamNotReady
 from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
-from actors.meta import seconds
+from actors.meta import optional_seconds
 from vlm import ModelConfig
 from compressor.snapshot import Snapshot
 from stream.codec import Kind, Message
@@ -48,11 +48,11 @@ class SnapshotStore:
             if msg.kind is not Kind.SNAPSHOT:
                 raise ValueError(f"expected a snapshot message, got {msg.kind.value}")
             snapshot = Snapshot.from_wire(msg.meta, msg.arrays)
+            extra = {"lag_s": optional_seconds(msg.meta, "lag_s"), "received_at": time.time()}
         except (ValueError, TypeError, KeyError) as exc:
             self.bad_snapshots += 1
             log.warning("llm: skipped bad snapshot #%d for %s: %s", self.bad_snapshots, msg.stream_id, exc)
             return
-        extra = {"lag_s": seconds(msg.meta.get("lag_s")), "received_at": time.time()}
         with self._lock:
             if (msg.stream_id in self._streams if self._streams is not None
                     else msg.stream_id in self._snapshots or len(self._snapshots) < MAX_UNTOLD_STREAMS):

@@ -188,13 +188,16 @@ class MemoryWorker:
 
     def _apply(self, msg: Message) -> bool:
         """Update + checkpoint for a TOKENS message; True if the state changed. Bad input is counted."""
-        self._sequence.observe(msg)
-        if msg.kind is Kind.EOS:
-            return False
         try:
+            if msg.stream_id != self.spec.stream_id:  # anyone can reach the port: not ours, not applied
+                raise ValueError(f"expected stream {self.spec.stream_id!r}, got {msg.stream_id!r:.80}")
+            if msg.kind is Kind.EOS:
+                self._sequence.observe(msg)
+                return False
             if msg.kind is not Kind.TOKENS or "tokens" not in msg.arrays or "timestamps" not in msg.arrays:
                 raise ValueError(f"expected a tokens message with tokens + timestamps, got {msg.kind.value} "
                                  f"with {sorted(msg.arrays)}")
+            timings = with_transport(msg.meta, time.time())  # BadMeta (a ValueError) before any change
             tokens = from_wire_array(msg.arrays["tokens"])  # [T, gh, gw, D]
             timestamps = np.asarray(msg.arrays["timestamps"], dtype=np.float64)
             start = time.perf_counter()
@@ -211,13 +214,13 @@ class MemoryWorker:
             log.warning("memory %s: skipped bad message #%d (seq %d): %s", self.spec.stream_id,
                         self.bad_messages, msg.seq, exc)
             return False
+        self._sequence.observe(msg)  # only a message that was applied: a hostile seq must not fake gaps
         write_atomic(self.path, data)
         if self.segments is not None:
             try:
                 self.segments.update(tokens, timestamps)
             except ValueError as exc:  # the live memory took the chunk: its segment copy must not undo that
                 log.warning("memory %s: segment update failed: %s", self.spec.stream_id, exc)
-        timings = with_transport(msg.meta, time.time())  # meta is untrusted: odd values are dropped
         timings["compress"] = compress_s
         self.times.merge(timings)
         self.lag_s = _lag_s(msg.arrays.get("arrivals"))

@@ -1,9 +1,11 @@
 """Reading the `meta` of a wire message without trusting it.
 
-The codec (stream/codec.py) guarantees only that `meta` is a msgpack map of plain values; any key may be
-missing or hold a value of any type (a string, a list, NaN, 1e308). The actors read two things from it,
-the stage timings and the send time, and both go through here, so one odd header can skew no counter and
-raise nothing: values that are not finite, non-negative seconds are dropped.
+The codec (stream/codec.py) guarantees only that `meta` is a msgpack map of plain values; any key may hold
+a value of any type (a string, a list, NaN, 1e308). The actors read the stage timings, the send time and
+(the LLM) the lag from it, all through here: a key that is absent is fine (None / {}), a key that is
+present with anything but finite, non-negative seconds makes the whole message bad (BadMeta, a
+ValueError), so the actor counts it with its other bad messages and skips it, instead of raising later or
+folding garbage into its telemetry.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-MAX_STAGES = 32  # stage names a message may carry (the pipeline uses 4-5); the rest are dropped
+MAX_STAGES = 32  # stage names a message may carry (the pipeline uses 4-6)
 MAX_STAGE_CHARS = 32
+
+
+class BadMeta(ValueError):
+    """A message's meta holds a known key with a value of the wrong type or range."""
 
 
 def seconds(value: Any) -> float | None:
@@ -23,30 +29,40 @@ def seconds(value: Any) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
+def optional_seconds(meta: dict[str, Any], key: str) -> float | None:
+    """`meta[key]` as seconds; None when absent (or null). BadMeta for any other value."""
+    value = meta.get(key)
+    if value is None:
+        return None
+    s = seconds(value)
+    if s is None:
+        raise BadMeta(f"meta.{key}: expected finite seconds >= 0, got {value!r:.60}")
+    return s
+
+
 def timings_of(meta: dict[str, Any]) -> dict[str, float]:
-    """The valid entries of `meta["timings"]` ({stage name: seconds}); {} when it is absent or not a map."""
+    """`meta["timings"]` ({stage name: seconds}); {} when absent. BadMeta unless a small map of names
+    (1..MAX_STAGE_CHARS characters) to finite seconds >= 0."""
     raw = meta.get("timings")
-    if not isinstance(raw, dict):
+    if raw is None:
         return {}
+    if not isinstance(raw, dict) or len(raw) > MAX_STAGES:
+        raise BadMeta(f"meta.timings: expected a map of up to {MAX_STAGES} stages, got {raw!r:.60}")
     out: dict[str, float] = {}
     for stage, value in raw.items():
         s = seconds(value)
-        if isinstance(stage, str) and 0 < len(stage) <= MAX_STAGE_CHARS and s is not None:
-            out[stage] = s
-            if len(out) == MAX_STAGES:
-                break
+        if not isinstance(stage, str) or not 0 < len(stage) <= MAX_STAGE_CHARS or s is None:
+            raise BadMeta(f"meta.timings: expected stage names -> finite seconds >= 0, got {stage!r:.40}: "
+                          f"{value!r:.40}")
+        out[stage] = s
     return out
 
 
-def transport_s(meta: dict[str, Any], received: float) -> float:
-    """Seconds from `meta["sent_at"]` (sender's wall clock) to `received`; 0 when sent_at is unusable or
-    in the future (clock skew between nodes)."""
-    sent = seconds(meta.get("sent_at"))
-    return max(0.0, received - sent) if sent is not None else 0.0
-
-
 def with_transport(meta: dict[str, Any], received: float) -> dict[str, float]:
-    """The message's valid timings with this hop's transport time added to its "transport" entry."""
+    """The message's timings with this hop's transport time (from `meta["sent_at"]`, the sender's wall
+    clock, to `received`; 0 for a sender whose clock runs ahead) added to "transport". Raises BadMeta."""
     timings = timings_of(meta)
-    timings["transport"] = timings.get("transport", 0.0) + transport_s(meta, received)
+    sent = optional_seconds(meta, "sent_at")
+    hop = max(0.0, received - sent) if sent is not None else 0.0
+    timings["transport"] = timings.get("transport", 0.0) + hop
     return timings
