@@ -160,9 +160,10 @@ class StreamingTokenDynamics(StreamCompressorBase):
 
     def _projected_gram(self) -> np.ndarray:
         """``[K, K]`` float64 Gram matrix of the active clusters' projected sums."""
-        sums = self.sums[self._active()].double()
+        sums = self.sums[self._active()]
         p = self._projection(np.flatnonzero(self.active))
-        return (sums @ sums.T).cpu().numpy() * p[:, None] * p[None, :]
+        # float32 products (a float64 copy of the sums cost as much as the assignment matmul), float64 after
+        return (sums @ sums.T).cpu().numpy().astype(np.float64) * p[:, None] * p[None, :]
 
     def _active(self) -> torch.Tensor:
         """Active slot indices ``[K]`` on the state's device (cached until the set changes)."""
