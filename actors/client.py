@@ -144,10 +144,12 @@ class PipelineClient:
     # --- questions --------------------------------------------------------------------------------------
 
     def ask(self, stream_id: str, question: str | list[dict[str, Any]], max_tokens: int = 64,
-            temperature: float = 0.0, stop: list[str] | None = None) -> Iterator[dict[str, Any]]:
+            temperature: float = 0.0, stop: list[str] | None = None,
+            window: tuple[float, float] | None = None) -> Iterator[dict[str, Any]]:
         """Events of one answer as they are generated: {"type": "delta", "text"} ..., then one
         {"type": "done", usage, span, snapshot_version, finish_reason, model, ttft_s}. `stop`: up to 4
-        strings the answer ends before.
+        strings the answer ends before. `window`: (t_start, t_end) media seconds to answer about, from the
+        stream's segments (WindowUnavailable when none holds it); None: the live memory.
 
         Raises before the first event: StreamNotFound (no such stream), StreamNotReady (no snapshot yet),
         StreamFailed (no snapshot and the source failed for good: its last_error says why),
@@ -156,7 +158,7 @@ class PipelineClient:
         """
         messages = [{"role": "user", "content": question}] if isinstance(question, str) else question
         try:
-            for ref in self.llm().ask.remote(stream_id, messages, max_tokens, temperature, stop):
+            for ref in self.llm().ask.remote(stream_id, messages, max_tokens, temperature, stop, window):
                 yield ray.get(ref)
         except Exception as exc:
             error = unwrap(exc)
@@ -165,9 +167,10 @@ class PipelineClient:
             raise error from None
 
     async def ask_async(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
-                        temperature: float, stop: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
+                        temperature: float, stop: list[str] | None = None,
+                        window: tuple[float, float] | None = None) -> AsyncIterator[dict[str, Any]]:
         """`ask` for an event loop; an abandoned answer (client gone, failure) is cancelled in the LLM."""
-        answer = (await self.llm_async()).ask.remote(stream_id, messages, max_tokens, temperature, stop)
+        answer = (await self.llm_async()).ask.remote(stream_id, messages, max_tokens, temperature, stop, window)
         finished = False
         try:
             async for ref in answer:

@@ -57,7 +57,7 @@ class Controller:
         self.llm = LLMActor.options(
             name=LLM_NAME, max_restarts=restarts, max_concurrency=config.llm.max_concurrent,
             num_cpus=config.llm.num_cpus, num_gpus=config.llm.num_gpus, resources=config.llm.resources or None,
-        ).remote(config.model, config.llm, config.transport)
+        ).remote(config.model, config.llm, config.transport, str(config.checkpoint_path))
         self.encoder_info = ray.get(self.encoder.info.remote(), timeout=START_TIMEOUT_S)
         self.llm_endpoint = ray.get(self.llm.endpoint.remote(), timeout=START_TIMEOUT_S)
         self.reconciles = 0

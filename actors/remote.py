@@ -54,11 +54,12 @@ class MemoryActor(MemoryWorker, Located):
 
 @ray.remote
 class LLMActor(LLMWorker, Located):
-    def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig) -> None:
-        LLMWorker.__init__(self, model, llm, transport, exit_on_crash=True)
+    def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig,
+                 checkpoint_dir: str | None = None) -> None:
+        LLMWorker.__init__(self, model, llm, transport, checkpoint_dir, exit_on_crash=True)
 
     @ray.method(num_returns="streaming")
     def ask(self, stream_id: str, messages: Any, max_tokens: int = 64, temperature: float = 0.0,
-            stop: list[str] | None = None) -> Iterator[dict[str, Any]]:
+            stop: list[str] | None = None, window: tuple[float, float] | None = None) -> Iterator[dict[str, Any]]:
         """Streaming generator: one object per event (see LLMWorker.ask)."""
-        yield from LLMWorker.ask(self, stream_id, messages, max_tokens, temperature, stop)
+        yield from LLMWorker.ask(self, stream_id, messages, max_tokens, temperature, stop, window)
