@@ -188,7 +188,7 @@ class StreamSpec:
     frames_per_chunk: sampled frames per chunk (the unit of encoding, compression and checkpointing).
     live:             true: pace like a camera and drop the oldest frames when behind; false: read as fast as
                       the pipeline takes (nothing lost); null: live for network streams (rtsp, rtmp, srt, udp,
-                      HLS .m3u8 ...), synthetic:// and scene://, else not (stream.sources.is_live_url).
+                      HLS .m3u8 ...), synthetic:// and scene://, else not (stream.urls.is_live_url).
     loop:             replay a file forever (demos).
     compressor:       the memory: method by name, token budget, ... (compressor/config.py).
     source:           decoding / reconnect options (stream/config.py); `realtime` and `loop` follow the keys
@@ -196,7 +196,7 @@ class StreamSpec:
     """
 
     stream_id: str
-    url: str
+    url: str = field(repr=False)  # a repr (logs, tracebacks) must never print its credentials
     sample_rate_hz: float = 2.0
     frames_per_chunk: int = 4
     live: bool | None = None
@@ -214,7 +214,7 @@ class StreamSpec:
 
     @property
     def is_live(self) -> bool:
-        """Whether the source is paced as live: explicit `live`, else `stream.sources.is_live_url`."""
+        """Whether the source is paced as live: explicit `live`, else `stream.urls.is_live_url`."""
         return self.live if self.live is not None else is_live_url(self.url)
 
 

@@ -1,4 +1,4 @@
-"""One rule per URL concept: which URLs are live (stream.sources.is_live_url, used by the pipeline config,
+"""One rule per URL concept: which URLs are live (stream.urls.is_live_url, used by the pipeline config,
 the sources and probe alike) and sample:// resolved inside stream/ (so probe and the actors both take it)."""
 
 from __future__ import annotations
