@@ -10,9 +10,9 @@ from scenes.scene import make_scene
 from scenes.suites import suite
 from train.config import TrainConfig
 from train.jsonl import BadRow, read_rows, row_examples
-from train.memory import stream_memories
+from train.memory import memory_inputs
 from train.objective import Example
-from train.scene_data import ExamplePool, build_scene_pool, encode, sampled_frames, scene_specs
+from train.scene_data import ExamplePool, build_scene_pool, sampled_frames, scene_specs
 from vlm.llava_onevision import LlavaOnevision
 
 
@@ -26,7 +26,8 @@ def build_train_pool(vlm: LlavaOnevision, config: TrainConfig, rank: int, world:
     data, formats = config.data, config.formats
     pool = ExamplePool([[] for _ in formats])
     if data.scenes.count:
-        scenes = build_scene_pool(vlm, scene_specs(data, config.seed, rank, world), formats, data, config.seed)
+        scenes = build_scene_pool(vlm, scene_specs(data, config.seed, rank, world), formats, data, config.seed,
+                                  trains_vision(config))
         pool.extend(scenes)
         log({"event": "scene_pool", "rank": rank, "scenes": len(scene_specs(data, config.seed, rank, world)),
              "examples": len(scenes), "media_s": scenes.media_s, "build_s": scenes.build_s,
@@ -37,8 +38,7 @@ def build_train_pool(vlm: LlavaOnevision, config: TrainConfig, rank: int, world:
         used = 0
         for row in rows[rank::world]:
             try:
-                per_format = row_examples(row, lambda frames: encode(vlm, frames), formats, data, vlm.image_size,
-                                          config.seed)
+                per_format = row_examples(vlm, row, formats, data, config.seed, trains_vision(config))
             except BadRow as exc:  # an undecodable video or an empty span shows only when decoded
                 if data.on_bad_row == "stop":
                     raise
@@ -57,17 +57,25 @@ def build_train_pool(vlm: LlavaOnevision, config: TrainConfig, rank: int, world:
 
 def build_eval_examples(vlm: LlavaOnevision, config: TrainConfig) -> list[Example]:
     """The evaluation suite's questions on memories of the evaluated format (`eval.format`), built like the
-    training ones (sampled at data.sample_rate_hz, chunked, compressed) and asked at each scene's end."""
+    training ones (sampled at data.sample_rate_hz, chunked, compressed) and asked at each scene's end (with a
+    trainable vision path, rebuilt from the frames at every evaluation)."""
     fmt, data = config.formats[config.eval.format], config.data
     out: list[Example] = []
     for spec, qas in suite(config.eval.suite):
         frames, times = sampled_frames(make_scene(spec), data.sample_rate_hz, vlm.image_size)
         last = -(-len(times) // data.frames_per_chunk) - 1
-        memory = stream_memories(encode(vlm, frames), times, fmt, data.frames_per_chunk, [last], config.seed)[0]
-        out += [Example(memory, qa.question, qa.answer, fmt.uses_dynamics, qa.category, qa) for qa in qas]
+        (visual,), = memory_inputs(vlm, frames, times, [fmt], data.frames_per_chunk, [last], config.seed,
+                                   trains_vision(config))
+        out += [Example.of(visual, qa.question, qa.answer, fmt, qa.category, qa) for qa in qas]
         if config.eval.max_questions and len(out) >= config.eval.max_questions:
             return out[:config.eval.max_questions]
     return out
+
+
+def trains_vision(config: TrainConfig) -> bool:
+    """Whether the vision tower or the projector trains: then frame tokens cannot be cached and every memory
+    is rebuilt from its frames, with grad, at every step (the slow path)."""
+    return config.trains("vision") or config.trains("projector")
 
 
 def steps_per_epoch(pool: ExamplePool, config: TrainConfig) -> int:

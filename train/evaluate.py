@@ -19,8 +19,7 @@ MAX_ANSWER_TOKENS = 24  # scene answers are a few words or a number
 def answer(vlm: LlavaOnevision, dynamics: CrossDynamicsAttention | None, example: Example) -> str:
     """The model's greedy answer to one example, as the LLM actor would produce it."""
     with torch.no_grad():
-        memory = example.memory.to(vlm.device, vlm.dtype)
-        visual = visual_inputs(memory, dynamics if example.fused else None)  # [K + R, D]
+        visual = visual_inputs(example.memory_for(vlm), dynamics if example.fused else None)  # [K + R, D]
     generation = vlm.generate(visual, example.question, max_new_tokens=MAX_ANSWER_TOKENS, temperature=0.0)
     return "".join(generation).strip()
 

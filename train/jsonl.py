@@ -19,8 +19,9 @@ import numpy as np
 from stream.sampling import chunks
 from stream.sources import SourceError
 from train.config import DataConfig, MemoryFormat
-from train.memory import stream_memories
+from train.memory import memory_inputs
 from train.objective import Example
+from vlm.llava_onevision import LlavaOnevision
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +128,11 @@ def sampled_video(row: Row, data: DataConfig, image_size: int) -> tuple[np.ndarr
     return np.concatenate(frames)[:data.max_frames], np.concatenate(times)[:data.max_frames]
 
 
-def row_examples(row: Row, tokens_of: Callable[[np.ndarray], object], formats: Sequence[MemoryFormat],
-                 data: DataConfig, image_size: int, seed: int) -> list[list[Example]]:
-    """One row -> one example per format (memory over the whole span, question asked at its end).
-
-    tokens_of: frames uint8 [T, S, S, 3] -> tokens [T, gh, gw, D] (the frozen vision path).
-    """
-    frames, times = sampled_video(row, data, image_size)
-    tokens = tokens_of(frames)
+def row_examples(vlm: LlavaOnevision, row: Row, formats: Sequence[MemoryFormat], data: DataConfig, seed: int,
+                 live: bool = False) -> list[list[Example]]:
+    """One row -> one example per format (memory over the whole span, question asked at its end); `live`:
+    keep the frames to rebuild the memory with grad every step (trainable vision path)."""
+    frames, times = sampled_video(row, data, vlm.image_size)
     last = -(-len(times) // data.frames_per_chunk) - 1
-    return [[Example(stream_memories(tokens, times, fmt, data.frames_per_chunk, [last], seed)[0], row.question,
-                     row.answer, fmt.uses_dynamics)] for fmt in formats]
+    inputs = memory_inputs(vlm, frames, times, formats, data.frames_per_chunk, [last], seed, live)
+    return [[Example.of(per_format[0], row.question, row.answer, fmt)] for fmt, per_format in zip(formats, inputs)]

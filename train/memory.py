@@ -4,6 +4,7 @@ The memory actor (actors/memory.py) calls `compressor.update(tokens [T_c, gh, gw
 chunk of `frames_per_chunk` sampled frames and answers from `compressor.snapshot()`; `stream_memories` does
 exactly that and keeps the snapshots taken after the chosen chunks. The "full" format instead keeps every
 token of `frames` frames sampled uniformly over the frames seen so far (the uncompressed reference).
+`live_memory` is the slow path for a trainable vision path: the memory rebuilt from frames every step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import torch
 
 from compressor.config import CompressorConfig
 from compressor.registry import make_stream_compressor
+from compressor.stream_base import StreamCompressor
 from train.config import FULL, MemoryFormat
+from train.model import encode_frames_grad
+from vlm.llava_onevision import LlavaOnevision
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,27 @@ def snapshot_chunks(num_chunks: int, count: int) -> list[int]:
     return sorted({int(round(c)) for c in picks})
 
 
-def _full_memory(tokens: torch.Tensor, timestamps: np.ndarray, frames: int) -> Memory:
-    """Every token of `frames` frames sampled uniformly from tokens [T, gh, gw, D] -> base [frames * gh * gw, D]."""
-    picks = np.unique(np.linspace(0, tokens.shape[0] - 1, num=min(frames, tokens.shape[0])).round().astype(int))
-    base = tokens[torch.from_numpy(picks)].reshape(-1, tokens.shape[-1]).float()  # [n * gh * gw, D]
+def _uniform_picks(count: int, frames: int) -> np.ndarray:
+    """Indices of `frames` frames spread uniformly over `count` (all of them when fewer)."""
+    return np.unique(np.linspace(0, count - 1, num=min(frames, count)).round().astype(int))
+
+
+def _full_memory(tokens: torch.Tensor, timestamps: np.ndarray) -> Memory:
+    """Every token of tokens [n, gh, gw, D] -> base [n * gh * gw, D], no motion, no recent window."""
+    base = tokens.reshape(-1, tokens.shape[-1]).float()  # [n * gh * gw, D]
     return Memory(base, base.new_zeros(base.shape[0], 0), base.new_zeros(0, base.shape[1]),
                   float(timestamps[0]), float(timestamps[-1]))
+
+
+def _snapshot_memory(compressor: StreamCompressor, device: torch.device | str = "cpu") -> Memory:
+    snap = compressor.snapshot()
+    base, motion, recent = (torch.from_numpy(np.array(a)).to(device) for a in (snap.base, snap.motion, snap.recent))
+    return Memory(base, motion, recent, snap.t_start, snap.t_end)
+
+
+def _compressor(fmt: MemoryFormat, seed: int) -> StreamCompressor:
+    return make_stream_compressor(CompressorConfig(method=fmt.method, budget=fmt.budget,
+                                                   recent_window=fmt.recent_window, seed=seed))
 
 
 def stream_memories(tokens: torch.Tensor, timestamps: np.ndarray, fmt: MemoryFormat, frames_per_chunk: int,
@@ -67,16 +86,79 @@ def stream_memories(tokens: torch.Tensor, timestamps: np.ndarray, fmt: MemoryFor
     wanted = sorted(set(at_chunks))
     tokens = tokens.detach().cpu()
     if fmt.method == FULL:
-        return [_full_memory(tokens[:(i + 1) * frames_per_chunk], timestamps[:(i + 1) * frames_per_chunk], fmt.frames)
-                for i in wanted]
-    compressor = make_stream_compressor(CompressorConfig(method=fmt.method, budget=fmt.budget,
-                                                         recent_window=fmt.recent_window, seed=seed))
+        ends = [(i + 1) * frames_per_chunk for i in wanted]
+        return [_full_memory(tokens[_uniform_picks(min(end, len(timestamps)), fmt.frames)], timestamps[:end])
+                for end in ends]
+    compressor = _compressor(fmt, seed)
     out = []
     for i in range(wanted[-1] + 1):
         part = slice(i * frames_per_chunk, (i + 1) * frames_per_chunk)
         compressor.update(tokens[part], timestamps[part])
         if i in wanted:
-            snap = compressor.snapshot()
-            out.append(Memory(torch.from_numpy(np.array(snap.base)), torch.from_numpy(np.array(snap.motion)),
-                              torch.from_numpy(np.array(snap.recent)), snap.t_start, snap.t_end))
+            out.append(_snapshot_memory(compressor))
     return out
+
+
+ENCODE_BATCH_FRAMES = 32  # frames per vision-tower pass while caching tokens
+
+
+def encode(vlm: LlavaOnevision, frames: np.ndarray) -> torch.Tensor:
+    """Frames uint8 [T, S, S, 3] -> tokens [T, gh, gw, D] through the frozen vision path, in batches."""
+    return torch.cat([vlm.encode_frames(frames[i:i + ENCODE_BATCH_FRAMES])
+                      for i in range(0, len(frames), ENCODE_BATCH_FRAMES)])
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """What a memory is rebuilt from at every step while the vision path trains (the slow path): sampled
+    frames uint8 [T, S, S, 3] at media times [T], the format, the chunking and the compressor seed."""
+
+    frames: np.ndarray
+    times: np.ndarray
+    fmt: MemoryFormat
+    frames_per_chunk: int
+    seed: int
+
+
+def live_memory(vlm: LlavaOnevision, source: FrameSource) -> Memory:
+    """FrameSource -> its memory, with gradients into the vision tower and projector.
+
+    "full": the picked frames are encoded with grad and used as they are. Compressed formats: every frame is
+    encoded with grad, the streaming compressor runs on the detached tokens chunk by chunk (its choices are
+    not differentiable), and for Token Dynamics the base takes a straight-through gradient: its value is the
+    compressor's own, its gradient that of the mean of each cluster's member tokens under the key map.
+    Baselines without a key map pass no gradient to the vision path.
+    """
+    fmt, fpc = source.fmt, source.frames_per_chunk
+    if fmt.method == FULL:
+        picks = _uniform_picks(len(source.times), fmt.frames)
+        return _full_memory(encode_frames_grad(vlm, torch.from_numpy(source.frames[picks])), source.times)
+    tokens = encode_frames_grad(vlm, torch.from_numpy(source.frames))  # [T, gh, gw, D], with grad
+    compressor = _compressor(fmt, source.seed)
+    for start in range(0, len(source.times), fpc):
+        compressor.update(tokens[start:start + fpc].detach(), source.times[start:start + fpc])
+    memory = _snapshot_memory(compressor, tokens.device)
+    if not hasattr(compressor, "key_map"):
+        return memory
+    ids = torch.from_numpy(compressor.key_map().astype(np.int64)).reshape(-1).to(tokens.device)  # [T * gh * gw]
+    flat = tokens.reshape(-1, tokens.shape[-1])  # [T * gh * gw, D]
+    k = memory.base.shape[0]
+    sums = flat.new_zeros(k, flat.shape[1]).index_add(0, ids, flat)  # [K, D]
+    pooled = sums / torch.bincount(ids, minlength=k).clamp(min=1).unsqueeze(1).to(flat.dtype)  # member means
+    base = memory.base.to(flat.dtype) + (pooled - pooled.detach())  # value: the compressor's; grad: the mean's
+    return Memory(base, memory.motion, memory.recent, memory.t_start, memory.t_end)
+
+
+def memory_inputs(vlm: LlavaOnevision, frames: np.ndarray, times: np.ndarray, formats: Sequence[MemoryFormat],
+                  frames_per_chunk: int, at_chunks: Sequence[int], seed: int,
+                  live: bool) -> list[list[Memory | FrameSource]]:
+    """Sampled frames uint8 [T, S, S, 3] at media times [T] -> per format, per chunk in `at_chunks` (ascending):
+    the memory (frozen vision: tokens encoded once, here) or, with `live`, the FrameSource to rebuild it from
+    at every step (the frames are views of `frames`, not copies)."""
+    wanted = sorted(set(at_chunks))
+    if live:
+        ends = [min((i + 1) * frames_per_chunk, len(times)) for i in wanted]
+        return [[FrameSource(frames[:end], times[:end], fmt, frames_per_chunk, seed) for end in ends]
+                for fmt in formats]
+    tokens = encode(vlm, frames)  # [T, gh, gw, D]
+    return [stream_memories(tokens, times, fmt, frames_per_chunk, wanted, seed) for fmt in formats]

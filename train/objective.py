@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.attention import CrossDynamicsAttention, fuse_memory
-from train.memory import Memory
+from train.config import MemoryFormat
+from train.memory import FrameSource, Memory, live_memory
 from vlm.llava_onevision import LlavaOnevision
 from vlm.prompt import prompt_ids, splice_visual
 
@@ -26,14 +27,29 @@ END_OF_TURN = "<|im_end|>"
 class Example:
     """One (memory, question, answer) training example; `fused` says whether the memory's motion is fused
     into its base by the cross-dynamics attention (token_dynamics with the key map) or not (centroid-only,
-    baselines, full tokens). `qa` is the scene question it came from (None for user data)."""
+    baselines, full tokens). `qa` is the scene question it came from (None for user data). With a trainable
+    vision path `memory` is None and `source` gives the frames it is rebuilt from, with grad, every step."""
 
-    memory: Memory
+    memory: Memory | None
     question: str
     answer: str
     fused: bool
     category: str = "user"
     qa: object | None = None
+    source: FrameSource | None = None
+
+    @classmethod
+    def of(cls, visual: Memory | FrameSource, question: str, answer: str, fmt: MemoryFormat, category: str = "user",
+           qa: object | None = None) -> Example:
+        """An example answered from a memory, or from frames when `visual` is a FrameSource (slow path)."""
+        live = isinstance(visual, FrameSource)
+        return cls(None if live else visual, question, answer, fmt.uses_dynamics, category, qa,
+                   visual if live else None)
+
+    def memory_for(self, vlm: LlavaOnevision) -> Memory:
+        """The memory this example is answered from, on the model's device in its dtype."""
+        memory = self.memory if self.source is None else live_memory(vlm, self.source)
+        return memory.to(vlm.device, vlm.dtype)
 
 
 def visual_inputs(memory: Memory, attention: CrossDynamicsAttention | None) -> torch.Tensor:
@@ -63,7 +79,7 @@ class QAObjective(nn.Module):
         embed = self.model.get_input_embeddings()
         rows, targets, positions = [], [], []
         for b, ex in enumerate(examples):
-            visual = visual_inputs(ex.memory.to(device, vlm.dtype), self.dynamics if ex.fused else None)  # [N, D]
+            visual = visual_inputs(ex.memory_for(vlm), self.dynamics if ex.fused else None)  # [N, D]
             prompt = prompt_ids(vlm.tokenizer, ex.question, vlm.video_marker, vlm.video_token_id, visual.shape[0],
                                 vlm.chat_template)
             answer = _answer_ids(vlm, ex.answer)

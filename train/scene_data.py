@@ -5,31 +5,25 @@ input like the source actor, encode them (no grad, batched), feed every memory f
 (train/memory.py) and ask questions at a few snapshot times (t_query = the snapshot's t_end). Only the
 memories and questions are kept (the frame tokens are dropped), so the pool costs K x D floats per snapshot and
 format (frames x 196 x D for "full"): memory grows with `scenes.count x snapshots x formats`, nothing else.
+With a trainable vision path (`live`) the scene's frames (S x S x 3 bytes each) are kept instead.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from scenes.questions import questions
 from scenes.scene import Scene, SceneSpec, make_scene
 from scenes.suites import TRAIN_SEED_START
 from stream.sampling import resize_frames
 from train.config import DataConfig, MemoryFormat
-from train.memory import snapshot_chunks, stream_memories
+from train.memory import memory_inputs, snapshot_chunks
 from train.objective import Example
 from vlm.llava_onevision import LlavaOnevision
-
-log = logging.getLogger(__name__)
-
-ENCODE_BATCH_FRAMES = 32  # frames per vision-tower pass while building the cache
-
 
 def sampled_frames(scene: Scene, rate_hz: float, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The frames a pipeline sampling `scene` at `rate_hz` sees -> (uint8 [T, S, S, 3], media times [T] s)."""
@@ -39,12 +33,6 @@ def sampled_frames(scene: Scene, rate_hz: float, image_size: int) -> tuple[np.nd
     return resize_frames(frames, image_size), times
 
 
-def encode(vlm: LlavaOnevision, frames: np.ndarray) -> torch.Tensor:
-    """Frames uint8 [T, S, S, 3] -> tokens [T, gh, gw, D] through the frozen vision path, in batches."""
-    return torch.cat([vlm.encode_frames(frames[i:i + ENCODE_BATCH_FRAMES])
-                      for i in range(0, len(frames), ENCODE_BATCH_FRAMES)])
-
-
 @dataclass
 class ExamplePool:
     """Examples per memory format (index into config.formats); sampled with replacement."""
@@ -52,7 +40,6 @@ class ExamplePool:
     by_format: list[list[Example]]
     build_s: float = 0.0
     media_s: float = 0.0
-    stats: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(e) for e in self.by_format)
@@ -72,22 +59,21 @@ class ExamplePool:
 
 
 def scene_examples(vlm: LlavaOnevision, spec: SceneSpec, formats: Sequence[MemoryFormat], data: DataConfig,
-                   seed: int) -> list[list[Example]]:
-    """One scene -> its examples per format: every question at every snapshot time, for every format."""
+                   seed: int, live: bool = False) -> list[list[Example]]:
+    """One scene -> its examples per format: every question at every snapshot time, for every format.
+    `live`: the vision path trains, so keep the frames (memories are rebuilt with grad every step)."""
     scene = make_scene(spec)
     frames, times = sampled_frames(scene, data.sample_rate_hz, vlm.image_size)
-    tokens = encode(vlm, frames)  # [T, gh, gw, D]
     num_chunks = -(-len(times) // data.frames_per_chunk)
     at = snapshot_chunks(num_chunks, data.scenes.snapshots)
-    memories = [stream_memories(tokens, times, fmt, data.frames_per_chunk, at, seed) for fmt in formats]
+    inputs = memory_inputs(vlm, frames, times, formats, data.frames_per_chunk, at, seed, live)
     rng = np.random.default_rng([seed, spec.seed])
     out: list[list[Example]] = [[] for _ in formats]
-    for s in range(len(at)):
-        t_query = memories[0][s].t_end
+    for s, chunk in enumerate(at):
+        t_query = float(times[min((chunk + 1) * data.frames_per_chunk, len(times)) - 1])  # the snapshot's t_end
         for qa in questions(scene, t_query, rng, data.scenes.per_category):
             for f, fmt in enumerate(formats):
-                out[f].append(Example(memories[f][s], qa.question, str(qa.answer), fmt.uses_dynamics,
-                                      qa.category, qa))
+                out[f].append(Example.of(inputs[f][s], qa.question, str(qa.answer), fmt, qa.category, qa))
     return out
 
 
@@ -101,13 +87,13 @@ def scene_specs(data: DataConfig, seed: int, rank: int = 0, world: int = 1) -> l
 
 
 def build_scene_pool(vlm: LlavaOnevision, specs: Sequence[SceneSpec], formats: Sequence[MemoryFormat],
-                     data: DataConfig, seed: int,
+                     data: DataConfig, seed: int, live: bool = False,
                      progress: Callable[[int, int], None] | None = None) -> ExamplePool:
     """Scenes -> ExamplePool; `progress(done, total)` after each scene. Records build time and media seconds."""
     pool = ExamplePool([[] for _ in formats])
     started = time.perf_counter()
     for i, spec in enumerate(specs):
-        for mine, theirs in zip(pool.by_format, scene_examples(vlm, spec, formats, data, seed)):
+        for mine, theirs in zip(pool.by_format, scene_examples(vlm, spec, formats, data, seed, live)):
             mine.extend(theirs)
         pool.media_s += spec.seconds
         if progress is not None:

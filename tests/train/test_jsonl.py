@@ -13,7 +13,6 @@ from tests.helpers import write_video
 from train.config import DataConfig, MemoryFormat, ModelInit, SceneData
 from train.jsonl import BadRow, read_rows, row_examples
 from train.model import load_model
-from train.scene_data import encode
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,7 @@ def test_row_becomes_memories_over_its_span(tmp_path, video):
     vlm = load_model(ModelInit(), seed=0, device="cpu")
     data = DataConfig(scenes=SceneData(count=0), jsonl="unused")
     formats = (MemoryFormat(budget=16), MemoryFormat(method="uniform", budget=8), MemoryFormat(method="full", frames=4))
-    per_format = row_examples(rows[0], lambda frames: encode(vlm, frames), formats, data, vlm.image_size, seed=0)
+    per_format = row_examples(vlm, rows[0], formats, data, seed=0)
     (td,), (uni,), (full,) = per_format
     assert td.memory.base.shape == (16, vlm.hidden_size) and td.memory.motion.shape[1] > 0 and td.fused
     assert uni.memory.base.shape[0] <= 8 and not uni.fused
@@ -88,4 +87,4 @@ def test_undecodable_video_is_a_bad_row(tmp_path):
     vlm = load_model(ModelInit(), seed=0, device="cpu")
     data = DataConfig(scenes=SceneData(count=0), jsonl="unused")
     with pytest.raises(BadRow, match="row 1: field 'video': cannot decode"):
-        row_examples(rows[0], lambda frames: encode(vlm, frames), (MemoryFormat(),), data, vlm.image_size, seed=0)
+        row_examples(vlm, rows[0], (MemoryFormat(),), data, seed=0)
