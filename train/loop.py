@@ -198,13 +198,16 @@ def init_ray(config: TrainConfig) -> None:
 
     if ray.is_initialized():
         return
+    # Idle OpenMP threads sleep instead of spinning: spinning threads wreck CPU sharing with other processes.
+    runtime_env = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
     if config.ray.address == "local":
         # No dashboard (1 GB on a small machine); Ray's own INFO/WARNING lines off: without the dashboard the
         # state API is missing and Ray Train's placement-group cleaner warns about it every few seconds.
         ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", logging_config=ray.LoggingConfig(log_level="ERROR"))
+                 _node_ip_address="127.0.0.1", logging_config=ray.LoggingConfig(log_level="ERROR"),
+                 runtime_env=runtime_env)
     else:
-        ray.init(address=config.ray.address)
+        ray.init(address=config.ray.address, runtime_env=runtime_env)
 
 
 def run_training(config: TrainConfig) -> Path:

@@ -76,8 +76,8 @@ def _frame_pool(config: TrainConfig, image_size: int, grid: tuple[int, int], ran
 
 def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: int,
                   wrap: Callable[[nn.Module], nn.Module] = lambda module: module) -> dict[str, Any]:
-    """Run `vision_warmup.steps` AdamW steps on the cell task; returns figures: first and last loss, cell
-    accuracy over the last tenth of the steps, seconds. `wrap` makes the module data-parallel (Ray Train's
+    """Run `vision_warmup.steps` AdamW steps on the cell task; returns figures: first and last loss, accuracy
+    over all cells and over object cells (background is most of a frame) in the last tenth of the steps, seconds. `wrap` makes the module data-parallel (Ray Train's
     prepare_model inside a worker)."""
     warm = config.vision_warmup
     started = time.perf_counter()
@@ -92,7 +92,7 @@ def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: in
     model = wrap(classifier)
     optimizer = torch.optim.AdamW(params, lr=warm.lr)
     rng = np.random.default_rng([config.seed, rank, 8])
-    losses, correct, cells = [], 0, 0
+    losses, correct, cells, object_correct, object_cells = [], 0, 0, 0, 0
     for step in range(warm.steps):
         pick = rng.integers(0, len(frames), size=warm.batch_frames)
         target = torch.from_numpy(targets[pick]).to(vlm.device)  # [B, gh, gw]
@@ -103,8 +103,10 @@ def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: in
         optimizer.step()
         losses.append(float(loss.detach()))
         if step >= warm.steps - max(1, warm.steps // 10):  # accuracy over the last tenth of the steps
-            correct += int((logits.argmax(-1) == target).sum())
-            cells += target.numel()
+            hits, objects = logits.argmax(-1) == target, target > 0
+            correct, cells = correct + int(hits.sum()), cells + target.numel()
+            object_correct, object_cells = object_correct + int(hits[objects].sum()), object_cells + int(objects.sum())
     return {"steps": warm.steps, "loss_first": losses[0], "loss_last": losses[-1],
-            "cell_accuracy": correct / cells, "frames_built_s": built_s,
+            "cell_accuracy": correct / cells, "object_cell_accuracy": object_correct / max(object_cells, 1),
+            "frames_built_s": built_s,
             "s": time.perf_counter() - started}
