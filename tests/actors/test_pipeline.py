@@ -62,7 +62,7 @@ def test_file_stream_flows_through_all_actors_and_is_answered(pipeline, video: P
     assert final["tokens_held"] <= 32 and final["compression_ratio"] >= 16 * 14 * 14 / 32
     assert final["t_start"] == 0.0 and final["t_end"] == pytest.approx(7.5)
     assert final["lag_s"] is not None and set(final["stage_s"]) >= {"encode", "compress", "transport"}
-    text, done = wait_for(lambda: _try_answer(client, "file"), FLOW_S, "an answer")
+    text, done = wait_for(lambda: _answer_or_none(client, "file"), FLOW_S, "an answer")
     assert done["span"] == {"t_start": 0.0, "t_end": pytest.approx(7.5)}
     assert done["snapshot_version"] == final["snapshot_version"]
     assert done["usage"]["visual_tokens"] == final["tokens_held"] and done["usage"]["completion_tokens"] >= 1
@@ -73,13 +73,6 @@ def test_file_stream_flows_through_all_actors_and_is_answered(pipeline, video: P
     finals = [[ray.get(ref) for ref in gen][-1] for gen in gens]
     assert [f["snapshot_version"] for f in finals] == [final["snapshot_version"]] * 2
     client.remove_stream("file")
-
-
-def _try_answer(client, stream_id: str):
-    try:
-        return answer(client, stream_id)
-    except StreamNotReady:
-        return None
 
 
 def test_two_streams_keep_separate_memories_and_removal_releases_actors(pipeline, tmp_path: Path) -> None:
@@ -134,11 +127,13 @@ def test_killed_compressor_restores_its_checkpoint_and_the_stream_continues(pipe
     assert ray.get(handles["memory"].state_digest.remote()) == settled  # base + key map = the checkpoint
     assert after["tokens_seen"] == before["tokens_seen"]
     assert after["snapshot_version"] == before["snapshot_version"]
+    assert after["chunks_compressed"] == before["chunks_compressed"]  # counted from the restored state, not 0
 
     ray.get(handles["source"].resume.remote())
     final = wait_for(lambda: (s := status(client, "crash"))["tokens_seen"] == 24 * 196 and s, FLOW_S,
                      "the rest of the stream after the restart")
     assert final["t_end"] == pytest.approx(11.5)
+    assert final["chunks_compressed"] == 6  # 24 frames in chunks of 4, across the restart
     _, done = answer(client, "crash")
     assert done["span"]["t_end"] == pytest.approx(11.5)
     client.remove_stream("crash")
@@ -162,7 +157,7 @@ def test_killed_llm_answers_again_after_restart(pipeline, tmp_path: Path) -> Non
     client, _ = pipeline
     video = write_video(tmp_path / "short.mp4", seconds=2.0, seed=4)
     client.add_stream({"stream_id": "q", "url": str(video), "live": False})
-    wait_for(lambda: _try_answer(client, "q"), STARTUP_S, "a first answer")
+    wait_for(lambda: _answer_or_none(client, "q"), STARTUP_S, "a first answer")
     llm = client.llm()
     old_pid = ray.get(llm.pid.remote())
     os.kill(old_pid, signal.SIGKILL)
@@ -174,6 +169,7 @@ def test_killed_llm_answers_again_after_restart(pipeline, tmp_path: Path) -> Non
 
 
 def _answer_or_none(client, stream_id: str):
+    """An answer, or None while the stream has no snapshot yet or the LLM is catching up (retry)."""
     try:
         return answer(client, stream_id)
     except (StreamNotReady, StreamNotFound, PipelineUnavailable):
