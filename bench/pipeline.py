@@ -15,10 +15,12 @@ pipeline's own telemetry): decode (inside the H.264 decoder, in each stream's so
 of 30 fps video behind a chunk, kept or not), encode (vision tower share of the batch), compress (Token
 Dynamics update + snapshot), transport (ZeroMQ hops source -> encoder -> memory, queueing included).
 
---console runs the ramp twice in one run: without, then with a client thread per stream polling
-GET /v1/streams/{id}/frame.jpg of the HTTP API (started as `tokdyn serve` starts it) at the stream's sample
-rate, the console's default refresh; target: sustained streams with polling >= 90 % of those without
-(the polled ramp runs second, after the streams of the first are removed; >= 90 % of its polls must get a frame).
+--console watches every step twice, back to back on the same streams: once as above, once with a client
+thread per stream polling GET /v1/streams/{id}/frame.jpg of the HTTP API (started as `tokdyn serve` starts
+it) at the stream's sample rate, the console's default refresh (which window goes first alternates from step
+to step, so a backlog or a load swing does not always hit the same side). The ramp goes on while either side
+is sustained. Target: sustained streams with polling >= 90 % of those without; >= 90 % of the polls in the
+windows must get a frame for the comparison to count.
 
     .venv/bin/python bench/pipeline.py --quick --console --json out/bench-pipeline.json
 """
@@ -71,8 +73,8 @@ def write_clip(folder: Path) -> Path:
 
 class FramePoller:
     """The console's live views: for every stream added, a client thread that GETs
-    /v1/streams/{id}/frame.jpg every 1/rate_hz seconds (the image refresh) over one keep-alive connection,
-    and counts the answers by HTTP status ("OSError" etc. when no answer came)."""
+    /v1/streams/{id}/frame.jpg every 1/rate_hz seconds (the image refresh) over one keep-alive connection
+    while `active` is set, and counts the answers by HTTP status ("OSError" etc. when no answer came)."""
 
     def __init__(self, base_url: str, rate_hz: float, query: str = "") -> None:
         parts = urlsplit(base_url)
@@ -80,6 +82,7 @@ class FramePoller:
         self.period_s = 1.0 / rate_hz
         self.query = query
         self.stop_event = threading.Event()
+        self.active = threading.Event()
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._latency_s = 0.0
@@ -100,6 +103,9 @@ class FramePoller:
         path = f"/v1/streams/{stream_id}/frame.jpg{self.query}"
         due = time.monotonic()
         while not self.stop_event.is_set():
+            if not self.active.wait(0.1):  # a window without the console
+                due = time.monotonic()
+                continue
             started = time.monotonic()
             try:
                 conn.request("GET", path)
@@ -118,6 +124,7 @@ class FramePoller:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.active.set()  # wakes idle threads so they see the stop
         for thread in self._threads:
             thread.join(15)
 
@@ -176,35 +183,42 @@ def run_step(client: PipelineClient, ids: list[str], window_s: float, poller: Fr
     return step
 
 
-def ramp(client: PipelineClient, clip: Path, steps: list[int], window_s: float, prefix: str,
-         poller: FramePoller | None) -> list[dict]:
-    """Add streams step by step until a step is not sustained; then remove them all. One result per step."""
+def ramp(client: PipelineClient, clip: Path, steps: list[int], window_s: float,
+         poller: FramePoller | None) -> tuple[list[dict], list[dict]]:
+    """Add streams step by step, watching each step without the console and, with a poller, with it too;
+    stop after a step where no side is sustained, then remove the streams. Returns (plain, polled) results."""
     ids: list[str] = []
-    results: list[dict] = []
-    label = "with console polling" if poller else "without console"
+    plain: list[dict] = []
+    polled: list[dict] = []
     try:
-        for n in steps:
-            new = [f"{prefix}{i}" for i in range(len(ids), n)]
+        for index, n in enumerate(steps):
+            new = [f"cam{i}" for i in range(len(ids), n)]
             specs = [{"stream_id": sid, "url": str(clip), "sample_rate_hz": RATE_HZ,
                       "frames_per_chunk": FRAMES_PER_CHUNK, "live": True, "loop": True} for sid in new]
             with ThreadPoolExecutor(max(1, len(specs))) as pool:  # concurrently: actor start-ups overlap
                 list(pool.map(client.add_stream, specs))
             ids += new
-            if poller is not None:
-                for sid in new:
-                    poller.add(sid)
-            step = run_step(client, ids, window_s, poller)
-            results.append(step)
-            print(f"  {label}: {n} stream(s): max lag {step['max_lag_s']:.2f} s, pace {step['min_pace']:.2f}, "
-                  f"sustained {step['sustained']}", flush=True)
-            if not step["sustained"]:
+            sides = [False] if poller is None else [False, True] if index % 2 == 0 else [True, False]
+            for console in sides:
+                if console:
+                    for sid in new:
+                        poller.add(sid)  # idle until active
+                    poller.active.set()
+                step = run_step(client, ids, window_s, poller if console else None)
+                if console:
+                    poller.active.clear()
+                (polled if console else plain).append(step)
+                print(f"  {n} stream(s), {'console polling' if console else 'no console':15}: max lag "
+                      f"{step['max_lag_s']:.2f} s, pace {step['min_pace']:.2f}, sustained {step['sustained']}",
+                      flush=True)
+            if not any(r["sustained"] for r in (plain[-1:] + polled[-1:])):
                 break
     finally:
         if poller is not None:
             poller.stop()
         for sid in ids:
             client.remove_stream(sid)
-    return results
+    return plain, polled
 
 
 def summary(results: list[dict]) -> dict:
@@ -249,14 +263,13 @@ def main() -> int:
         startup_s = time.perf_counter() - t0
         api = None
         try:
-            plain = ramp(client, clip, steps, window, "cam", None)
-            polled = None
+            poller = None
             if args.console:
                 from frontends.api.server import start_api  # the API process is only needed here
 
                 api, url = start_api(ApiConfig(port=0), namespace=config.ray.namespace)
                 poller = FramePoller(url, RATE_HZ, "?overlay=keymap" if args.overlay else "")
-                polled = ramp(client, clip, steps, window, "con", poller)
+            plain, polled = ramp(client, clip, steps, window, poller)
         finally:
             if api is not None:
                 ray.kill(api, no_restart=True)
@@ -271,7 +284,7 @@ def main() -> int:
     print_steps("plain", plain)
     print(f"\nsustained: {results['max_sustained_streams']} stream(s) (tested up to {results['tested_up_to']}); "
           f"start-up {startup_s:.1f} s; stage times: mean per chunk in the window, measured in the actors")
-    if polled is not None:
+    if args.console:
         console = summary(polled)
         statuses = Counter()
         for step in polled:
