@@ -38,9 +38,10 @@ class Backend(Protocol):
 
     def ask(
         self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float,
-        stop: list[str] | None = None,
+        stop: list[str] | None = None, window: tuple[float, float] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Answer from the stream's newest snapshot.
+        """Answer from the stream's newest snapshot, or, with `window` = (t_start, t_end) media seconds, from
+        a memory of that window built from the stream's segments (WindowUnavailable when none holds it).
 
         Yields ``{"type": "delta", "text": str}`` items, then one ``{"type": "done", "usage": {prompt_tokens,
         visual_tokens, completion_tokens, total_tokens}, "span": {t_start, t_end}, "snapshot_version": int,

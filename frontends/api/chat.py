@@ -57,7 +57,8 @@ class ChatHandler:
         try:
             req = parse_chat(await read_json(request, self.max_body_bytes))
             model = await self._resolve_model(req.model)
-            answer = self.backend.ask(req.stream_id, req.messages, req.max_tokens, req.temperature, list(req.stop))
+            answer = self.backend.ask(req.stream_id, req.messages, req.max_tokens, req.temperature, list(req.stop),
+                                      req.window)
             with backend_errors(req.stream_id):
                 first = await anext(answer)  # unknown / not-ready streams fail here, before any 200
         except ApiError as exc:

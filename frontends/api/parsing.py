@@ -141,6 +141,7 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     stop: tuple[str, ...] = ()
+    window: tuple[float, float] | None = None  # media seconds (t_start, t_end); None: the live memory
 
 
 def parse_chat(body: Any) -> ChatRequest:
@@ -191,7 +192,32 @@ def parse_chat(body: Any) -> ChatRequest:
         stream=bool(optional_bool(body, "stream")),
         include_usage=include_usage,
         stop=parse_stop(body.get("stop")),
+        window=parse_window(body.get("tokdyn")),
     )
+
+
+# Largest media time a window may name (ten years, as the compressor's config bounds).
+MAX_WINDOW_S = 10 * 365 * 86400.0
+
+
+def parse_window(value: Any) -> tuple[float, float] | None:
+    """The extra body field ``"tokdyn": {"window": {"t_start": s, "t_end": s}}`` (media seconds of the
+    stream, 0 <= t_start <= t_end): answer about that window only. Absent: the live memory."""
+    if value is None:
+        return None
+    window = expect_object(value, "tokdyn").get("window")
+    if window is None:
+        return None
+    window = expect_object(window, "tokdyn.window")
+    t_start = optional_number(window, "t_start", 0.0, MAX_WINDOW_S)
+    t_end = optional_number(window, "t_end", 0.0, MAX_WINDOW_S)
+    if t_start is None or t_end is None:
+        raise invalid("tokdyn.window: expected both t_start and t_end (media seconds), got "
+                      f"{sorted(k for k in ('t_start', 't_end') if window.get(k) is not None)}", "tokdyn.window",
+                      "missing_field")
+    if t_start > t_end:
+        raise invalid(f"tokdyn.window: expected t_start <= t_end, got {t_start} > {t_end}", "tokdyn.window")
+    return t_start, t_end
 
 
 def parse_stop(value: Any) -> tuple[str, ...]:

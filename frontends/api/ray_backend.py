@@ -50,6 +50,6 @@ class RayBackend:
         return await self.client.ready_async(timeout_s=READY_TIMEOUT_S)
 
     def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float,
-            stop: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
+            stop: list[str] | None = None, window: tuple[float, float] | None = None) -> AsyncIterator[dict[str, Any]]:
         """The LLM actor's answer events as they are generated; cancels the generation if abandoned."""
-        return self.client.ask_async(stream_id, messages, max_tokens, temperature, stop)
+        return self.client.ask_async(stream_id, messages, max_tokens, temperature, stop, window)

@@ -5,6 +5,7 @@ LLaVA-OneVision encoder -> streaming Token Dynamics -> the Answerer. Tests feed 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from actors.config import stream_spec
-from actors.errors import StreamExists, StreamNotFound, StreamNotReady
+from actors.errors import StreamExists, StreamNotFound, StreamNotReady, WindowUnavailable
 from actors.status import MemoryTelemetry, SourceTelemetry, StreamStatus
 from compressor.keymap_view import latest_key_map
 from vlm.base import VisionLanguageModel
 from vlm.serving import Answerer
+from compressor.segments import SegmentStore, WindowOutOfRange
 from compressor.streaming import StreamingTokenDynamics
 from stream.synthetic import SyntheticVideo
 
@@ -26,6 +28,7 @@ class _Stream:
     spec: Any
     video: SyntheticVideo
     compressor: StreamingTokenDynamics
+    segments: SegmentStore  # as the memory actor keeps them (questions about a window)
     frames_in: int = 0
 
 
@@ -41,6 +44,7 @@ class LocalBackend:
         self.fail_next_ask: Exception | None = None
         self.pace_s = 0.0
         self.open_answers = 0
+        self._folder = tempfile.TemporaryDirectory(prefix="tokdyn-local-backend-")  # segments, removed with self
 
     def feed(self, stream_id: str, chunks: int = 1, frames_per_chunk: int = 2) -> None:
         """Decode, encode and compress `chunks` chunks of the stream's synthetic video."""
@@ -50,6 +54,7 @@ class LocalBackend:
             s.frames_in += frames_per_chunk
             tokens = self.model.encode_frames(np.stack(frames))  # [T, gh, gw, D]
             s.compressor.update(tokens.float(), np.asarray(stamps))
+            s.segments.update(tokens.float(), np.asarray(stamps))
 
     def _get(self, stream_id: str) -> _Stream:
         if stream_id not in self.streams:
@@ -62,7 +67,8 @@ class LocalBackend:
             raise StreamExists(f"stream {parsed.stream_id!r} already exists")
         size = self.model.image_size  # frames at the encoder's resolution: no resize step needed
         video = SyntheticVideo(width=size, height=size, fps=10.0)
-        self.streams[parsed.stream_id] = _Stream(parsed, video, StreamingTokenDynamics(parsed.compressor))
+        segments = SegmentStore(f"{self._folder.name}/{parsed.stream_id}", parsed.compressor)
+        self.streams[parsed.stream_id] = _Stream(parsed, video, StreamingTokenDynamics(parsed.compressor), segments)
         return await self.stream_status(parsed.stream_id)
 
     async def list_streams(self) -> list[StreamStatus]:
@@ -84,11 +90,18 @@ class LocalBackend:
         del self.streams[stream_id]
 
     async def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float,
-                  stop: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
-        c = self._get(stream_id).compressor
+                  stop: list[str] | None = None, window: tuple[float, float] | None = None
+                  ) -> AsyncIterator[dict[str, Any]]:
+        s = self._get(stream_id)
+        c = s.compressor
         if c.frames_seen == 0:
             raise StreamNotReady("no chunk compressed yet")
         snap = c.snapshot()
+        if window is not None:  # as the LLM actor does: a memory of the window from the segments
+            try:
+                snap = s.segments.window(window[0], window[1], snap.version).snapshot
+            except WindowOutOfRange as exc:
+                raise WindowUnavailable(f"stream {stream_id!r}: {exc}") from None
         visual = np.concatenate([snap.base, snap.recent])  # [K + R, D]
         extra = {"span": {"t_start": snap.t_start, "t_end": snap.t_end}, "snapshot_version": snap.version}
         events = self.answerer.stream(visual, messages, max_tokens, temperature, extra, stop)
