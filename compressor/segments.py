@@ -203,7 +203,8 @@ class SegmentStore:
         return sum(path.stat().st_size for path in self.folder.glob(f"*{SUFFIX}"))
 
     def window(self, t_start: float, t_end: float, version: int = 0) -> WindowMemory:
-        """A K-token memory of the frames in ``[t_start, t_end]`` media seconds (see ``window.py``).
+        """A K-token memory of the frames in ``[t_start, t_end]`` media seconds (``t_end`` may be +inf: up to
+        the newest frame; see ``window.py``).
 
         Raises:
             WindowOutOfRange: the window is empty, reversed, or holds no frame any segment still has (it names
@@ -214,8 +215,8 @@ class SegmentStore:
 
 def window_from_folder(folder: str | Path, t_start: float, t_end: float, k: int, version: int = 0) -> WindowMemory:
     """``SegmentStore.window`` for any reader of the folder (no store object, nothing written)."""
-    if not (np.isfinite(t_start) and np.isfinite(t_end) and t_start <= t_end):
-        raise WindowOutOfRange(f"window: expected finite t_start <= t_end, got [{t_start}, {t_end}]")
+    if not (np.isfinite(t_start) and t_start <= t_end):  # t_end = +inf: up to the newest frame
+        raise WindowOutOfRange(f"window: expected a finite t_start <= t_end, got [{t_start}, {t_end}]")
     folder = Path(folder).expanduser()
     paths = []
     held: list[float] = []

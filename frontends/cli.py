@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -110,7 +111,11 @@ def status_line(s: StreamStatus) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    done = print_answer(_client(args).ask(args.stream_id, args.question, args.max_tokens, args.temperature))
+    window = None
+    if args.since is not None or args.until is not None:  # media seconds; an open end means "up to now"
+        window = (args.since if args.since is not None else 0.0, args.until if args.until is not None else math.inf)
+    done = print_answer(_client(args).ask(args.stream_id, args.question, args.max_tokens, args.temperature,
+                                          window=window))
     print(format_span(done))
     if done.get("note"):
         print(done["note"])
@@ -193,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("question")
             p.add_argument("--max-tokens", type=int, default=64)
             p.add_argument("--temperature", type=float, default=0.0)
+            p.add_argument("--since", type=float, help="answer about media time from this second of the stream on "
+                           "(from its segments; default: the live memory)")
+            p.add_argument("--until", type=float, help="... up to this second (default: up to now)")
             p.set_defaults(func=cmd_ask)
 
     comp = sub.add_parser("compress", help="offline: decode a whole video, encode it, Token Dynamics, save")
