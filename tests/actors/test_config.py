@@ -9,7 +9,8 @@ import yaml
 
 from actors.config import CONFIG_DIR, ConfigError, PipelineConfig, build, load_config, stream_spec
 
-SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+# Pipeline configs; the train-*.yaml files are training configs (tests/train checks those).
+SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("train-"))
 
 
 def test_the_three_documented_configs_ship() -> None:
@@ -50,7 +51,7 @@ def _write(tmp_path: Path, data: dict) -> Path:
          "streams[0].sample_rate_hz: expected > 0, got -1"),
         ({"streams": [{"stream_id": "a", "url": "x.mp4", "colour": 1}]}, "streams[0].colour: unknown key"),
         ({"streams": [{"stream_id": "a", "url": "x", "compressor": {"budget": 0}}]},
-         "streams[0].compressor.budget: expected >= 1"),
+         "streams[0].compressor.budget: expected 1 <= budget <= 1024"),
         ({"streams": [{"stream_id": "a", "url": "x", "source": {"transport": "carrier-pigeon"}}]},
          "streams[0].source.transport: expected"),
         ({"streams": [{"stream_id": "a b", "url": "x"}]}, "streams[0].stream_id: expected"),
