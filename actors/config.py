@@ -9,41 +9,30 @@ named without a path (``load_config("default")``).
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
+from configs.schema import build, check, config_path
 
 from vlm.config import ModelConfig
 from compressor.config import CompressorConfig
 from stream.config import SourceConfig, redact_url
 from stream.urls import URL_SCHEMES, is_live_url
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BIND_HOSTS = ("loopback", "node")
 
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config value or key is wrong; the message starts with the dotted path of the key."""
-
-
-def _check(ok: bool, key: str, expected: str, got: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: expected {expected}, got {got!r}")
 
 
 def _check_resources(resources: Mapping[str, float], key: str) -> None:
     for name, amount in resources.items():
-        _check(isinstance(amount, (int, float)) and amount >= 0, f"{key}.{name}", "a number >= 0", amount)
+        check(isinstance(amount, (int, float)) and amount >= 0, f"{key}.{name}", "a number >= 0", amount)
 
 
 @dataclass(frozen=True)
@@ -64,10 +53,10 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         ok = self.address in ("local", "auto") or self.address.startswith("ray://")
-        _check(ok, "address", "'local', 'auto' or 'ray://host:port'", self.address)
-        _check(self.num_cpus is None or self.num_cpus >= 1, "num_cpus", ">= 1 or null", self.num_cpus)
-        _check(bool(self.namespace), "namespace", "a non-empty name", self.namespace)
-        _check(self.max_restarts >= -1, "max_restarts", ">= -1", self.max_restarts)
+        check(ok, "address", "'local', 'auto' or 'ray://host:port'", self.address)
+        check(self.num_cpus is None or self.num_cpus >= 1, "num_cpus", ">= 1 or null", self.num_cpus)
+        check(bool(self.namespace), "namespace", "a non-empty name", self.namespace)
+        check(self.max_restarts >= -1, "max_restarts", ">= -1", self.max_restarts)
 
 
 @dataclass(frozen=True)
@@ -85,9 +74,9 @@ class TransportConfig:
     send_timeout_ms: int = 1000
 
     def __post_init__(self) -> None:
-        _check(self.bind in BIND_HOSTS, "bind", f"one of {BIND_HOSTS}", self.bind)
-        _check(self.hwm >= 1, "hwm", ">= 1", self.hwm)
-        _check(self.send_timeout_ms >= 0, "send_timeout_ms", ">= 0", self.send_timeout_ms)
+        check(self.bind in BIND_HOSTS, "bind", f"one of {BIND_HOSTS}", self.bind)
+        check(self.hwm >= 1, "hwm", ">= 1", self.hwm)
+        check(self.send_timeout_ms >= 0, "send_timeout_ms", ">= 0", self.send_timeout_ms)
 
 
 @dataclass(frozen=True)
@@ -108,10 +97,10 @@ class EncoderConfig:
     resources: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.batch_frames >= 1, "batch_frames", ">= 1", self.batch_frames)
-        _check(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
-        _check(self.num_gpus >= 0, "num_gpus", ">= 0", self.num_gpus)
-        _check(self.num_cpus >= 0, "num_cpus", ">= 0", self.num_cpus)
+        check(self.batch_frames >= 1, "batch_frames", ">= 1", self.batch_frames)
+        check(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
+        check(self.num_gpus >= 0, "num_gpus", ">= 0", self.num_gpus)
+        check(self.num_cpus >= 0, "num_cpus", ">= 0", self.num_cpus)
         _check_resources(self.resources, "resources")
 
 
@@ -134,11 +123,11 @@ class LLMConfig:
     max_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.max_concurrent >= 1, "max_concurrent", ">= 1", self.max_concurrent)
-        _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1 or null",
+        check(self.max_concurrent >= 1, "max_concurrent", ">= 1", self.max_concurrent)
+        check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1 or null",
                self.max_prompt_tokens)
-        _check(self.num_gpus >= 0, "num_gpus", ">= 0", self.num_gpus)
-        _check(self.num_cpus >= 0, "num_cpus", ">= 0", self.num_cpus)
+        check(self.num_gpus >= 0, "num_gpus", ">= 0", self.num_gpus)
+        check(self.num_cpus >= 0, "num_cpus", ">= 0", self.num_cpus)
         _check_resources(self.resources, "resources")
 
 
@@ -163,14 +152,14 @@ class ApiConfig:
     allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check(bool(self.host), "host", "an interface address", self.host)
-        _check(0 <= self.port <= 65535, "port", "0..65535", self.port)
-        _check(self.api_key is None or len(self.api_key) >= 8, "api_key", "null or >= 8 characters", "***")
-        _check(self.max_body_bytes >= 1024, "max_body_bytes", ">= 1024", self.max_body_bytes)
+        check(bool(self.host), "host", "an interface address", self.host)
+        check(0 <= self.port <= 65535, "port", "0..65535", self.port)
+        check(self.api_key is None or len(self.api_key) >= 8, "api_key", "null or >= 8 characters", "***")
+        check(self.max_body_bytes >= 1024, "max_body_bytes", ">= 1024", self.max_body_bytes)
         origins = tuple(self.allowed_origins)
         for origin in origins:
             parts = urlsplit(origin) if isinstance(origin, str) else None
-            _check(parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)
+            check(parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)
                    and origin == f"{parts.scheme}://{parts.netloc}", "allowed_origins",
                    "origins like 'https://host:port' (scheme and host, no path)", origin)
         object.__setattr__(self, "allowed_origins", origins)
@@ -205,12 +194,12 @@ class StreamSpec:
     source: SourceConfig = field(default_factory=SourceConfig)
 
     def __post_init__(self) -> None:
-        _check(bool(STREAM_ID_RE.match(self.stream_id or "")), "stream_id", "[A-Za-z0-9_.-]{1,64}", self.stream_id)
-        _check(bool(self.url), "url", "a video URL or path", self.url)
-        _check(urlsplit(self.url).scheme.lower() in URL_SCHEMES, "url",
+        check(bool(STREAM_ID_RE.match(self.stream_id or "")), "stream_id", "[A-Za-z0-9_.-]{1,64}", self.stream_id)
+        check(bool(self.url), "url", "a video URL or path", self.url)
+        check(urlsplit(self.url).scheme.lower() in URL_SCHEMES, "url",
                f"a file path or a URL with one of {sorted(URL_SCHEMES - {''})}", redact_url(self.url))
-        _check(self.sample_rate_hz > 0, "sample_rate_hz", "> 0", self.sample_rate_hz)
-        _check(self.frames_per_chunk >= 1, "frames_per_chunk", ">= 1", self.frames_per_chunk)
+        check(self.sample_rate_hz > 0, "sample_rate_hz", "> 0", self.sample_rate_hz)
+        check(self.frames_per_chunk >= 1, "frames_per_chunk", ">= 1", self.frames_per_chunk)
 
     @property
     def is_live(self) -> bool:
@@ -239,96 +228,20 @@ class PipelineConfig:
     streams: tuple[StreamSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        _check(bool(self.checkpoint_dir), "checkpoint_dir", "a folder path", self.checkpoint_dir)
+        check(bool(self.checkpoint_dir), "checkpoint_dir", "a folder path", self.checkpoint_dir)
         _check_resources(self.stream_resources, "stream_resources")
         ids = [s.stream_id for s in self.streams]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
-        _check(not dupes, "streams", "unique stream_id values", dupes)
+        check(not dupes, "streams", "unique stream_id values", dupes)
 
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint_dir).expanduser()
 
 
-# --- building dataclasses from plain data -------------------------------------------------------------
-
-_NESTED: dict[type, dict[str, type]] = {
-    PipelineConfig: {
-        "ray": RayConfig, "transport": TransportConfig, "model": ModelConfig, "encoder": EncoderConfig,
-        "llm": LLMConfig, "api": ApiConfig,
-    },
-    StreamSpec: {"compressor": CompressorConfig, "source": SourceConfig},
-}
-
-
-def _prefixed(key: str, exc: Exception) -> ConfigError:
-    """A component's error ("dtype: expected ...", naming only its own field) as a ConfigError with the
-    dotted key path in front ("model.dtype: expected ...")."""
-    return ConfigError(f"{key}.{exc}" if key else str(exc))
-
-
-_SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
-
-
-def _check_types(cls: type, kwargs: dict[str, Any], key: str) -> None:
-    """Reject values of the wrong scalar type before a dataclass compares them (bool is not an int)."""
-    hints = typing.get_type_hints(cls)
-    for name, value in kwargs.items():
-        hint = hints.get(name)
-        args = typing.get_args(hint)
-        optional = type(None) in args
-        base = next((a for a in args if a is not type(None)), hint) if args and optional else hint
-        if base not in _SCALARS or (value is None and optional):
-            continue
-        ok = isinstance(value, _SCALARS[base]) and not (base is not bool and isinstance(value, bool))
-        where = f"{key}.{name}" if key else name
-        _check(ok, where, base.__name__ + (" or null" if optional else ""), value)
-
-
-def build(cls: type[T], data: Any, key: str = "") -> T:
-    """Build dataclass `cls` from a mapping, recursively; unknown keys and bad values raise ConfigError."""
-    if isinstance(data, cls):
-        return data
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{key or cls.__name__}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{key}." if key else ""
-        raise ConfigError(f"{where}{unknown[0]}: unknown key (expected one of {sorted(names)})")
-    kwargs = dict(data)
-    for name, sub in _NESTED.get(cls, {}).items():
-        if name in kwargs:
-            kwargs[name] = build(sub, kwargs[name], f"{key}.{name}" if key else name)
-    if cls is PipelineConfig and "streams" in kwargs:
-        streams = kwargs["streams"] or []
-        if not isinstance(streams, list):
-            raise ConfigError(f"streams: expected a list, got {type(streams).__name__}")
-        kwargs["streams"] = tuple(build(StreamSpec, s, f"streams[{i}]") for i, s in enumerate(streams))
-    _check_types(cls, kwargs, key)
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise _prefixed(key, exc) from None
-
-
 def stream_spec(data: StreamSpec | Mapping[str, Any]) -> StreamSpec:
     """A StreamSpec from a spec or a plain dict (as sent by the CLI or the HTTP API)."""
     return build(StreamSpec, data, "stream")
-
-
-def config_path(path_or_name: str | Path) -> Path:
-    """Resolve a shipped config name ("default", "cluster", ...) or a file path."""
-    path = Path(path_or_name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    shipped = CONFIG_DIR / f"{path_or_name}.yaml"
-    if not shipped.exists():
-        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"config: expected a YAML path or one of {names}, got {str(path_or_name)!r}")
-    return shipped
 
 
 def load_config(path_or_name: str | Path = "default") -> PipelineConfig:

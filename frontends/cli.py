@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as exc:
         print(f"tokdyn: {exc}", file=sys.stderr)
         return 2
-    from actors.config import ConfigError
+    from configs.schema import ConfigError
 
     try:
         return args.func(args)

@@ -7,19 +7,15 @@ Keys and units are documented on each dataclass and, line by line, in `configs/t
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-from actors.config import ConfigError, config_path
+from configs.schema import ConfigError, build, check, config_path
 from compressor.config import METHODS
-
-T = TypeVar("T")
 
 #: Parts of a LLaVA-OneVision model (plus the cross-dynamics attention) that `freeze` may list.
 PARTS = ("vision", "projector", "dynamics", "llm")
@@ -27,10 +23,6 @@ PARTS = ("vision", "projector", "dynamics", "llm")
 FULL = "full"
 BAD_ROW_POLICIES = ("skip", "stop")
 
-
-def _check(ok: bool, key: str, expected: str, got: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: expected {expected}, got {got!r}")
 
 
 @dataclass(frozen=True)
@@ -52,9 +44,9 @@ class ModelInit:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        _check(bool(self.init), "init", "'tiny' or a checkpoint directory", self.init)
-        _check(self.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32 | bfloat16 | float16", self.dtype)
-        _check(self.device in ("auto", "cpu", "cuda"), "device", "auto | cpu | cuda", self.device)
+        check(bool(self.init), "init", "'tiny' or a checkpoint directory", self.init)
+        check(self.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32 | bfloat16 | float16", self.dtype)
+        check(self.device in ("auto", "cpu", "cuda"), "device", "auto | cpu | cuda", self.device)
 
     @property
     def is_tiny(self) -> bool:
@@ -85,16 +77,16 @@ class SceneData:
     first_seed: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.count >= 0, "count", ">= 0", self.count)
+        check(self.count >= 0, "count", ">= 0", self.count)
         lo, hi = (tuple(self.seconds) + (None, None))[:2] if isinstance(self.seconds, (list, tuple)) else (None, None)
-        _check(isinstance(self.seconds, (list, tuple)) and len(self.seconds) == 2 and 0 < lo <= hi,
+        check(isinstance(self.seconds, (list, tuple)) and len(self.seconds) == 2 and 0 < lo <= hi,
                "seconds", "[min, max] with 0 < min <= max", self.seconds)
         object.__setattr__(self, "seconds", (float(lo), float(hi)))
-        _check(min(self.width, self.height) >= 64 and self.width % 2 == 0 and self.height % 2 == 0, "width/height",
+        check(min(self.width, self.height) >= 64 and self.width % 2 == 0 and self.height % 2 == 0, "width/height",
                "even numbers of pixels >= 64", [self.width, self.height])
-        _check(self.fps > 0, "fps", "> 0", self.fps)
-        _check(self.snapshots >= 1, "snapshots", ">= 1", self.snapshots)
-        _check(self.per_category >= 1, "per_category", ">= 1", self.per_category)
+        check(self.fps > 0, "fps", "> 0", self.fps)
+        check(self.snapshots >= 1, "snapshots", ">= 1", self.snapshots)
+        check(self.per_category >= 1, "per_category", ">= 1", self.per_category)
 
 
 @dataclass(frozen=True)
@@ -118,11 +110,11 @@ class DataConfig:
     max_frames: int = 256
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate_hz > 0, "sample_rate_hz", "> 0", self.sample_rate_hz)
-        _check(self.frames_per_chunk >= 1, "frames_per_chunk", ">= 1", self.frames_per_chunk)
-        _check(self.on_bad_row in BAD_ROW_POLICIES, "on_bad_row", " | ".join(BAD_ROW_POLICIES), self.on_bad_row)
-        _check(self.max_frames >= 1, "max_frames", ">= 1", self.max_frames)
-        _check(self.scenes.count > 0 or self.jsonl is not None, "scenes.count/jsonl",
+        check(self.sample_rate_hz > 0, "sample_rate_hz", "> 0", self.sample_rate_hz)
+        check(self.frames_per_chunk >= 1, "frames_per_chunk", ">= 1", self.frames_per_chunk)
+        check(self.on_bad_row in BAD_ROW_POLICIES, "on_bad_row", " | ".join(BAD_ROW_POLICIES), self.on_bad_row)
+        check(self.max_frames >= 1, "max_frames", ">= 1", self.max_frames)
+        check(self.scenes.count > 0 or self.jsonl is not None, "scenes.count/jsonl",
                "scenes (count > 0) or a jsonl path", None)
 
 
@@ -147,13 +139,13 @@ class MemoryFormat:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(self.method in (*METHODS, FULL), "method", f"one of {(*METHODS, FULL)}", self.method)
-        _check(self.budget >= 1, "budget", ">= 1", self.budget)
-        _check(0 <= self.recent_window < self.budget, "recent_window", f"0 <= r < budget={self.budget}",
+        check(self.method in (*METHODS, FULL), "method", f"one of {(*METHODS, FULL)}", self.method)
+        check(self.budget >= 1, "budget", ">= 1", self.budget)
+        check(0 <= self.recent_window < self.budget, "recent_window", f"0 <= r < budget={self.budget}",
                self.recent_window)
-        _check(self.frames >= 1, "frames", ">= 1", self.frames)
-        _check(self.weight > 0, "weight", "> 0", self.weight)
-        _check(not self.centroid_only or self.method == "token_dynamics", "centroid_only",
+        check(self.frames >= 1, "frames", ">= 1", self.frames)
+        check(self.weight > 0, "weight", "> 0", self.weight)
+        check(not self.centroid_only or self.method == "token_dynamics", "centroid_only",
                "false unless method is token_dynamics", self.centroid_only)
 
     @property
@@ -185,10 +177,10 @@ class OptimConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "lr", "> 0", self.lr)
-        _check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
-        _check(self.warmup_steps >= 0, "warmup_steps", ">= 0", self.warmup_steps)
-        _check(self.grad_clip >= 0, "grad_clip", ">= 0", self.grad_clip)
+        check(self.lr > 0, "lr", "> 0", self.lr)
+        check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
+        check(self.warmup_steps >= 0, "warmup_steps", ">= 0", self.warmup_steps)
+        check(self.grad_clip >= 0, "grad_clip", ">= 0", self.grad_clip)
 
 
 @dataclass(frozen=True)
@@ -207,9 +199,9 @@ class EvalConfig:
     format: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.every_steps >= 0, "every_steps", ">= 0", self.every_steps)
-        _check(self.max_questions >= 0, "max_questions", ">= 0", self.max_questions)
-        _check(self.format >= 0, "format", ">= 0", self.format)
+        check(self.every_steps >= 0, "every_steps", ">= 0", self.every_steps)
+        check(self.max_questions >= 0, "max_questions", ">= 0", self.max_questions)
+        check(self.format >= 0, "format", ">= 0", self.format)
 
 
 @dataclass(frozen=True)
@@ -227,9 +219,9 @@ class WarmupConfig:
     batch_frames: int = 32
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 0, "steps", ">= 0", self.steps)
-        _check(self.lr > 0, "lr", "> 0", self.lr)
-        _check(self.batch_frames >= 1, "batch_frames", ">= 1", self.batch_frames)
+        check(self.steps >= 0, "steps", ">= 0", self.steps)
+        check(self.lr > 0, "lr", "> 0", self.lr)
+        check(self.batch_frames >= 1, "batch_frames", ">= 1", self.batch_frames)
 
 
 @dataclass(frozen=True)
@@ -251,11 +243,11 @@ class RayTrainConfig:
 
     def __post_init__(self) -> None:
         ok = self.address in ("local", "auto") or self.address.startswith("ray://")
-        _check(ok, "address", "'local', 'auto' or 'ray://host:port'", self.address)
-        _check(self.num_cpus >= 1, "num_cpus", ">= 1", self.num_cpus)
-        _check(self.num_workers >= 1, "num_workers", ">= 1", self.num_workers)
+        check(ok, "address", "'local', 'auto' or 'ray://host:port'", self.address)
+        check(self.num_cpus >= 1, "num_cpus", ">= 1", self.num_cpus)
+        check(self.num_workers >= 1, "num_workers", ">= 1", self.num_workers)
         for name, amount in self.resources_per_worker.items():
-            _check(isinstance(amount, (int, float)) and amount >= 0, f"resources_per_worker.{name}",
+            check(isinstance(amount, (int, float)) and amount >= 0, f"resources_per_worker.{name}",
                    "a number >= 0", amount)
 
 
@@ -290,21 +282,21 @@ class TrainConfig:
     ray: RayTrainConfig = field(default_factory=RayTrainConfig)
 
     def __post_init__(self) -> None:
-        _check(bool(self.output), "output", "a directory path", self.output)
+        check(bool(self.output), "output", "a directory path", self.output)
         freeze = tuple(self.freeze)
         bad = [p for p in freeze if p not in PARTS]
-        _check(not bad, "freeze", f"a subset of {PARTS}", list(freeze))
+        check(not bad, "freeze", f"a subset of {PARTS}", list(freeze))
         object.__setattr__(self, "freeze", freeze)
-        _check(len(self.formats) >= 1, "formats", "at least one memory format", [])
-        _check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        _check((self.steps is None) != (self.epochs is None), "steps/epochs", "exactly one of them set",
+        check(len(self.formats) >= 1, "formats", "at least one memory format", [])
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check((self.steps is None) != (self.epochs is None), "steps/epochs", "exactly one of them set",
                (self.steps, self.epochs))
-        _check(self.steps is None or self.steps >= 1, "steps", ">= 1", self.steps)
-        _check(self.epochs is None or self.epochs >= 1, "epochs", ">= 1", self.epochs)
-        _check(self.checkpoint_every_steps >= 1, "checkpoint_every_steps", ">= 1", self.checkpoint_every_steps)
-        _check(self.eval.format < len(self.formats), "eval.format", f"< {len(self.formats)} (formats listed)",
+        check(self.steps is None or self.steps >= 1, "steps", ">= 1", self.steps)
+        check(self.epochs is None or self.epochs >= 1, "epochs", ">= 1", self.epochs)
+        check(self.checkpoint_every_steps >= 1, "checkpoint_every_steps", ">= 1", self.checkpoint_every_steps)
+        check(self.eval.format < len(self.formats), "eval.format", f"< {len(self.formats)} (formats listed)",
                self.eval.format)
-        _check(set(freeze) != set(PARTS), "freeze", "at least one trainable part", list(freeze))
+        check(set(freeze) != set(PARTS), "freeze", "at least one trainable part", list(freeze))
 
     @property
     def output_path(self) -> Path:
@@ -313,60 +305,6 @@ class TrainConfig:
     def trains(self, part: str) -> bool:
         """Whether `part` (one of PARTS) is trained."""
         return part not in self.freeze
-
-
-# --- building dataclasses from plain data -------------------------------------------------------------
-
-
-def _resolve(hint: Any) -> tuple[Any, bool]:
-    """A field's type hint -> (the type inside Optional/tuple[...]/..., whether it is a tuple of it)."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is tuple and args and args[-1] is Ellipsis:
-        return args[0], True
-    if args and typing.get_origin(hint) is not dict and len(args) == 1:
-        return args[0], False
-    return hint, False
-
-
-_SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
-
-
-def build(cls: type[T], data: Any, key: str = "") -> T:
-    """Build dataclass `cls` from a mapping, recursively (nested dataclasses and tuples of them found from the
-    type hints); unknown keys, wrong scalar types and bad values raise ConfigError naming the dotted key."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{key or cls.__name__}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{key + '.' if key else ''}{unknown[0]}: unknown key (expected one of {sorted(names)})")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in data.items():
-        where = f"{key}.{name}" if key else name
-        inner, is_tuple = _resolve(hints[name])
-        if dataclasses.is_dataclass(inner):
-            if is_tuple:
-                _check(isinstance(value, list), where, "a list", value)
-                value = tuple(build(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
-            else:
-                value = build(inner, value, where)
-        elif is_tuple:
-            _check(isinstance(value, list), where, "a list", value)
-            value = tuple(value)
-        elif inner in _SCALARS and value is not None:
-            ok = isinstance(value, _SCALARS[inner]) and not (inner is not bool and isinstance(value, bool))
-            _check(ok, where, inner.__name__, value)
-        elif typing.get_origin(inner) is dict:
-            _check(isinstance(value, Mapping), where, "a mapping", value)
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        message = str(exc)
-        raise ConfigError(message if not key or message.startswith(key) else f"{key}.{message}") from None
 
 
 def load_train_config(path_or_name: str | Path, **overrides: Any) -> TrainConfig:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from actors.config import ConfigError
+from configs.schema import ConfigError
 from compressor.attention import CrossDynamicsAttention
 from train.config import ModelInit
 from vlm.config import ModelConfig

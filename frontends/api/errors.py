@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from actors.config import ConfigError
+from configs.schema import ConfigError
 from actors.errors import (
     PipelineUnavailable,
     StreamExists,

@@ -8,7 +8,7 @@ import pytest
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayTaskError
 
 from actors.client import unwrap
-from actors.config import ConfigError
+from configs.schema import ConfigError
 from actors.errors import (
     PipelineUnavailable,
     StreamExists,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actors.config import CONFIG_DIR, ConfigError, PipelineConfig, build, load_config, stream_spec
+from actors.config import PipelineConfig, load_config, stream_spec
+from configs.schema import CONFIG_DIR, ConfigError, build
 
 # Pipeline configs; the train-*.yaml files are training configs (tests/train checks those).
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("train-"))

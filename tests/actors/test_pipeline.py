@@ -10,7 +10,8 @@ import pytest
 import ray
 from ray.exceptions import RayActorError
 
-from actors.config import ConfigError, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
+from actors.config import EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
+from configs.schema import ConfigError
 from actors.errors import PipelineUnavailable, StreamExists, StreamNotFound, StreamNotReady
 from actors.memory import checkpoint_file, state_digest
 from actors.pipeline import start_pipeline

@@ -118,7 +118,8 @@ def test_a_planted_password_appears_in_no_output(tmp_path: Path) -> None:
 
 def test_specs_and_config_errors_never_show_the_password() -> None:
     """A stream spec's repr (logs, tracebacks, Ray's error messages) and the config errors about it."""
-    from actors.config import ConfigError, stream_spec
+    from actors.config import stream_spec
+    from configs.schema import ConfigError
 
     password = f"pw{secrets.token_hex(8)}"
     spec = stream_spec({"stream_id": "cam", "url": f"rtsp://admin:{password}@cam/1"})

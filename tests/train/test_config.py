@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import CONFIG_DIR, ConfigError
+from configs.schema import CONFIG_DIR, ConfigError
 from train.config import TrainConfig, load_train_config
 
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("train-*.yaml"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from actors.config import ConfigError
+from configs.schema import ConfigError
 from frontends.cli import main
 from train.config import MemoryFormat, ModelInit
 from train.memory import snapshot_chunks, stream_memories
