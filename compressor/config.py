@@ -50,7 +50,9 @@ class CompressorConfig:
             (weights by all history). Default 10 minutes: the live memory is mostly about the last half hour;
             older time stays reachable through the sealed segments (``segment_s``).
         segment_s: the memory actor seals a segment (its own compact memory of that span: base + key map +
-            motion) every this many media seconds, next to the checkpoint; 0 = no segments. Default 15 min.
+            motion) every this many media seconds, next to the checkpoint; 0 = no segments. Default 5 minutes:
+            a window memory is built from whole segments' clusters, so a segment should not be longer than the
+            windows asked about.
         retention_s: sealed segments older than this many media seconds (before the newest frame) are deleted.
             Default 7 days.
         retention_bytes: the oldest sealed segments are deleted while all of a stream's segments take more
@@ -77,7 +79,7 @@ class CompressorConfig:
     max_new_clusters: int = 4
     merge_similarity: float = 0.95
     half_life_s: float = 600.0
-    segment_s: float = 900.0
+    segment_s: float = 300.0
     retention_s: float = 7 * 86400.0
     retention_bytes: int = 512 * 2**20
     kmeans_tol: float = 1e-4

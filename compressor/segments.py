@@ -8,8 +8,8 @@ The folder (next to the stream's checkpoint; shared storage on a cluster) holds
 Each file is a checksummed state envelope (``serial.py``). The open one (method ``"segment"``) holds a
 streaming Token Dynamics state (no decay: a segment weighs its whole span equally) plus the timestamps of its
 frames, so it continues after a restart. A sealed one (method ``"sealed_segment"``) keeps only what a window
-needs (``window.SegmentPart``: K cluster sums as float32, counts, norm sums, key map, timestamps), about half
-the bytes: 0.3 MB per 15 minutes at 1 frame/s, K = 32, D = 896. A segment is sealed at the first chunk boundary after it spans ``segment_s`` seconds; then retention deletes
+needs (``window.SegmentPart``: K cluster sums as unit directions in float16 (3 digits: enough to merge them)
+times their lengths in float64, counts, norm sums, key map, timestamps): 0.12 MB per 5 minutes at 1 frame/s, K = 32, D = 896. A segment is sealed at the first chunk boundary after it spans ``segment_s`` seconds; then retention deletes
 sealed segments that ended more than ``retention_s`` before the newest frame, and the oldest ones while
 all of them take more than ``retention_bytes``. ``window`` builds a K-token memory for any span of media
 time from these files alone (``window.py``), so any process that can read the folder can answer.
@@ -87,7 +87,9 @@ def segment_name(t_start: float, t_end: float) -> str:
 
 def encode_sealed(part: SegmentPart) -> bytes:
     """A sealed segment file's bytes."""
-    return dumps("sealed_segment", {"sums": pack_array(part.sums.astype(np.float32)),
+    sizes = np.linalg.norm(part.sums, axis=1)
+    directions = (part.sums / np.maximum(sizes, 1e-12)[:, None]).astype(np.float16)
+    return dumps("sealed_segment", {"directions": pack_array(directions), "sizes": pack_array(sizes),
                                     "counts": pack_array(part.counts), "norm_sums": pack_array(part.norm_sums),
                                     "key_map": pack_array(part.key_map), "timestamps": pack_array(part.timestamps)})
 
@@ -99,10 +101,13 @@ def decode_sealed(data: bytes) -> SegmentPart:
         InvalidState: damaged or inconsistent bytes.
     """
     _, payload = loads(data, "sealed_segment")
-    check.keys(payload, "sealed segment", {"sums", "counts", "norm_sums", "key_map", "timestamps"})
-    sums = check.array(payload["sums"], "sums", np.float32, (-1, -1), finite=True)
-    k = sums.shape[0]
-    check.expect(1 <= k <= 4096 and sums.shape[1] >= 1, "sums", "[K, D] with 1 <= K <= 4096", list(sums.shape))
+    check.keys(payload, "sealed segment", {"directions", "sizes", "counts", "norm_sums", "key_map", "timestamps"})
+    directions = check.array(payload["directions"], "directions", np.float16, (-1, -1), finite=True)
+    k = directions.shape[0]
+    check.expect(1 <= k <= 4096 and directions.shape[1] >= 1, "directions", "[K, D] with 1 <= K <= 4096",
+                 list(directions.shape))
+    sizes = check.array(payload["sizes"], "sizes", np.float64, (k,), finite=True)
+    sums = directions.astype(np.float64) * sizes[:, None]
     counts = check.array(payload["counts"], "counts", np.float64, (k,), finite=True)
     norm_sums = check.array(payload["norm_sums"], "norm_sums", np.float64, (k,), finite=True)
     check.expect(bool(np.all(counts > 0) and np.all(norm_sums >= 0)), "counts", "positive counts", counts[:4])
@@ -112,7 +117,7 @@ def decode_sealed(data: bytes) -> SegmentPart:
     check.ids(key_map, "key_map", 0, k)
     times = check.array(payload["timestamps"], "timestamps", np.float64, (key_map.shape[0],), finite=True)
     check.expect(bool(np.all(np.diff(times) >= 0)), "timestamps", "non-decreasing", times[:3].tolist())
-    return SegmentPart(sums.astype(np.float64), counts, norm_sums, key_map, times)
+    return SegmentPart(sums, counts, norm_sums, key_map, times)
 
 
 def parse_name(name: str) -> tuple[float, float] | None:
