@@ -1,0 +1,185 @@
+"""Answer accuracy on the scene video-QA suite, per reduction method and token budget.
+
+    python bench/qa.py [--quick] [--json PATH] [--model DIR] [--suite NAME]
+
+What runs, for every held-out scene: the frames a 2 frames/s pipeline samples, resized like the source actor,
+encoded once by the model's vision tower; then, per memory format, the memory after the scene's last chunk,
+built by the same streaming compressor code the pipeline runs (train/memory.py); then every question of the
+scene, answered greedily through the path the LLM actor answers with (`model.generate`) and scored by
+normalised exact match (times within +-1 s: scenes/questions.py).
+
+Formats: `full` = every token of 16 uniformly sampled frames (3,136 tokens: all 120 sampled frames would be
+23,520, too long for this CPU), `token_dynamics` with the trained cross-dynamics attention, `token_dynamics`
+centroid-only (the key map never reaches the model), `offline_token_dynamics`, `uniform`, `pooling`, `dycoke`,
+`tome`, at budgets 16, 32 and 64. One model answers them all: the shipped model is trained on a mix of these
+formats (configs/train-default.yaml says which, with weights). TokDense = accuracy (%) / visual tokens.
+Time to first token is the mean over the questions of each format (prefill of visual + text tokens).
+
+Long scenes (suite "long", 10 minutes at 2 frames/s): questions about their first and last minute, against
+the same first-minute questions asked of a 1-minute stream of the scene's first minute; time to first token
+of the 10-minute memory against the 1-minute one.
+
+--quick: 8 held-out scenes, token_dynamics (both), uniform and full at 32 tokens, no long scenes (< 60 s).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+STARTED = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
+sys.path[0] = str(ROOT)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import BenchRun, bench_parser, print_table  # noqa: E402
+from scenes.questions import CATEGORIES, QA, chance, is_correct  # noqa: E402
+from scenes.scene import SceneSpec, make_scene  # noqa: E402
+from scenes.suites import FIRST_MINUTE_S, suite  # noqa: E402
+from train.config import FULL, MemoryFormat  # noqa: E402
+from train.evaluate import MAX_ANSWER_TOKENS  # noqa: E402
+from train.memory import Memory, encode, stream_memories  # noqa: E402
+from train.objective import visual_inputs  # noqa: E402
+from train.scene_data import sampled_frames  # noqa: E402
+from vlm import ModelConfig, load_vlm  # noqa: E402
+
+RATE_HZ = 2.0
+FRAMES_PER_CHUNK = 4
+BASELINES = ("offline_token_dynamics", "uniform", "pooling", "dycoke", "tome")
+#: Categories where the key map should matter (position, direction, order, time), as the issue names them.
+MOTION_CATEGORIES = ("position", "direction", "order", "time")
+
+
+def formats(quick: bool) -> list[MemoryFormat]:
+    """The memory formats compared, full tokens first."""
+    if quick:
+        return [MemoryFormat(FULL), MemoryFormat("token_dynamics", 32),
+                MemoryFormat("token_dynamics", 32, centroid_only=True), MemoryFormat("uniform", 32)]
+    out = [MemoryFormat(FULL)]
+    for budget in (16, 32, 64):
+        out += [MemoryFormat("token_dynamics", budget), MemoryFormat("token_dynamics", budget, centroid_only=True)]
+        out += [MemoryFormat(method, budget) for method in BASELINES]
+    return out
+
+
+class Scorer:
+    """Tallies right answers and time to first token per format and category."""
+
+    def __init__(self) -> None:
+        self.right: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.ttft: dict[str, list[float]] = defaultdict(list)
+        self.visual: dict[str, int] = {}
+
+    def ask(self, model, dynamics, label: str, memory: Memory, fused: bool, qas: Sequence[QA]) -> None:
+        """Answer every question of ``qas`` from ``memory`` and tally them under ``label``."""
+        with torch.no_grad():
+            visual = visual_inputs(memory.to(model.device, model.dtype), dynamics if fused else None)  # [N, D]
+        self.visual[label] = int(visual.shape[0])
+        for qa in qas:
+            generation = model.generate(visual, qa.question, max_new_tokens=MAX_ANSWER_TOKENS, temperature=0.0)
+            text = "".join(generation).strip()
+            self.ttft[label].append(generation.ttft_s or 0.0)
+            self.right[label][qa.category] += is_correct(text, qa)
+            self.total[label][qa.category] += 1
+
+    def accuracy(self, label: str, categories: Sequence[str] | None = None) -> float | None:
+        """Percent right over ``categories`` (all when None); None when nothing was asked."""
+        cats = categories or list(self.total[label])
+        n = sum(self.total[label][c] for c in cats)
+        return 100.0 * sum(self.right[label][c] for c in cats) / n if n else None
+
+    def row(self, label: str) -> dict:
+        acc = self.accuracy(label)
+        return {"format": label, "accuracy": acc, "motion_categories": self.accuracy(label, MOTION_CATEGORIES),
+                "per_category": {c: self.accuracy(label, [c]) for c in CATEGORIES if self.total[label][c]},
+                "questions": sum(self.total[label].values()), "visual_tokens": self.visual.get(label),
+                "tokdense": acc / self.visual[label] if acc is not None and self.visual.get(label) else None,
+                "ttft_ms": 1000 * float(np.mean(self.ttft[label])) if self.ttft[label] else None}
+
+
+def scene_tokens(model, spec: SceneSpec) -> tuple[torch.Tensor, np.ndarray]:
+    """Tokens [T, gh, gw, D] and media times [T] of the frames a 2 frames/s pipeline samples."""
+    frames, times = sampled_frames(make_scene(spec), RATE_HZ, model.image_size)
+    return encode(model, frames), times
+
+
+def last_memory(tokens: torch.Tensor, times: np.ndarray, fmt: MemoryFormat) -> Memory:
+    """The memory after the last chunk of a stream of these tokens."""
+    chunks = int(np.ceil(len(times) / FRAMES_PER_CHUNK))
+    return stream_memories(tokens, times, fmt, FRAMES_PER_CHUNK, [chunks - 1])[0]
+
+
+def run_heldout(model, dynamics, suite_name: str, fmts: Sequence[MemoryFormat], limit: int | None) -> Scorer:
+    scorer = Scorer()
+    scenes = suite(suite_name)[:limit]
+    for i, (spec, qas) in enumerate(scenes):
+        tokens, times = scene_tokens(model, spec)
+        for fmt in fmts:
+            scorer.ask(model, dynamics, fmt.name, last_memory(tokens, times, fmt), fmt.uses_dynamics, qas)
+        print(f"  scene {i + 1}/{len(scenes)} (seed {spec.seed}): {len(qas)} questions x {len(fmts)} formats",
+              flush=True)
+    return scorer
+
+
+def run_long(model, dynamics, fmt: MemoryFormat) -> dict:
+    """First- and last-minute questions on 10-minute scenes ("long"), and the same first-minute questions on
+    1-minute streams of the same scenes' first minute ("long-first-minute")."""
+    scorer = Scorer()
+    for spec, qas in suite("long"):
+        tokens, times = scene_tokens(model, spec)
+        memory = last_memory(tokens, times, fmt)
+        scorer.ask(model, dynamics, "10 min: first-minute questions", memory, fmt.uses_dynamics,
+                   [qa for qa in qas if qa.span[1] < FIRST_MINUTE_S])
+        scorer.ask(model, dynamics, "10 min: last-minute questions", memory, fmt.uses_dynamics,
+                   [qa for qa in qas if qa.span[1] >= FIRST_MINUTE_S])
+    for spec, qas in suite("long-first-minute"):
+        tokens, times = scene_tokens(model, spec)
+        scorer.ask(model, dynamics, "1 min: first-minute questions", last_memory(tokens, times, fmt),
+                   fmt.uses_dynamics, qas)
+    return {label: scorer.row(label) for label in scorer.total}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = bench_parser(__doc__, "8 scenes, 4 formats at 32 tokens, no long scenes (< 60 s)")
+    parser.add_argument("--model", default="embedded", help="checkpoint directory (default: the shipped model)")
+    parser.add_argument("--suite", default=None, help="held-out suite (default: heldout, --quick: heldout-small)")
+    args = parser.parse_args(argv)
+    run = BenchRun("qa", args.quick, started=STARTED)
+    torch.manual_seed(0)
+    model = load_vlm(ModelConfig(path=args.model, dtype="float32"))
+    dynamics = model.dynamics
+    fmts = formats(args.quick)
+    suite_name = args.suite or ("heldout-small" if args.quick else "heldout")
+    print(f"model {model.name}: cross-dynamics attention {'trained' if dynamics is not None else 'absent'}; "
+          f"suite {suite_name}")
+    scorer = run_heldout(model, dynamics, suite_name, fmts, limit=None)
+    rows = [scorer.row(fmt.name) for fmt in fmts]
+    cats = [c for c in CATEGORIES if any(scorer.total[f.name][c] for f in fmts)]
+    chance_row = {"format": "chance", "accuracy": None, "motion_categories": None,
+                  "per_category": {c: 100.0 * chance(c) for c in cats}}
+    columns = [("format", "s"), ("acc %", ".1f"), ("motion %", ".1f")] + [(c[:8], ".0f") for c in cats] + \
+        [("tokens", "d"), ("TokDense", ".2f"), ("TTFT ms", ".0f")]
+    print_table(columns, [[r["format"], r["accuracy"], r["motion_categories"]] + [r["per_category"].get(c) for c in cats]
+                          + [r.get("visual_tokens"), r.get("tokdense"), r.get("ttft_ms")] for r in rows + [chance_row]])
+    results: dict = {"suite": suite_name, "model": model.name, "dynamics_trained": dynamics is not None,
+                     "formats": rows, "chance": chance_row["per_category"],
+                     "full_tokens": "every token of 16 uniformly sampled frames (16 x 196)"}
+    if not args.quick:
+        long_rows = run_long(model, dynamics, MemoryFormat("token_dynamics", 32))
+        print_table([("long scenes, token_dynamics@32", "s"), ("acc %", ".1f"), ("questions", "d"),
+                     ("TTFT ms", ".0f")],
+                    [[label, r["accuracy"], r["questions"], r["ttft_ms"]] for label, r in long_rows.items()])
+        results["long"] = long_rows
+    run.finish(results, args.json)
+    return results
+
+
+if __name__ == "__main__":
+    main()
