@@ -57,6 +57,7 @@ LAG_LIMIT_S, PACE_MIN = 2.0, 0.8
 CHUNK_SPAN_S = FRAMES_PER_CHUNK / RATE_HZ  # media seconds per chunk
 SAMPLE_S = 1.0  # telemetry poll period during a window
 FIRST_CHUNK_TIMEOUT_S = 180.0  # new source + memory actors on a busy 2-core machine
+SETTLE_S = 5.0  # after a step's new streams produced their first chunk, before its first window
 CONSOLE_TARGET = 0.9  # sustained streams with the console polling / without
 MIN_SERVED = 0.9  # share of the polls in the windows that must get a frame (HTTP 200) for the comparison to count
 FULL_STEPS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24)
@@ -129,14 +130,20 @@ class FramePoller:
             thread.join(15)
 
 
-def run_step(client: PipelineClient, ids: list[str], window_s: float, poller: FramePoller | None) -> dict:
-    """Watch streams `ids` for `window_s` after each produced a first chunk; lag, pace, stage times and, with
-    a poller, the frame requests answered in the window."""
+def wait_first_chunks(client: PipelineClient, ids: list[str]) -> None:
+    """Block until every stream in `ids` has a chunk in its memory, then let the start-up settle: new actors
+    go on importing and warming up for a while, and that must not land on one side of a comparison."""
     deadline = time.monotonic() + FIRST_CHUNK_TIMEOUT_S
     while not all((client.stream_status(s).chunks_compressed or 0) >= 1 for s in ids):
         if time.monotonic() > deadline:
             raise TimeoutError(f"streams {ids}: expected a first chunk within {FIRST_CHUNK_TIMEOUT_S} s")
         time.sleep(0.2)  # polling a condition, with the deadline above
+    time.sleep(SETTLE_S)
+
+
+def run_step(client: PipelineClient, ids: list[str], window_s: float, poller: FramePoller | None) -> dict:
+    """Watch streams `ids` for `window_s`; lag, pace, stage times and, with a poller, the frame requests
+    answered in the window."""
     first = {s: client.stream_status(s) for s in ids}
     polls_before = poller.totals() if poller else None
     start = time.monotonic()
@@ -198,6 +205,7 @@ def ramp(client: PipelineClient, clip: Path, steps: list[int], window_s: float,
             with ThreadPoolExecutor(max(1, len(specs))) as pool:  # concurrently: actor start-ups overlap
                 list(pool.map(client.add_stream, specs))
             ids += new
+            wait_first_chunks(client, ids)
             sides = [False] if poller is None else [False, True] if index % 2 == 0 else [True, False]
             for console in sides:
                 if console:
