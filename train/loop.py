@@ -19,7 +19,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,8 @@ def run_training(config: TrainConfig) -> Path:
 
     if not config.model.is_tiny:
         check_checkpoint_dir(Path(config.model.init).expanduser())  # refuse before any worker starts
+    # Absolute before it reaches the workers: they run in Ray's own working directory.
+    config = replace(config, output=str(config.output_path))
     output = config.output_path
     output.mkdir(parents=True, exist_ok=True)
     (output / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
