@@ -57,6 +57,9 @@ class CompressorConfig:
             Default 7 days.
         retention_bytes: the oldest sealed segments are deleted while all of a stream's segments take more
             than this many bytes. Default 512 MiB (about 12 days of a 1 frame/s stream at K = 32).
+        keymap_frames: streaming Token Dynamics keeps the key map of at least this many recent frames (it
+            drops whole blocks of 1,024 frames beyond it; the snapshot and motion do not need old entries, the
+            segments keep them for windows); 0 = keep every frame. Default 4,096 (over an hour at 1 frame/s).
         kmeans_tol: offline k-means stops when no centroid moved more than this (Euclidean, unit sphere).
         kmeans_max_iter: offline k-means iteration cap (1..10000).
         kmeans_restarts: k-means runs from independent seeds, the best kept (1..32; the first chunk and the
@@ -82,6 +85,7 @@ class CompressorConfig:
     segment_s: float = 300.0
     retention_s: float = 7 * 86400.0
     retention_bytes: int = 512 * 2**20
+    keymap_frames: int = 4096
     kmeans_tol: float = 1e-4
     kmeans_max_iter: int = 100
     kmeans_restarts: int = 3
@@ -99,7 +103,8 @@ class CompressorConfig:
         for name, low, high in (("budget", 1, MAX_BUDGET), ("k_min", 1, MAX_BUDGET), ("k_max", 1, MAX_BUDGET),
                                 ("seed", 0, MAX_SEED), ("max_new_clusters", 0, MAX_NEW_CLUSTERS),
                                 ("kmeans_max_iter", 1, MAX_KMEANS_ITER),
-                                ("kmeans_restarts", 1, 32), ("silhouette_sample", 2, MAX_SAMPLE),
+                                ("kmeans_restarts", 1, 32),
+                                ("keymap_frames", 0, 2**40), ("silhouette_sample", 2, MAX_SAMPLE),
                                 ("window_frames", 1, MAX_WINDOW_FRAMES), ("pool_grid", 1, MAX_POOL_GRID),
                                 ("novelty_threshold", -1.0, 1.0), ("merge_similarity", -1.0, 1.0),
                                 ("half_life_s", 0.0, MAX_SECONDS), ("segment_s", 0.0, MAX_SECONDS),

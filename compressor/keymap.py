@@ -10,6 +10,9 @@ new label since the previous one. Labels are never reused. Labels belong to *gro
 cluster) and each group lives in one slot: a merge moves the labels of the smaller group into the larger one
 (amortised O(log labels) per label, never O(history)) and points that group at the surviving slot, so an old
 entry resolves in O(1): ``slot_now = group_slot[label_group[table[frame_table[t]][stored[t, h, w]]]]``.
+
+A live memory that runs for days keeps only its recent frames (``forget_before``: whole blocks, oldest first;
+``offset`` is the first frame still held); older frames live in the stream's segments.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from compressor import state_check as check
+from compressor.errors import InvalidConfig
 from compressor.offline import smallest_uint_dtype
 from compressor.serial import pack_array
 
@@ -38,6 +42,7 @@ class KeyMapStore:
         self.slots = int(slots)
         self.dtype = smallest_uint_dtype(self.slots)
         self.frames = 0
+        self.offset = 0                            # first frame still held (a multiple of BLOCK_FRAMES)
         self._blocks: list[np.ndarray] = []        # each [BLOCK_FRAMES, H, W] self.dtype
         self._frame_table: list[np.ndarray] = []   # each [BLOCK_FRAMES] int32, table id per frame
         self._tables: list[np.ndarray] = []        # each [S] int64, label per slot (-1 free)
@@ -86,7 +91,7 @@ class KeyMapStore:
         table = len(self._tables) - 1
         done = 0
         while done < slots.shape[0]:
-            block, row = divmod(self.frames, BLOCK_FRAMES)
+            block, row = divmod(self.frames - self.offset, BLOCK_FRAMES)
             if block == len(self._blocks):
                 self._blocks.append(np.empty((BLOCK_FRAMES, *self.grid), dtype=self.dtype))
                 self._frame_table.append(np.empty(BLOCK_FRAMES, dtype=np.int32))
@@ -96,13 +101,29 @@ class KeyMapStore:
             done += take
             self.frames += take
 
-    def resolve(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Current slot of every entry of frames ``[start, stop)``: ``[T, H, W]`` int64."""
+    def forget_before(self, frame: int) -> None:
+        """Drop the entries of every whole block of frames that ends at or before ``frame``."""
+        while self._blocks and self.offset + BLOCK_FRAMES <= min(frame, self.frames):
+            self._blocks.pop(0)
+            self._frame_table.pop(0)
+            self.offset += BLOCK_FRAMES
+
+    def resolve(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Current slot of every entry of frames ``[start, stop)`` (``start`` None: the oldest held):
+        ``[T, H, W]`` int64.
+
+        Raises:
+            InvalidConfig: ``start`` is before the oldest frame still held (``offset``).
+        """
+        start = self.offset if start is None else start
+        if start < self.offset:
+            raise InvalidConfig(f"key map: expected frames from {self.offset} on (older ones were forgotten, see "
+                                f"keymap_frames; the stream's segments hold them), got start {start}")
         stop = self.frames if stop is None else min(stop, self.frames)
         if stop <= start:
             return np.zeros((0, *self.grid), dtype=np.int64)
-        stored = self._concat(self._blocks, start, stop).astype(np.int64)          # [T, H, W]
-        frame_table = self._concat(self._frame_table, start, stop).astype(np.int64)  # [T]
+        stored = self._concat(self._blocks, start - self.offset, stop - self.offset).astype(np.int64)  # [T, H, W]
+        frame_table = self._concat(self._frame_table, start - self.offset, stop - self.offset).astype(np.int64)
         tables = np.stack(self._tables)                                              # [n_tables, S]
         labels = tables[frame_table[:, None, None], stored]                          # [T, H, W]
         return self._group_slot[self._label_group[labels]].astype(np.int64)
@@ -117,16 +138,17 @@ class KeyMapStore:
     def nbytes(self) -> int:
         """Bytes of live data (entries, frame tables, label tables, label map)."""
         per_frame = self.grid[0] * self.grid[1] * self.dtype.itemsize + 4
-        return self.frames * per_frame + len(self._tables) * self.slots * 8 + self._labels * 8
+        return (self.frames - self.offset) * per_frame + len(self._tables) * self.slots * 8 + self._labels * 8
 
     # ---- serialisation ------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """msgpack-able dict of the whole store (only used frames are written)."""
         empty = np.zeros((0, *self.grid), dtype=self.dtype)
+        held = self.frames - self.offset
         return {
-            "grid": list(self.grid), "slots": self.slots, "frames": self.frames,
-            "stored": pack_array(self._concat(self._blocks, 0, self.frames) if self.frames else empty),
-            "frame_table": pack_array(self._concat(self._frame_table, 0, self.frames) if self.frames
+            "grid": list(self.grid), "slots": self.slots, "frames": self.frames, "offset": self.offset,
+            "stored": pack_array(self._concat(self._blocks, 0, held) if held else empty),
+            "frame_table": pack_array(self._concat(self._frame_table, 0, held) if held
                                       else np.zeros(0, dtype=np.int32)),
             "tables": pack_array(np.stack(self._tables) if self._tables else np.zeros((0, self.slots), np.int64)),
             "current": pack_array(self._current), "dirty": self._dirty,
@@ -145,14 +167,17 @@ class KeyMapStore:
             InvalidState: the first thing that is inconsistent, named.
         """
         grid, slots, frames = expected
-        check.keys(state, "keymap", {"grid", "slots", "frames", "stored", "frame_table", "tables", "current",
+        check.keys(state, "keymap", {"grid", "slots", "frames", "offset", "stored", "frame_table", "tables", "current",
                                      "dirty", "label_group", "group_slot", "slot_group"})
         check.expect(state["grid"] == list(grid) and state["slots"] == slots and state["frames"] == frames,
                      "keymap", f"grid {list(grid)}, {slots} slots, {frames} frames",
                      (state["grid"], state["slots"], state["frames"]))
         store = cls(grid, slots)
-        stored = check.array(state["stored"], "keymap.stored", store.dtype, (frames, *grid))
-        frame_table = check.array(state["frame_table"], "keymap.frame_table", np.int32, (frames,))
+        offset = check.integer(state["offset"], "keymap.offset", 0, frames)
+        check.expect(offset % BLOCK_FRAMES == 0, "keymap.offset", f"a multiple of {BLOCK_FRAMES}", offset)
+        held = frames - offset
+        stored = check.array(state["stored"], "keymap.stored", store.dtype, (held, *grid))
+        frame_table = check.array(state["frame_table"], "keymap.frame_table", np.int32, (held,))
         tables = check.array(state["tables"], "keymap.tables", np.int64, (-1, slots))
         current = check.array(state["current"], "keymap.current", np.int64, (slots,))
         label_group = check.array(state["label_group"], "keymap.label_group", np.int32, (-1,))
@@ -189,14 +214,14 @@ class KeyMapStore:
         for label, group in enumerate(label_group.tolist()):  # group -> labels (order within a list is irrelevant)
             store._group_labels.setdefault(group, []).append(label)
         # Entries go back into fresh blocks through append-equivalent copies, one table id per frame.
-        for block in range(0, frames, BLOCK_FRAMES):
+        for block in range(0, held, BLOCK_FRAMES):
             part = stored[block:block + BLOCK_FRAMES]
             store._blocks.append(np.empty((BLOCK_FRAMES, *store.grid), dtype=store.dtype))
             store._blocks[-1][:part.shape[0]] = part
             store._frame_table.append(np.empty(BLOCK_FRAMES, dtype=np.int32))
             store._frame_table[-1][:part.shape[0]] = frame_table[block:block + BLOCK_FRAMES]
-        store.frames = frames
-        for block in range(0, frames, BLOCK_FRAMES):  # every entry names a label that lives in an active slot
+        store.frames, store.offset = frames, offset
+        for block in range(0, held, BLOCK_FRAMES):  # every entry names a label that lives in an active slot
             part = slice(block, block + BLOCK_FRAMES)
             entry_labels = tables[frame_table[part, None, None], stored[part]]
             check.expect(bool(np.all(entry_labels >= 0)), "keymap.stored", "entries of labelled slots",

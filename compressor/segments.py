@@ -43,8 +43,8 @@ class WindowOutOfRange(CompressorError):
 
 
 def segment_config(config: CompressorConfig) -> CompressorConfig:
-    """The config of a segment's compressor: the stream's K, no decay, no recent window."""
-    return dataclasses.replace(config, method="token_dynamics", half_life_s=0.0, recent_window=0)
+    """The config of a segment's compressor: the stream's K, no decay, no recent window, its whole key map."""
+    return dataclasses.replace(config, method="token_dynamics", half_life_s=0.0, recent_window=0, keymap_frames=0)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

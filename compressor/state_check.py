@@ -84,3 +84,20 @@ def same_layout(got: dict[str, np.ndarray], want: dict[str, np.ndarray], what: s
             ok = (np.isfinite(value) & (np.abs(value) <= MAX_STATISTIC)) | (~np.isfinite(ref) & (value == ref))
             expect(bool(ok.all()), f"{what}.{name}", f"finite values within {MAX_STATISTIC:g} (or the initial "
                    "value)", value[~ok][:3].tolist())
+
+
+def clusters(counts: np.ndarray, norm_sums: np.ndarray, first: np.ndarray, active: np.ndarray, sums: np.ndarray,
+             centroids: np.ndarray, k_max: int, tokens_seen: int) -> None:
+    """The per-cluster arrays of a streaming Token Dynamics state (``[S]`` and ``[S, D]``) agree: 1..k_max
+    active clusters with positive weights no larger than the tokens seen, sums of unit tokens no longer than
+    their (equally decayed) counts, unit centroids, first-token indices inside the stream."""
+    k = int(active.sum())
+    expect(1 <= k <= k_max, "active", f"1..{k_max} active clusters", k)
+    weight, length = counts[active], np.linalg.norm(sums[active].astype(np.float64), axis=1)
+    expect(bool(np.all(weight > 0) and np.all(weight <= tokens_seen) and np.all(length <= weight * 1.001 + 1e-3)),
+           "counts/sums", "0 < |sum| <= count <= tokens seen for every active cluster", weight[:4].tolist())
+    expect(bool(np.all(norm_sums[active] >= 0) and np.all(norm_sums[active] <= MAX_STATISTIC)), "norm_sums",
+           f"0..{MAX_STATISTIC:g}", norm_sums[active][:4].tolist())
+    unit = np.linalg.norm(centroids[active].astype(np.float64), axis=1)
+    expect(bool(np.all(np.abs(unit - 1.0) < 1e-3)), "centroids", "unit rows for active clusters", unit[:4].tolist())
+    ids(first[active], "first", 0, tokens_seen)

@@ -103,6 +103,8 @@ class StreamingTokenDynamics(StreamCompressorBase):
             self._decay(self._chunk_s)
             slots = self._next_chunk(flat, norms)
         self.keymap.append(slots.reshape(t, h, w).astype(self.keymap.dtype))
+        if self.config.keymap_frames:  # a camera that runs for days: older frames are in the segments
+            self.keymap.forget_before(self.keymap.frames - self.config.keymap_frames)
         self.motion.update(slots.reshape(t, h * w), timestamps, self.frames_seen)
         self._merge_down()
         self.chunks += 1
@@ -322,14 +324,15 @@ class StreamingTokenDynamics(StreamCompressorBase):
         act = np.flatnonzero(self.active)
         return act[np.argsort(self.first[act], kind="stable")]
 
-    def key_map(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Key map of frames ``[start, stop)`` as ``[T, H, W]`` ids into the snapshot's base (canonical)."""
+    def key_map(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Key map of frames ``[start, stop)`` as ``[T, H, W]`` ids into the snapshot's base (canonical);
+        ``start`` None: the oldest frame still held (``keymap.offset``, see ``keymap_frames``)."""
         order = self.canonical_slots()
         rank = np.zeros(self.slots, dtype=np.int64)
         rank[order] = np.arange(order.shape[0])
         return rank[self.keymap.resolve(start, stop)].astype(smallest_uint_dtype(max(order.shape[0], 1)))
 
-    def reconstruct(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def reconstruct(self, start: int | None = None, stop: int | None = None) -> torch.Tensor:
         """Token hash function over the stream so far: ``[T, H, W, D]`` at the input scale."""
         base = torch.from_numpy(self.snapshot().base.copy())  # the snapshot array is read-only
         return base[torch.from_numpy(self.key_map(start, stop).astype(np.int64))]
@@ -377,16 +380,12 @@ class StreamingTokenDynamics(StreamCompressorBase):
         self.active = check.array(packed["active"], "active", np.bool_, (s,))
         sums = check.array(packed["sums"], "sums", np.float32, (s, d), finite=True)
         centroids = check.array(packed["centroids"], "centroids", np.float32, (s, d), finite=True)
-        k = int(self.active.sum())
-        check.expect(1 <= k <= self.k_max, "active", f"1..{self.k_max} active clusters", k)
-        act = self.active
-        check.expect(bool(np.all(self.counts[act] > 0) and np.all(self.norm_sums[act] >= 0)), "counts",
-                     "positive weights of active clusters", self.counts[act].tolist())
-        check.ids(self.first[act], "first", 0, self.tokens_seen)
+        check.clusters(self.counts, self.norm_sums, self.first, self.active, sums, centroids, self.k_max,
+                       self.tokens_seen)
         self.sums = torch.from_numpy(sums).to(self.device)
         self.centroids = torch.from_numpy(centroids).to(self.device)
         self._active_idx = None
-        self.keymap = KeyMapStore.from_state(state["keymap"], (self.grid, s, self.frames_seen), act)
+        self.keymap = KeyMapStore.from_state(state["keymap"], (self.grid, s, self.frames_seen), self.active)
         motion = check.keys(state["motion"], "motion", {"slots", "grid", "arrays"})
         check.expect(motion["slots"] == s and motion["grid"] == list(self.grid), "motion", f"slots {s}, grid "
                      f"{list(self.grid)}", (motion["slots"], motion["grid"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from compressor.config import CompressorConfig
@@ -65,3 +66,30 @@ def test_decay_keeps_directions_after_days_of_silence() -> None:
     compressor.update(recent[:4], np.arange(4.0) + 1000.0)
     snapshot = compressor.snapshot()
     assert np.all(np.isfinite(snapshot.base)) and np.all(np.linalg.norm(snapshot.base, axis=1) > 0.5)
+
+
+def test_key_map_keeps_recent_frames_only_and_restores() -> None:
+    # given a memory that keeps the key map of at least 1,024 frames, when 3,000 frames have gone by
+    from compressor.errors import InvalidConfig, InvalidState
+    from compressor.keymap import BLOCK_FRAMES
+
+    compressor = StreamingTokenDynamics(CompressorConfig(budget=4, keymap_frames=BLOCK_FRAMES))
+    frames = around(torch.eye(16)[:4], 8, 3)
+    for i in range(0, 3000, 8):
+        compressor.update(frames, np.arange(i, i + 8, dtype=np.float64))
+    # then whole old blocks are gone, at least keymap_frames recent frames are held, and state bytes shrank
+    offset = compressor.keymap.offset
+    assert offset == BLOCK_FRAMES and compressor.frames_seen - offset >= BLOCK_FRAMES
+    assert compressor.key_map().shape[0] == compressor.frames_seen - offset
+    with pytest.raises(InvalidConfig, match="expected frames from 1024 on"):
+        compressor.key_map(0, 10)
+    # and a checkpoint restores exactly that (an offset that is not a block boundary is refused)
+    data = compressor.to_bytes()
+    again = StreamingTokenDynamics.from_bytes(data)
+    assert again.to_bytes() == data and np.array_equal(again.key_map(), compressor.key_map())
+    with pytest.raises(InvalidState, match="keymap"):
+        from tests.compressor.test_state_files import payload_of
+        from compressor.serial import dumps
+        payload = payload_of(data)
+        payload["method_state"]["keymap"]["offset"] = 1000
+        StreamingTokenDynamics.from_bytes(dumps("token_dynamics", payload))
