@@ -32,6 +32,7 @@ import numpy as np
 
 from actors.config import StreamSpec, TransportConfig
 from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
+from compressor.serial import write_atomic
 from actors.status import MemoryTelemetry
 from actors.meta import seconds, with_transport
 from compressor.keymap_view import latest_key_map
@@ -53,17 +54,6 @@ def segments_folder(checkpoint_dir: str | Path, stream_id: str) -> Path:
 
 def checkpoint_file(checkpoint_dir: str | Path, stream_id: str) -> Path:
     return Path(checkpoint_dir).expanduser() / f"{stream_id}.ckpt"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` so that a reader (or a restart after kill -9) sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def state_digest(data: bytes) -> str:

@@ -27,7 +27,7 @@ import torch
 
 from compressor.config import CompressorConfig
 from compressor.errors import CompressorError, InvalidState
-from compressor.serial import dumps, loads, pack_array
+from compressor.serial import dumps, loads, pack_array, write_atomic
 from compressor import state_check as check
 from compressor.streaming import StreamingTokenDynamics
 from compressor.window import SegmentPart, WindowMemory, build_window
@@ -45,16 +45,6 @@ class WindowOutOfRange(CompressorError):
 def segment_config(config: CompressorConfig) -> CompressorConfig:
     """The config of a segment's compressor: the stream's K, no decay, no recent window, its whole key map."""
     return dataclasses.replace(config, method="token_dynamics", half_life_s=0.0, recent_window=0, keymap_frames=0)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` so a reader (or a restart after kill -9) sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def encode_segment(compressor: StreamingTokenDynamics, timestamps: np.ndarray) -> bytes:

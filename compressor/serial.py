@@ -9,6 +9,8 @@ Arrays inside the payload are ``{dtype, shape, data}`` with raw C-order bytes.
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -76,3 +78,14 @@ def loads(data: bytes, method: str | None = None) -> tuple[str, dict[str, Any]]:
     if not isinstance(envelope.get("method"), str) or not isinstance(envelope.get("state"), dict):
         raise InvalidState("state: expected a method name and a state map, got something else")
     return envelope["method"], envelope["state"]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` so a reader (or a restart after kill -9) sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
