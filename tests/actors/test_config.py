@@ -25,10 +25,10 @@ def test_every_shipped_config_loads(name: str) -> None:
     assert load_config(CONFIG_DIR / f"{name}.yaml") == config
 
 
-def test_default_is_local_tiny_and_live() -> None:
+def test_default_is_local_embedded_and_live() -> None:
     config = load_config("default")
     assert config.ray.address == "local"
-    assert config.model.is_tiny
+    assert config.model.path == "embedded"  # the trained model that ships in the package
     assert config.streams and all(s.is_live for s in config.streams)
 
 
