@@ -193,21 +193,18 @@ def _report(config: TrainConfig, vlm, dynamics, optimizer, step: int, rng: np.ra
 
 
 def init_ray(config: TrainConfig) -> None:
-    """A private local cluster on 127.0.0.1 only (or join the configured one), unless already connected:
-    the same rules as the pipeline's (actors/cluster.py)."""
+    """A private local cluster bound to 127.0.0.1 (or join the configured one), unless already connected."""
     import ray
-
-    from actors.cluster import join, start_local
 
     if ray.is_initialized():
         return
-    # Ray's own INFO/WARNING lines off: without the dashboard the state API is missing and Ray Train's
-    # placement-group cleaner warns about it every few seconds.
-    logging_config = ray.LoggingConfig(log_level="ERROR")
     if config.ray.address == "local":
-        start_local(config.ray.num_cpus, "tokdyn-train", logging_config=logging_config)
+        # No dashboard (1 GB on a small machine); Ray's own INFO/WARNING lines off: without the dashboard the
+        # state API is missing and Ray Train's placement-group cleaner warns about it every few seconds.
+        ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", logging_config=ray.LoggingConfig(log_level="ERROR"))
     else:
-        join(config.ray.address, "tokdyn-train", logging_config=logging_config)
+        ray.init(address=config.ray.address)
 
 
 def run_training(config: TrainConfig) -> Path:

@@ -105,6 +105,6 @@ def test_demo_runs_end_to_end_and_exits_1_when_a_question_fails() -> None:
     done = tokdyn("demo", "--seconds", "3", "--question", "What moves?", "--question", too_long, timeout=400)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "answers are NOT meaningful" in out and "Q: What moves?" in out
+    assert "NOT meaningful" not in out and "Q: What moves?" in out  # the shipped model is trained
     assert out.count("failed:") == 1 and "1 question(s) failed." in out
     assert "compression ratio" in out
