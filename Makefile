@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/transport.py --quick --json out/bench-transport.json
 	$(BIN)/python bench/pipeline.py --quick --json out/bench-pipeline.json
 	$(BIN)/python bench/query.py --quick --json out/bench-query.json
+	$(BIN)/python bench/qa.py --quick --json out/bench-qa.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

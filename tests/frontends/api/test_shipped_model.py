@@ -28,9 +28,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.skipif(not (EMBEDDED_DIR / "config.js
 API_KEY = "shipped-model-key-0123"
 STARTUP_S = 300.0
 SCENES = 3  # the first held-out scenes (scenes.suites "heldout"): a fixed set, about 22 questions
-#: Lowest accuracy accepted through the pipeline. bench/qa.py measures the model on the whole held-out
-#: suite (README: its figure); this bar sits below it because a handful of questions is a noisy sample.
-THRESHOLD = 0.5
+#: Lowest accuracy accepted through the pipeline. bench/qa.py measured the shipped model at 23.7 % on the held-out
+#: suite (token_dynamics@32; chance over those questions is about the same: it has not learned to ground its
+#: answers yet, see README "Answers"). So this bar only catches a serving path that breaks the model's
+#: answers (unparseable text scores 0 %), not a model that learned little.
+THRESHOLD = 0.15
 
 
 @pytest.fixture(scope="module")
