@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, fields
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import numpy as np
 
 from scenes.plan import DIRECTIONS, Event, SceneObject, event_log, plan_objects
 from scenes.shapes import COLOUR_RGB, COLOURS, SHAPES, shape_mask
+from stream.urls import query_params
 
 __all__ = ["SHAPES", "COLOURS", "ZONES", "DIRECTIONS", "SceneSpec", "SceneObject", "Event", "ObjectState",
            "Scene", "make_scene", "zone_of"]
@@ -72,19 +73,11 @@ class SceneSpec:
     @classmethod
     def from_url(cls, url: str) -> "SceneSpec":
         """Parse ``scene://?seed=7&seconds=60&width=320&height=240&fps=10&max_objects=5`` (seed required)."""
-        parts = urlsplit(url)
-        if parts.scheme != "scene":
-            raise SceneSpecError(f"expected a scene:// URL, got {url!r}")
         casts = {f.name: (int if f.type == "int" else float) for f in fields(cls)}
-        kwargs: dict[str, float | int] = {}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key not in casts:
-                raise SceneSpecError(f"scene URL: unknown key {key!r}, expected one of {sorted(casts)}")
-            try:
-                kwargs[key] = casts[key](value)
-            except ValueError:
-                kind = "an integer" if casts[key] is int else "a number"
-                raise SceneSpecError(f"scene URL: {key}={value!r} is not {kind}") from None
+        try:
+            kwargs = query_params(url, "scene", casts)
+        except ValueError as exc:
+            raise SceneSpecError(str(exc)) from None
         if "seed" not in kwargs:
             raise SceneSpecError(f"scene URL: expected a seed (scene://?seed=7), got {url!r}")
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
-from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
+
+from stream.urls import query_params
 
 COLOURS = ((230, 40, 40), (40, 200, 60), (50, 90, 240), (240, 220, 40), (220, 60, 220), (40, 220, 220))
 BACKGROUND = 24
@@ -44,18 +45,8 @@ class SyntheticVideo:
     @classmethod
     def from_url(cls, url: str) -> "SyntheticVideo":
         """Parse ``synthetic://?width=..&height=..&fps=..&shapes=..&seconds=..&seed=..``."""
-        parts = urlsplit(url)
-        if parts.scheme != "synthetic":
-            raise ValueError(f"expected a synthetic:// URL, got {url!r}")
         casts = {"width": int, "height": int, "fps": float, "shapes": int, "seconds": float, "seed": int}
-        kwargs = {}
-        for key, value in parse_qsl(parts.query):
-            if key not in casts:
-                raise ValueError(f"synthetic URL: unknown key {key!r}, expected one of {sorted(casts)}")
-            try:
-                kwargs[key] = casts[key](value)
-            except ValueError:
-                raise ValueError(f"synthetic URL: {key}={value!r} is not a {casts[key].__name__}") from None
+        kwargs = query_params(url, "synthetic", casts)
         return cls(**kwargs)
 
     @property

@@ -6,7 +6,8 @@ looking at URL prefixes itself. Credentials are handled by stream.config.redact_
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from collections.abc import Callable, Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
 # Live by nature: end of data means the connection dropped. HTTP(S) is live only for playlists (HLS) or
@@ -39,3 +40,24 @@ def resolve_url(url: str) -> str:
 
         return str(sample_path(parts.netloc + parts.path))
     return url
+
+
+def query_params(url: str, scheme: str, casts: Mapping[str, Callable[[str], object]]) -> dict[str, object]:
+    """The typed parameters of a generated camera's URL (``scheme://?key=value&...``), each cast by ``casts``.
+
+    Raises:
+        ValueError: another scheme, an unknown key, or a value its cast refuses (the message names it).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != scheme:
+        raise ValueError(f"expected a {scheme}:// URL, got {url!r}")
+    params: dict[str, object] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in casts:
+            raise ValueError(f"{scheme} URL: unknown key {key!r}, expected one of {sorted(casts)}")
+        try:
+            params[key] = casts[key](value)
+        except ValueError:
+            kind = {int: "an integer", float: "a number"}.get(casts[key], "valid")
+            raise ValueError(f"{scheme} URL: {key}={value!r} is not {kind}") from None
+    return params
