@@ -49,6 +49,17 @@ def _train(config: Path, *extra: str, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+def _written(run: Path) -> int:
+    """Bytes of metrics and checkpoint state the run has written so far (files may come and go meanwhile)."""
+    total = 0
+    for path in run.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except FileNotFoundError:
+            pass
+    return total
+
+
 def _records(run: Path) -> list[dict]:
     path = run / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
@@ -91,6 +102,15 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # what the driver started (its Ray cluster), if still there
         except ProcessLookupError:
             pass
+    # A worker can outlive its driver for a moment and finish the step (and checkpoint) it was in: count what
+    # the killed run wrote once its files have stopped changing for a second.
+    sizes: list[int] = []
+
+    def quiet() -> bool:
+        sizes.append(_written(run))
+        return len(sizes) > 10 and len(set(sizes[-11:])) == 1
+
+    wait_for(quiet, 60, "the killed run's files to stop changing")
     reached = max(r["step"] for r in _records(run) if "loss" in r)
     assert reached < 400
     target = reached + 20
