@@ -110,6 +110,24 @@ def status_line(s: StreamStatus) -> str:
             f"drops {s.dropped or 0}  gaps {s.sequence_gaps or 0}  reconnects {s.reconnects or 0}  {s.url}")
 
 
+def media_seconds(text: str) -> float:
+    """argparse type of `ask --since/--until`: a finite number of media seconds >= 0 (streams start at 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected media seconds, a finite number >= 0, got {text!r}")
+    return value
+
+
+def check_window(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 with a usage line, before anything connects, when `ask --since` lies after `--until`."""
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and since > until:
+        parser.error(f"ask: expected --since <= --until (media seconds), got --since {since:g} > --until {until:g}")
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     window = None
     if args.since is not None or args.until is not None:  # media seconds; an open end means "up to now"
@@ -198,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("question")
             p.add_argument("--max-tokens", type=int, default=64)
             p.add_argument("--temperature", type=float, default=0.0)
-            p.add_argument("--since", type=float, help="answer about media time from this second of the stream on "
-                           "(from its segments; default: the live memory)")
-            p.add_argument("--until", type=float, help="... up to this second (default: up to now)")
+            p.add_argument("--since", type=media_seconds, help="answer about media time from this second of "
+                           "the stream on (from its segments; default: the live memory)")
+            p.add_argument("--until", type=media_seconds, help="... up to this second (default: up to now)")
             p.set_defaults(func=cmd_ask)
 
     comp = sub.add_parser("compress", help="offline: decode a whole video, encode it, Token Dynamics, save")
@@ -231,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_window(parser, args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -106,6 +106,46 @@ def test_live_stream_is_managed_played_metered_and_answered(api, http):
     assert ("tokdyn_stream_up", "live") not in scrape(http)
 
 
+# 10 s of live camera at 4 frames/s in chunks of 0.5 s: a segment sealed about every second, and those that
+# ended over 4 s before the newest frame deleted, so at the end [6, 8] is held and [0, 2] is gone.
+WINDOWED = {"id": "win", "url": "synthetic://?width=160&height=120&fps=10&seconds=10", "sample_rate_hz": 4,
+            "frames_per_chunk": 2, "budget": 16, "compressor": {"segment_s": 1.0, "retention_s": 4.0}}
+
+
+def test_window_questions_through_ray(api, http):
+    """Given a live camera with 1 s segments and 4 s retention played to its end, when asked about an
+    earlier window, then the answer covers that window only, within the budget; a window retention dropped or
+    the stream never reached is a 400 window_unavailable; without a window the live memory answers."""
+    client = openai.OpenAI(base_url=f"{api[0]}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    assert http.post("/v1/streams", json=WINDOWED).status_code == 201
+    try:
+        wait_for(lambda: (s := http.get("/v1/streams/win").json())["state"] == "ended" and (s["t_end"] or 0) >= 9.0,
+                 STARTUP_S, "the 10 s camera played to its end")
+        model = client.models.list().data[0].id
+
+        def ask(window: dict | None = None):
+            extra = {"tokdyn": {"window": window}} if window else None
+            return client.chat.completions.create(model=model, messages=video_question("win"), max_tokens=4,
+                                                  extra_body=extra)
+
+        reply = ask({"t_start": 6.0, "t_end": 8.0})
+        span = reply.model_extra["tokdyn"]["span"]
+        assert 6.0 <= span["t_start"] <= span["t_end"] <= 8.0 and 0 < reply.usage.visual_tokens <= 16
+        for gone in ({"t_start": 0.0, "t_end": 2.0}, {"t_start": 50.0, "t_end": 60.0}):
+            with pytest.raises(openai.BadRequestError) as refused:
+                ask(gone)
+            assert refused.value.code == "window_unavailable", refused.value.body
+            assert "expected a span the segments hold" in refused.value.message
+            assert "/tmp" not in refused.value.message and "Traceback" not in refused.value.message
+        # the live memory's span is the status's once its snapshot of the last chunk reached the LLM
+        live = http.get("/v1/streams/win").json()
+        whole = wait_for(lambda: (r := ask()).model_extra["tokdyn"]["span"]["t_end"] == live["t_end"] and r,
+                         STARTUP_S, "an answer from the last snapshot")
+        assert whole.model_extra["tokdyn"]["span"] == {"t_start": 0.0, "t_end": live["t_end"]}
+    finally:
+        http.delete("/v1/streams/win")
+
+
 def test_api_actor_restarts_on_the_same_url(api):
     url, actor = api
     pid = ray.get(actor.pid.remote())
