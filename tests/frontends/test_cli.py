@@ -27,8 +27,9 @@ def tokdyn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.mark.ray
 def test_serve_streams_ask_and_api(tmp_path: Path) -> None:
-    """Given `tokdyn serve` on a config with no streams, when a stream is added, listed, asked about and
-    removed from other processes, then each command works and Ctrl-C shuts the server down cleanly."""
+    """Given `tokdyn serve` on a config with no streams, when a stream is added, listed, asked about (whole and
+    over a window with --since/--until) and removed from other processes, then each command works and Ctrl-C
+    shuts the server down cleanly."""
     config = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     config.update(streams=[], checkpoint_dir=str(tmp_path / "ckpt"))
     config["ray"]["num_cpus"] = 2
@@ -55,6 +56,15 @@ def test_serve_streams_ask_and_api(tmp_path: Path) -> None:
         answer = tokdyn("ask", *ray_args, "cam", "What moves?")
         assert answer.returncode == 0, answer.stderr
         assert "[snapshot v2, media 0.0-3.5 s, 32 visual tokens" in answer.stdout
+        # a window of media time (from the stream's segments) is answered from that window alone
+        window = tokdyn("ask", *ray_args, "cam", "What moves?", "--since", "1", "--until", "2")
+        assert window.returncode == 0, window.stderr
+        span = re.search(r"media ([\d.]+)-([\d.]+) s, (\d+) visual tokens", window.stdout)
+        assert span and 1.0 <= float(span[1]) <= float(span[2]) <= 2.0 and 0 < int(span[3]) <= 32, window.stdout
+        # and one the stream does not hold is a one-line error and exit 1
+        beyond = tokdyn("ask", *ray_args, "cam", "What moves?", "--since", "100", "--until", "200")
+        assert beyond.returncode == 1 and "expected a span the segments hold" in beyond.stderr, beyond.stderr
+        assert "Traceback" not in beyond.stderr and str(tmp_path) not in beyond.stderr
         assert tokdyn("streams", *ray_args, "rm", "cam").returncode == 0
         assert httpx.get(f"{api_url}/v1/streams/cam", timeout=30).status_code == 404
     finally:
@@ -63,6 +73,20 @@ def test_serve_streams_ask_and_api(tmp_path: Path) -> None:
         log.close()
     assert code == 0, Path(log.name).read_text()[-3000:]
     assert "stopping" in Path(log.name).read_text()
+
+
+@pytest.mark.parametrize("window,message", [
+    (["--since", "5", "--until", "2"], "expected --since <= --until (media seconds), got --since 5 > --until 2"),
+    (["--since", "-1"], "argument --since: expected media seconds, a finite number >= 0, got '-1'"),
+    (["--until", "inf"], "argument --until: expected media seconds, a finite number >= 0, got 'inf'"),
+    (["--since", "ten"], "argument --since: expected media seconds, a finite number >= 0, got 'ten'"),
+])
+def test_ask_bad_window_exits_2_before_connecting(window: list[str], message: str) -> None:
+    """A bad --since/--until is refused by the command line itself (usage error, exit 2, no traceback) before
+    it joins any cluster: the address here has nothing behind it."""
+    done = tokdyn("ask", "--address", "127.0.0.1:9", "cam", "What moves?", *window, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 def test_compress_and_inspect_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
