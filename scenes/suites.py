@@ -46,6 +46,18 @@ def last_sampled_time(spec: SceneSpec, rate_hz: float = SAMPLE_RATE_HZ) -> float
     return float(sampled_times(spec, rate_hz)[-1])
 
 
+def training_text(count: int = 128) -> list[str]:
+    """Question and answer lines of `count` training-seed scenes (60 s, asked at 15 s intervals, two per
+    category), each question and its answer on lines of their own as in a chat: the text a tokenizer for scene
+    questions learns its vocabulary from. Never the evaluation seeds."""
+    lines = []
+    for seed in range(TRAIN_SEED_START, TRAIN_SEED_START + count):
+        scene, rng = make_scene(SceneSpec(seed=seed)), np.random.default_rng([seed, 6])
+        for t_query in (15.0, 30.0, 45.0, 59.5):
+            lines += [f"{qa.question}\n{qa.answer}" for qa in questions(scene, t_query, rng, 2)]
+    return lines
+
+
 def _ask(spec: SceneSpec, per_category: int = 1, categories: tuple[str, ...] | None = None) -> list[QA]:
     scene = make_scene(spec)
     rng = np.random.default_rng([spec.seed, 5])

@@ -22,6 +22,7 @@ PARTS = ("vision", "projector", "dynamics", "llm")
 #: The memory format that hands the LLM every token of uniformly sampled frames (no compression).
 FULL = "full"
 BAD_ROW_POLICIES = ("skip", "stop")
+TINY_TOKENIZERS = ("bytes", "scenes")
 
 
 
@@ -34,17 +35,21 @@ class ModelInit:
             llava-hf LLaVA-OneVision checkpoint or an earlier `tokdyn train` output's `model/`).
     size:   for init "tiny": overrides of the tiny model's sizes (passed to `vlm.llava_onevision.build_tiny`);
             empty = the default tiny size.
+    tokenizer: for init "tiny": "bytes" (one token per byte, the test model's) or "scenes" (byte-level BPE
+            learned from training-scene questions: their words are single tokens; any text still encodes).
     dtype:  weight dtype while training: float32 (CPU) | bfloat16 | float16.
     device: "auto" (cuda when the worker has a GPU, else cpu), "cpu" or "cuda".
     """
 
     init: str = "tiny"
     size: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str = "bytes"
     dtype: str = "float32"
     device: str = "auto"
 
     def __post_init__(self) -> None:
         check(bool(self.init), "init", "'tiny' or a checkpoint directory", self.init)
+        check(self.tokenizer in TINY_TOKENIZERS, "tokenizer", " | ".join(TINY_TOKENIZERS), self.tokenizer)
         check(self.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32 | bfloat16 | float16", self.dtype)
         check(self.device in ("auto", "cpu", "cuda"), "device", "auto | cpu | cuda", self.device)
 

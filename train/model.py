@@ -19,10 +19,21 @@ from compressor.attention import CrossDynamicsAttention
 from train.config import ModelInit
 from vlm.config import ModelConfig
 from vlm.frames import preprocess
+from scenes.suites import training_text
 from vlm.llava_onevision import LlavaOnevision, TinySize, build_tiny, load_local
+from vlm.prompt import SYSTEM_PROMPT
+from vlm.tokenizer import bpe_tokenizer
 
 #: `model_type` of the transformers config this trainer accepts.
 MODEL_TYPE = "llava_onevision"
+#: Vocabulary of the scene tokenizer: BPE stops below it once every pair in the scene text is merged (~550).
+SCENE_VOCAB = 1024
+
+
+def scene_tokenizer():
+    """The "scenes" tokenizer of a tiny model: byte-level BPE learned from training-scene questions and
+    answers and the chat template's words (deterministic; saved with the model, so serving never rebuilds it)."""
+    return bpe_tokenizer([*training_text(), f"system\n{SYSTEM_PROMPT}", "user\n", "assistant\n"], SCENE_VOCAB)
 
 
 class ArchitectureMismatch(ValueError):
@@ -57,7 +68,7 @@ def load_model(init: ModelInit, seed: int, device: str) -> LlavaOnevision:
             size = TinySize(**init.size)
         except (TypeError, ValueError) as exc:  # an unknown size key (TypeError) or a bad value
             raise ConfigError(f"model.{exc}" if str(exc).startswith("size.") else f"model.size: {exc}") from None
-        vlm = build_tiny(model_config, size)
+        vlm = build_tiny(model_config, size, scene_tokenizer() if init.tokenizer == "scenes" else None)
     else:
         check_checkpoint_dir(Path(init.init).expanduser())
         try:

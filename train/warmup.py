@@ -25,6 +25,8 @@ from train.scene_data import scene_specs
 from vlm.llava_onevision import LlavaOnevision
 
 NUM_CLASSES = 1 + len(SHAPES) * len(COLOURS)  # background + every (shape, colour)
+# Background is ~90% of the cells: unweighted, the tower learns "background" well and shapes hardly at all.
+BACKGROUND_WEIGHT = 0.1
 FRAME_POOL = 2048  # most frames rendered for the warm-up, then sampled from (memory: S x S x 3 bytes each)
 
 
@@ -91,13 +93,15 @@ def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: in
     params = [p for p in classifier.parameters() if p.requires_grad]
     model = wrap(classifier)
     optimizer = torch.optim.AdamW(params, lr=warm.lr)
+    class_weight = torch.ones(NUM_CLASSES, device=vlm.device)
+    class_weight[0] = BACKGROUND_WEIGHT
     rng = np.random.default_rng([config.seed, rank, 8])
     losses, correct, cells, object_correct, object_cells = [], 0, 0, 0, 0
     for step in range(warm.steps):
         pick = rng.integers(0, len(frames), size=warm.batch_frames)
         target = torch.from_numpy(targets[pick]).to(vlm.device)  # [B, gh, gw]
         logits = model(torch.from_numpy(frames[pick]))  # [B, gh, gw, C]
-        loss = F.cross_entropy(logits.reshape(-1, NUM_CLASSES).float(), target.reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, NUM_CLASSES).float(), target.reshape(-1), weight=class_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -26,7 +26,7 @@ from vlm.decoding import Generation
 from vlm.dynamics import load_dynamics, new_dynamics, save_dynamics
 from vlm.frames import preprocess
 from vlm.prompt import CHATML_TEMPLATE, prompt_ids, splice_visual
-from vlm.tokenizer import byte_level_tokenizer, printable_ascii_ids
+from vlm.tokenizer import byte_level_tokenizer, printable_ids
 
 # SigLIP's normalisation (the LLaVA-OneVision processors' defaults), used when a checkpoint has no
 # preprocessor_config.json.
@@ -246,9 +246,11 @@ def _torch_dtype(config: ModelConfig) -> torch.dtype:
     return getattr(torch, config.torch_dtype_name())  # "auto" is resolved (and logged) here, once per load
 
 
-def build_tiny(config: ModelConfig, size: TinySize = TinySize()) -> LlavaOnevision:
-    """A tiny random-weight LLaVA-OneVision built in code (seeded by config.seed); needs no files."""
-    tokenizer = byte_level_tokenizer()
+def build_tiny(config: ModelConfig, size: TinySize = TinySize(),
+               tokenizer: PreTrainedTokenizerBase | None = None) -> LlavaOnevision:
+    """A tiny random-weight LLaVA-OneVision built in code (seeded by config.seed); needs no files.
+    `tokenizer`: any tokenizer with vlm.tokenizer.SPECIAL_TOKENS (None: one token per byte)."""
+    tokenizer = byte_level_tokenizer() if tokenizer is None else tokenizer
     model_config = tiny_config(
         len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"), tokenizer.convert_tokens_to_ids("<video>"), size
     )
@@ -258,7 +260,7 @@ def build_tiny(config: ModelConfig, size: TinySize = TinySize()) -> LlavaOnevisi
     model = model.to(device=config.device, dtype=_torch_dtype(config))
     return LlavaOnevision(
         model, tokenizer, name=config.name, meaningful=False, max_new_tokens=config.max_new_tokens,
-        seed=config.seed, allowed_ids=printable_ascii_ids(tokenizer), use_dynamics=config.memory == "dynamics",
+        seed=config.seed, allowed_ids=printable_ids(tokenizer), use_dynamics=config.memory == "dynamics",
     )
 
 

@@ -10,12 +10,15 @@ from vlm.base import InputError, PlaceholderMismatch, Question
 
 ROLES = ("system", "user", "assistant")
 
+#: Qwen's default system prompt.
+SYSTEM_PROMPT = "You are a helpful assistant."
+
 # ChatML with Qwen's default system prompt: the "qwen_1_5" conversation format LLaVA-OneVision was trained
 # with (visual tokens, a newline, then the question, in the user turn).
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n"
     "{% endif %}"
     "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}"

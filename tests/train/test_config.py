@@ -41,6 +41,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("ray: {resources_per_worker: {CPU: -1}}\n", "ray.resources_per_worker.CPU"),
     ("formats: [{method: uniform, centroid_only: true}]\n", "formats[0].centroid_only"),
     ("steps: ten\n", "steps: expected int"),
+    ("model: {tokenizer: words}\n", "model.tokenizer"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):

@@ -105,3 +105,17 @@ def test_loss_trains_the_answer_and_dynamics_then_loads_with_load_vlm(tmp_path, 
     assert loaded.dynamics is not None
     for name, tensor in vlm.model.state_dict().items():
         assert torch.equal(tensor, loaded.model.state_dict()[name]), name
+
+
+def test_scene_tokenizer_model_reads_scene_words_as_tokens_and_round_trips(tmp_path):
+    # given a tiny model with the "scenes" tokenizer
+    vlm = load_model(ModelInit(tokenizer="scenes"), seed=0, device="cpu")
+    # then question words and answers are single tokens, so prompts are short
+    assert vlm.tokenizer.tokenize("Which way is the green cross moving?")[-3:] == ["Ġcross", "Ġmoving", "?"]
+    assert len(vlm.tokenizer.tokenize("green")) == 1
+    assert vlm.count_prompt_tokens(32, "Which way is the green cross moving?") < 70
+    # and the tokenizer travels with the checkpoint (serving never rebuilds it)
+    vlm.save_pretrained(tmp_path)
+    loaded = load_vlm(ModelConfig(path=str(tmp_path)))
+    assert loaded.tokenizer.get_vocab() == vlm.tokenizer.get_vocab()
+    assert loaded.allowed_ids == vlm.allowed_ids
