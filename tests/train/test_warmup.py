@@ -1,4 +1,5 @@
-"""Vision warm-up: per-cell targets follow the scene's labels; a few steps train vision + projector only."""
+"""Vision warm-up: per-cell targets follow the scene's labels; a few steps train vision + projector only, and
+the projector output is standardised exactly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from scenes.scene import SceneSpec, make_scene
 from scenes.shapes import COLOURS, SHAPES
 from train.config import DataConfig, ModelInit, SceneData, TrainConfig, WarmupConfig
 from train.model import load_model
-from train.warmup import cell_classes, vision_warmup
+from stream.sampling import resize_frames
+from train.memory import encode
+from train.warmup import cell_classes, standardise_projector, vision_warmup
 
 
 def test_cell_classes_follow_the_label_map():
@@ -43,3 +46,20 @@ def test_warmup_lowers_its_loss_and_trains_only_the_vision_path():
     assert any(k.startswith("model.vision_tower.") for k in changed)
     assert any(k.startswith("model.multi_modal_projector.") for k in changed)
     assert not any(k.startswith(("model.language_model.", "lm_head.")) for k in changed)
+
+
+def test_standardised_projector_gives_centred_unit_tokens_by_an_exact_affine_map():
+    # given a random tiny model whose tokens share a large offset
+    vlm = load_model(ModelInit(), seed=0, device="cpu")
+    scene = make_scene(SceneSpec(seed=100_004, seconds=10, width=128, height=96))
+    frames = resize_frames(np.stack([scene.render(t) for t in np.arange(0, 10, 0.5)]), vlm.image_size)
+    before = encode(vlm, frames).reshape(-1, vlm.hidden_size)  # [N * 196, D]
+    # when the projector is standardised on these frames
+    figures = standardise_projector(vlm, frames)
+    after = encode(vlm, frames).reshape(-1, vlm.hidden_size)
+    # then the tokens are centred with a mean per-dimension std of 1, and the map is the affine one
+    assert figures["token_offset_before"] > 1 > 0.01 > figures["token_offset_after"]
+    torch.testing.assert_close(after.mean(0), torch.zeros(vlm.hidden_size), atol=1e-4, rtol=0)
+    assert abs(float(after.std(0).mean()) - 1) < 1e-4
+    scale = before.std(0).mean()
+    torch.testing.assert_close(after, (before - before.mean(0)) / scale, atol=1e-4, rtol=1e-4)
