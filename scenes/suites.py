@@ -7,6 +7,7 @@ Seeds below TRAIN_SEED_START are for evaluation; training draws seeds at or abov
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -23,8 +24,11 @@ DEMO_CATEGORIES = ("content", "count", "position", "direction", "order", "time")
 LONG_SEEDS = range(1000, 1004)
 LONG_SECONDS = 600.0
 LONG_PER_CATEGORY = 6         # questions per category per long scene (the memory is built once per scene)
+HOUR_SEEDS = range(1100, 1102)
+HOUR_SECONDS = 3600.0
+HOUR_PER_CATEGORY = 10        # about every first-minute question a scene offers (its last minute: ~4)
 FIRST_MINUTE_S = 60.0
-SUITES = ("heldout", "heldout-small", "demo", "long", "long-first-minute")
+SUITES = ("heldout", "heldout-small", "demo", "long", "long-first-minute", "hour", "hour-first-minute")
 
 
 class SuiteError(ValueError):
@@ -65,13 +69,13 @@ def _ask(spec: SceneSpec, per_category: int = 1, categories: tuple[str, ...] | N
     return questions(scene, last_sampled_time(spec), rng, per_category, **kwargs)
 
 
-def _long() -> list[tuple[SceneSpec, list[QA]]]:
-    """10-minute scenes: questions about the first minute (their span ends within it) and the last minute
-    ("now"), several per category."""
+def _first_and_last(seeds: range, seconds: float, per_category: int) -> list[tuple[SceneSpec, list[QA]]]:
+    """Scenes of ``seconds``: questions about their first minute (their span ends within it) and their last
+    minute ("now"; the span starts within it), ``per_category`` asked per category before that split."""
     out = []
-    for seed in LONG_SEEDS:
-        spec = SceneSpec(seed=seed, seconds=LONG_SECONDS)
-        qas = _ask(spec, per_category=LONG_PER_CATEGORY)
+    for seed in seeds:
+        spec = SceneSpec(seed=seed, seconds=seconds)
+        qas = _ask(spec, per_category=per_category)
         t_query = last_sampled_time(spec)
         first = [qa for qa in qas if qa.span[1] < FIRST_MINUTE_S]
         last = [qa for qa in qas if qa.span[0] >= t_query - FIRST_MINUTE_S]
@@ -79,11 +83,12 @@ def _long() -> list[tuple[SceneSpec, list[QA]]]:
     return out
 
 
-def _long_first_minute() -> list[tuple[SceneSpec, list[QA]]]:
-    """The first minute of each long scene as a 1-minute scene (the same frames: scenes are prefixes of
-    longer ones), asked the long suite's first-minute questions: the baseline for memory over 10 minutes."""
+def _first_minute_twins(pairs: Iterable[tuple[SceneSpec, Sequence[QA]]]) -> list[tuple[SceneSpec, list[QA]]]:
+    """The first minute of each scene of ``pairs`` as a 1-minute scene (the same frames: scenes are prefixes
+    of longer ones), asked the first-minute questions with their answers at the 1-minute scene's end: the
+    baseline for a memory of a long stream."""
     out = []
-    for spec, qas in _long():
+    for spec, qas in pairs:
         short = SceneSpec(seed=spec.seed, seconds=FIRST_MINUTE_S, width=spec.width, height=spec.height,
                           fps=spec.fps, max_objects=spec.max_objects)
         scene, t_query = make_scene(short), last_sampled_time(short)
@@ -103,9 +108,13 @@ def _suite(name: str) -> tuple[tuple[SceneSpec, tuple[QA, ...]], ...]:
         spec = SceneSpec(seed=DEMO_SEED, seconds=DEMO_SECONDS)
         pairs = [(spec, _ask(spec, categories=DEMO_CATEGORIES))]
     elif name == "long":
-        pairs = _long()
+        pairs = _first_and_last(LONG_SEEDS, LONG_SECONDS, LONG_PER_CATEGORY)
     elif name == "long-first-minute":
-        pairs = _long_first_minute()
+        pairs = _first_minute_twins(_suite("long"))
+    elif name == "hour":
+        pairs = _first_and_last(HOUR_SEEDS, HOUR_SECONDS, HOUR_PER_CATEGORY)
+    elif name == "hour-first-minute":
+        pairs = _first_minute_twins(_suite("hour"))
     else:
         raise SuiteError(f"suite: expected one of {SUITES}, got {name!r}")
     return tuple((spec, tuple(qas)) for spec, qas in pairs)
@@ -119,5 +128,7 @@ def suite(name: str) -> list[tuple[SceneSpec, list[QA]]]:
     demo: one 30-s scene and questions of six categories.
     long: 10-minute scenes with questions about their first minute and their last minute.
     long-first-minute: the same scenes cut to their first minute, with the same first-minute questions.
+    hour: hour-long scenes with questions about their first minute (an hour back) and their last minute.
+    hour-first-minute: the hour scenes cut to their first minute, with the same first-minute questions.
     """
     return [(spec, list(qas)) for spec, qas in _suite(name)]
