@@ -1,6 +1,6 @@
 """Answer accuracy on the scene video-QA suite, per reduction method and token budget.
 
-    python bench/qa.py [--quick] [--json PATH] [--model DIR] [--suite NAME]
+    python bench/qa.py [--quick] [--json PATH] [--model DIR] [--suite NAME] [--only heldout|long|hour]
 
 What runs, for every held-out scene: the frames a 2 frames/s pipeline samples, resized like the source actor,
 encoded once by the model's vision tower; then, per memory format, the memory after the scene's last chunk,
@@ -19,12 +19,29 @@ Long scenes (suite "long", 10 minutes at 2 frames/s): questions about their firs
 the same first-minute questions asked of a 1-minute stream of the scene's first minute; time to first token
 of the 10-minute memory against the 1-minute one.
 
---quick: 8 held-out scenes, token_dynamics (both), uniform and full at 32 tokens, no long scenes (< 60 s).
+An hour of scene (suite "hour", 3,600 s at 2 frames/s, token_dynamics@32 with the pipeline's default compressor
+config): each scene plays chunk by chunk through what the memory actor runs per chunk (actors/memory.py): the
+live streaming compressor and a SegmentStore (compressor/segments.py, a temporary folder) that seals a segment
+every `segment_s` of media; frames are rendered and encoded HOUR_BATCH_FRAMES at a time, so the hour's tokens
+never sit in memory at once. Then, rows labelled by what they measure:
+  "hour: last-minute questions, live memory": the live memory after the hour, asked about its last minute;
+  "hour: first-minute questions, window from segments": a memory of the window [0, 59.5 s] (the frames of the
+      first minute) built from the segments the way the LLM actor answers a window (window_from_folder, the live
+      memory's K), asked about the first minute, an hour back;
+  "hour: first-minute questions, live memory": the same questions asked of the live memory (no window);
+  "1 min: first-minute questions, fresh stream": the same questions asked of a 1-minute stream of the same
+      first minute (suite "hour-first-minute").
+Each with accuracy overall and per category, chance for its mix of questions, time to first token, and per scene
+the time it took to stream, the segments sealed and their bytes, the window's span and segments.
+
+--quick: 8 held-out scenes, token_dynamics (both), uniform and full at 32 tokens, no long or hour scenes
+(< 60 s). --only runs one section of the full run (heldout, long or hour).
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -39,9 +56,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import BenchRun, bench_parser, print_table  # noqa: E402
+from compressor.config import CompressorConfig  # noqa: E402
+from compressor.registry import make_stream_compressor  # noqa: E402
+from compressor.segments import SegmentStore, window_from_folder  # noqa: E402
+from compressor.snapshot import Snapshot  # noqa: E402
 from scenes.questions import CATEGORIES, QA, chance, is_correct  # noqa: E402
 from scenes.scene import SceneSpec, make_scene  # noqa: E402
-from scenes.suites import FIRST_MINUTE_S, suite  # noqa: E402
+from scenes.suites import FIRST_MINUTE_S, last_sampled_time, sampled_times, suite  # noqa: E402
+from stream.sampling import resize_frames  # noqa: E402
 from train.config import FULL, MemoryFormat  # noqa: E402
 from train.evaluate import MAX_ANSWER_TOKENS  # noqa: E402
 from train.memory import Memory, encode, stream_memories  # noqa: E402
@@ -54,6 +76,10 @@ FRAMES_PER_CHUNK = 4
 BASELINES = ("offline_token_dynamics", "uniform", "pooling", "dycoke", "tome")
 #: Categories where the key map should matter (position, direction, order, time), as the issue names them.
 MOTION_CATEGORIES = ("position", "direction", "order", "time")
+#: Frames rendered and encoded at a time in the hour section (a multiple of FRAMES_PER_CHUNK): an hour's tokens
+#: at once would be 7,200 x 196 x D floats (720 MB at D = 128).
+HOUR_BATCH_FRAMES = 64
+SECTIONS = ("heldout", "long", "hour")
 
 
 def formats(quick: bool) -> list[MemoryFormat]:
@@ -97,9 +123,12 @@ class Scorer:
 
     def row(self, label: str) -> dict:
         acc = self.accuracy(label)
+        asked = sum(self.total[label].values())
+        guess = 100.0 * sum(chance(c) * n for c, n in self.total[label].items()) / asked if asked else None
         return {"format": label, "accuracy": acc, "motion_categories": self.accuracy(label, MOTION_CATEGORIES),
+                "chance": guess,
                 "per_category": {c: self.accuracy(label, [c]) for c in CATEGORIES if self.total[label][c]},
-                "questions": sum(self.total[label].values()), "visual_tokens": self.visual.get(label),
+                "questions": asked, "visual_tokens": self.visual.get(label),
                 "tokdense": acc / self.visual[label] if acc is not None and self.visual.get(label) else None,
                 "ttft_ms": 1000 * float(np.mean(self.ttft[label])) if self.ttft[label] else None}
 
@@ -146,19 +175,80 @@ def run_long(model, dynamics, fmt: MemoryFormat) -> dict:
     return {label: scorer.row(label) for label in scorer.total}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = bench_parser(__doc__, "8 scenes, 4 formats at 32 tokens, no long scenes (< 60 s)")
-    parser.add_argument("--model", default="embedded", help="checkpoint directory (default: the shipped model)")
-    parser.add_argument("--suite", default=None, help="held-out suite (default: heldout, --quick: heldout-small)")
-    args = parser.parse_args(argv)
-    run = BenchRun("qa", args.quick, started=STARTED)
-    torch.manual_seed(0)
-    model = load_vlm(ModelConfig(path=args.model, dtype="float32"))
-    dynamics = model.dynamics
-    fmts = formats(args.quick)
-    suite_name = args.suite or ("heldout-small" if args.quick else "heldout")
-    print(f"model {model.name}: cross-dynamics attention {'trained' if dynamics is not None else 'absent'}; "
-          f"suite {suite_name}")
+def snapshot_memory(snapshot: Snapshot) -> Memory:
+    """A compressor snapshot (the live memory's or a window's) as the Memory the model reads: base [K, D],
+    motion [K, F], recent [R, D] float32, and its span."""
+    base, motion, recent = (torch.from_numpy(np.array(a, dtype=np.float32))
+                            for a in (snapshot.base, snapshot.motion, snapshot.recent))
+    return Memory(base, motion, recent, snapshot.t_start, snapshot.t_end)
+
+
+def stream_scene(model, spec: SceneSpec, config: CompressorConfig, folder: Path) -> tuple[Snapshot, SegmentStore]:
+    """Play ``spec`` through what the memory actor runs per chunk of FRAMES_PER_CHUNK sampled frames: the live
+    compressor's update and the SegmentStore's in ``folder`` (both with ``config``, as the actor gives both the
+    stream's). Frames are rendered, resized and encoded HOUR_BATCH_FRAMES at a time ([B, gh, gw, D] tokens held,
+    never the whole scene's). Returns the live snapshot after the last chunk and the store."""
+    scene, times = make_scene(spec), sampled_times(spec, RATE_HZ)  # [T] media s: the pipeline's sampler
+    live, store = make_stream_compressor(config), SegmentStore(folder, config)
+    for start in range(0, len(times), HOUR_BATCH_FRAMES):
+        batch = times[start:start + HOUR_BATCH_FRAMES]                                           # [B]
+        frames = resize_frames(np.stack([scene.render(float(t)) for t in batch]), model.image_size)  # [B, S, S, 3]
+        tokens = encode(model, frames)                                                           # [B, gh, gw, D]
+        for i in range(0, len(batch), FRAMES_PER_CHUNK):
+            chunk, chunk_times = tokens[i:i + FRAMES_PER_CHUNK], batch[i:i + FRAMES_PER_CHUNK]
+            live.update(chunk, chunk_times)
+            store.update(chunk, chunk_times)
+    return live.snapshot(), store
+
+
+def run_hour(model, dynamics, fmt: MemoryFormat) -> dict:
+    """After an hour of scene ("hour"): last-minute questions from the live memory, first-minute questions from
+    a window memory of the first minute (built from the segments) and from the live memory, against the same
+    first-minute questions asked of a fresh 1-minute stream of that minute ("hour-first-minute")."""
+    config = CompressorConfig(method=fmt.method, budget=fmt.budget, recent_window=fmt.recent_window)
+    scorer, scenes, fused = Scorer(), [], fmt.uses_dynamics
+    for (spec, qas), (short, early) in zip(suite("hour"), suite("hour-first-minute")):
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="qa-hour-") as folder:
+            live, store = stream_scene(model, spec, config, Path(folder))
+            stream_s = time.perf_counter() - started
+            # As the LLM actor answers a window (actors/llm.py): from the folder, with the live memory's K.
+            window = window_from_folder(store.folder, 0.0, last_sampled_time(short), max(live.base.shape[0], 1))
+            sealed, segment_bytes = len(store.sealed()), store.nbytes()
+        first = [qa for qa in qas if qa.span[1] < FIRST_MINUTE_S]
+        last = [qa for qa in qas if qa.span[1] >= FIRST_MINUTE_S]
+        scorer.ask(model, dynamics, "hour: last-minute questions, live memory", snapshot_memory(live), fused, last)
+        scorer.ask(model, dynamics, "hour: first-minute questions, window from segments",
+                   snapshot_memory(window.snapshot), fused, first)
+        scorer.ask(model, dynamics, "hour: first-minute questions, live memory", snapshot_memory(live), fused, first)
+        tokens, times = scene_tokens(model, short)
+        scorer.ask(model, dynamics, "1 min: first-minute questions, fresh stream", last_memory(tokens, times, fmt),
+                   fused, early)
+        scenes.append({"seed": spec.seed, "seconds": spec.seconds, "frames": live.frames_seen,
+                       "stream_s": stream_s, "live_span": [live.t_start, live.t_end],
+                       "window_span": [window.snapshot.t_start, window.snapshot.t_end],
+                       "window_segments": window.segments, "segments_sealed": sealed,
+                       "segment_bytes": segment_bytes, "first_minute_questions": len(first),
+                       "last_minute_questions": len(last)})
+        print(f"  hour scene seed {spec.seed}: streamed in {stream_s:.0f} s, {sealed} segments sealed, "
+              f"{len(first)} first-minute and {len(last)} last-minute questions", flush=True)
+    return {"rows": {label: scorer.row(label) for label in scorer.total}, "scenes": scenes,
+            "format": fmt.name, "segment_s": config.segment_s, "half_life_s": config.half_life_s}
+
+
+def print_hour(hour: dict) -> None:
+    """The hour section's table: accuracy overall, chance for each row's questions, per category, TTFT."""
+    rows = list(hour["rows"].values())
+    cats = [c for c in CATEGORIES if any(c in r["per_category"] for r in rows)]
+    chance_row = ["chance", None, None] + [100.0 * chance(c) for c in cats] + [None, None, None]
+    print_table([(f"hour scenes, {hour['format']}", "s"), ("acc %", ".1f"), ("chance %", ".1f")]
+                + [(c[:8], ".0f") for c in cats] + [("questions", "d"), ("tokens", "d"), ("TTFT ms", ".0f")],
+                [[r["format"], r["accuracy"], r["chance"]] + [r["per_category"].get(c) for c in cats]
+                 + [r["questions"], r["visual_tokens"], r["ttft_ms"]] for r in rows] + [chance_row])
+
+
+def heldout_section(model, dynamics, suite_name: str, fmts: Sequence[MemoryFormat]) -> dict:
+    """Every format on the held-out suite: the table, and its rows for the JSON."""
     scorer = run_heldout(model, dynamics, suite_name, fmts, limit=None)
     rows = [scorer.row(fmt.name) for fmt in fmts]
     cats = [c for c in CATEGORIES if any(scorer.total[f.name][c] for f in fmts)]
@@ -168,15 +258,42 @@ def main(argv: list[str] | None = None) -> dict:
         [("tokens", "d"), ("TokDense", ".2f"), ("TTFT ms", ".0f")]
     print_table(columns, [[r["format"], r["accuracy"], r["motion_categories"]] + [r["per_category"].get(c) for c in cats]
                           + [r.get("visual_tokens"), r.get("tokdense"), r.get("ttft_ms")] for r in rows + [chance_row]])
-    results: dict = {"suite": suite_name, "model": model.name, "dynamics_trained": dynamics is not None,
-                     "formats": rows, "chance": chance_row["per_category"],
-                     "full_tokens": "every token of 16 uniformly sampled frames (16 x 196)"}
-    if not args.quick:
+    return {"suite": suite_name, "formats": rows, "chance": chance_row["per_category"],
+            "full_tokens": "every token of 16 uniformly sampled frames (16 x 196)"}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = bench_parser(__doc__, "8 scenes, 4 formats at 32 tokens, no long or hour scenes (< 60 s)")
+    parser.add_argument("--model", default="embedded", help="checkpoint directory (default: the shipped model)")
+    parser.add_argument("--suite", default=None, help="held-out suite (default: heldout, --quick: heldout-small)")
+    parser.add_argument("--only", choices=SECTIONS, default=None, help="run only this section of the full run")
+    args = parser.parse_args(argv)
+    if args.quick and args.only not in (None, "heldout"):
+        parser.error(f"--only {args.only}: expected a section of --quick (heldout), got one of the full run only")
+    sections = (args.only,) if args.only else SECTIONS[:1] if args.quick else SECTIONS
+    run = BenchRun("qa", args.quick, started=STARTED)
+    torch.manual_seed(0)
+    model = load_vlm(ModelConfig(path=args.model, dtype="float32"))
+    dynamics = model.dynamics
+    suite_name = args.suite or ("heldout-small" if args.quick else "heldout")
+    print(f"model {model.name}: cross-dynamics attention {'trained' if dynamics is not None else 'absent'}; "
+          f"sections {', '.join(sections)}")
+    results: dict = {"model": model.name, "dynamics_trained": dynamics is not None, "sections": list(sections)}
+    if "heldout" in sections:
+        results.update(heldout_section(model, dynamics, suite_name, formats(args.quick)))
+    if "long" in sections:
         long_rows = run_long(model, dynamics, MemoryFormat("token_dynamics", 32))
         print_table([("long scenes, token_dynamics@32", "s"), ("acc %", ".1f"), ("questions", "d"),
                      ("TTFT ms", ".0f")],
                     [[label, r["accuracy"], r["questions"], r["ttft_ms"]] for label, r in long_rows.items()])
         results["long"] = long_rows
+    if "hour" in sections:
+        started = time.perf_counter()
+        hour = run_hour(model, dynamics, MemoryFormat("token_dynamics", 32))
+        hour["section_s"] = time.perf_counter() - started
+        print_hour(hour)
+        print(f"hour section: {hour['section_s']:.0f} s")
+        results["hour"] = hour
     run.finish(results, args.json)
     return results
 
