@@ -66,7 +66,7 @@ from scenes.suites import FIRST_MINUTE_S, last_sampled_time, sampled_times, suit
 from stream.sampling import resize_frames  # noqa: E402
 from train.config import FULL, MemoryFormat  # noqa: E402
 from train.evaluate import MAX_ANSWER_TOKENS  # noqa: E402
-from train.memory import Memory, encode, stream_memories  # noqa: E402
+from train.memory import Memory, encode, snapshot_memory, stream_memories  # noqa: E402
 from train.objective import visual_inputs  # noqa: E402
 from train.scene_data import sampled_frames  # noqa: E402
 from vlm import ModelConfig, load_vlm  # noqa: E402
@@ -173,14 +173,6 @@ def run_long(model, dynamics, fmt: MemoryFormat) -> dict:
         scorer.ask(model, dynamics, "1 min: first-minute questions", last_memory(tokens, times, fmt),
                    fmt.uses_dynamics, qas)
     return {label: scorer.row(label) for label in scorer.total}
-
-
-def snapshot_memory(snapshot: Snapshot) -> Memory:
-    """A compressor snapshot (the live memory's or a window's) as the Memory the model reads: base [K, D],
-    motion [K, F], recent [R, D] float32, and its span."""
-    base, motion, recent = (torch.from_numpy(np.array(a, dtype=np.float32))
-                            for a in (snapshot.base, snapshot.motion, snapshot.recent))
-    return Memory(base, motion, recent, snapshot.t_start, snapshot.t_end)
 
 
 def stream_scene(model, spec: SceneSpec, config: CompressorConfig, folder: Path) -> tuple[Snapshot, SegmentStore]:

@@ -17,6 +17,7 @@ import torch
 
 from compressor.config import CompressorConfig
 from compressor.registry import make_stream_compressor
+from compressor.snapshot import Snapshot
 from compressor.stream_base import StreamCompressor
 from train.config import FULL, MemoryFormat
 from train.model import encode_frames_grad
@@ -65,10 +66,16 @@ def _full_memory(tokens: torch.Tensor, timestamps: np.ndarray) -> Memory:
                   float(timestamps[0]), float(timestamps[-1]))
 
 
+def snapshot_memory(snapshot: Snapshot, device: torch.device | str = "cpu") -> Memory:
+    """A compressor snapshot (a live memory's or a time window's) -> the Memory the model reads: base [K, D],
+    motion [K, F], recent [R, D] float32 on `device`, and its span."""
+    base, motion, recent = (torch.from_numpy(np.array(a, dtype=np.float32)).to(device)
+                            for a in (snapshot.base, snapshot.motion, snapshot.recent))
+    return Memory(base, motion, recent, snapshot.t_start, snapshot.t_end)
+
+
 def _snapshot_memory(compressor: StreamCompressor, device: torch.device | str = "cpu") -> Memory:
-    snap = compressor.snapshot()
-    base, motion, recent = (torch.from_numpy(np.array(a)).to(device) for a in (snap.base, snap.motion, snap.recent))
-    return Memory(base, motion, recent, snap.t_start, snap.t_end)
+    return snapshot_memory(compressor.snapshot(), device)
 
 
 def _compressor(fmt: MemoryFormat, seed: int) -> StreamCompressor:
