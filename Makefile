@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/pipeline.py --quick --json out/bench-pipeline.json
 	$(BIN)/python bench/query.py --quick --json out/bench-query.json
 	$(BIN)/python bench/qa.py --quick --json out/bench-qa.json
+	$(BIN)/python bench/reader.py --quick --json out/bench-reader.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
