@@ -125,7 +125,9 @@ def test_demo_runs_end_to_end_and_exits_1_when_a_question_fails() -> None:
     """`tokdyn demo` (its own local Ray cluster, so in its own process): progress, answers, figures, a clean
     shutdown; a question the model refuses (longer than its context) is reported, the others are still
     answered, and the exit status says one failed."""
-    too_long = "why " * 10_000  # 40,000 prompt tokens: over the tiny model's 32,768-token context
+    # At least 40,000 prompt tokens whatever the tokenizer merges ("why" and "?" are separate pre-tokens): over
+    # the tiny model's 32,768-token context.
+    too_long = "why? " * 20_000
     done = tokdyn("demo", "--seconds", "3", "--question", "What moves?", "--question", too_long, timeout=400)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
     out = done.stdout

@@ -42,6 +42,9 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     tmp = tmp_path_factory.mktemp("serve")
     config = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     config.update(streams=[], checkpoint_dir=str(tmp / "ckpt"))
+    # The random tiny model: its answers run to max_tokens, so the page's token-by-token streaming can be seen
+    # (the shipped model's scene answers are one or two tokens).
+    config["model"]["path"] = "tiny"
     config["ray"]["num_cpus"] = 2
     config["api"].update(port=0, api_key=API_KEY)
     (tmp / "serve.yaml").write_text(yaml.safe_dump(config))
