@@ -31,8 +31,8 @@ from vlm.llava_onevision import LlavaOnevision
 NUM_CLASSES = 1 + len(SHAPES) * len(COLOURS)  # background + every (shape, colour)
 # Background is ~90% of the cells: unweighted, the tower learns "background" well and shapes hardly at all.
 BACKGROUND_WEIGHT = 0.1
-FRAME_POOL = 2048
-STANDARDISE_FRAMES = 256  # frames the token statistics are measured on after the warm-up  # most frames rendered for the warm-up, then sampled from (memory: S x S x 3 bytes each)
+FRAME_POOL = 2048  # most frames rendered for the warm-up, then sampled from (memory: S x S x 3 bytes each)
+STANDARDISE_FRAMES = 256  # frames the token statistics are measured on after the warm-up
 
 
 def cell_classes(scene: Scene, t: float, grid: tuple[int, int]) -> np.ndarray:
