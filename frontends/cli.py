@@ -59,6 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     client = start_pipeline(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C (SIGINT) stops, even when started with SIGINT ignored: a shell gives its background jobs (`tokdyn
+    # serve &` in a script, nohup) that disposition, and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         api_url = None
         if config.api.enabled:

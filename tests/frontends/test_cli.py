@@ -38,8 +38,10 @@ def test_serve_streams_ask_and_api(tmp_path: Path) -> None:
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump(config))
     video = write_video(tmp_path / "v.mp4", seconds=4.0)
     log = open(tmp_path / "serve.log", "w+")
+    # Started the way a script's background job is, with SIGINT ignored: Ctrl-C must still stop it.
     serve = subprocess.Popen([*TOKDYN, "serve", "-c", str(tmp_path / "serve.yaml")], cwd=ROOT, stdout=log,
-                             stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                             stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         banner = wait_for(lambda: re.search(r"Ray at (\S+) .*HTTP API on (\S+)\.", Path(log.name).read_text()),
                           240, "the serve banner")
