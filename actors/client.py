@@ -19,7 +19,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from actors.errors import PipelineError, PipelineUnavailable, StreamFailed, StreamNotFound, StreamNotReady
-from actors.status import StreamStatus
+from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,30 @@ class PipelineClient:
 
     async def stream_handles_async(self, stream_id: str) -> dict[str, Any]:
         return await self._get_async("stream_handles", stream_id)
+
+    # --- replica pools ----------------------------------------------------------------------------------
+
+    def replicas(self) -> list[ReplicaStatus]:
+        """Every encoder and LLM replica with its telemetry (role, then name order)."""
+        return self._get("replicas")
+
+    async def replicas_async(self) -> list[ReplicaStatus]:
+        return await self._get_async("replicas")
+
+    def scale_events(self) -> list[ScaleEvent]:
+        """The pools' recent changes (added, removed, streams re-assigned), oldest first."""
+        return self._get("scale_events")
+
+    async def scale_events_async(self) -> list[ScaleEvent]:
+        return await self._get_async("scale_events")
+
+    def scale(self, role: str, count: int) -> list[ReplicaStatus]:
+        """Set how many replicas of `role` ("encoder" | "llm") run; returns the replicas after the change.
+        Raises ConfigError for a bad role or count, ScaleRefused when the cluster cannot host them."""
+        return self._get("scale", role, count, timeout_s=ADD_TIMEOUT_S)
+
+    async def scale_async(self, role: str, count: int) -> list[ReplicaStatus]:
+        return await self._get_async("scale", role, count, timeout_s=ADD_TIMEOUT_S)
 
     # --- shared actors ----------------------------------------------------------------------------------
 

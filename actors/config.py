@@ -27,7 +27,14 @@ from stream.urls import URL_SCHEMES, is_live_url
 
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BIND_HOSTS = ("loopback", "node")
+MAX_REPLICAS = 64  # replicas of one role: a bound on actors one config can ask for
 
+
+
+def _check_replicas(replicas: Any, key: str = "replicas") -> None:
+    ok = replicas == "auto" or (isinstance(replicas, int) and not isinstance(replicas, bool)
+                                and 1 <= replicas <= MAX_REPLICAS)
+    check(ok, key, f"an integer 1..{MAX_REPLICAS} or 'auto' (one per GPU in the cluster)", replicas)
 
 
 def _check_resources(resources: Mapping[str, float], key: str) -> None:
@@ -80,23 +87,62 @@ class TransportConfig:
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
-    """The vision encoder actor (one for all streams; it batches frames across streams).
+class AutoscaleConfig:
+    """Encoder replicas scaled by load (off by default; `tokdyn scale` and the API scale by hand).
 
-    batch_frames: most frames per forward pass (frames of several streams share a batch).
-    max_wait_ms:  how long to wait for more frames before running a partial batch (ms).
-    num_gpus:     GPUs Ray reserves for the encoder (fractions share a GPU).
-    num_cpus:     CPUs Ray reserves for the encoder.
-    resources:    extra Ray custom resources, to pin the encoder to a node (e.g. {"node_b": 0.01}).
+    enabled:        let the controller add and remove encoder replicas.
+    max_lag_s:      a stream whose lag (decode -> memory, wall-clock s) stays above this for `window_s`
+                    asks for one more replica, if the cluster has the resources for it.
+    idle_fraction:  when every replica's frames/s is below this fraction of what the pool did at its
+                    busiest since the last change, and one fewer replica would do, one is removed.
+    window_s:       how long a condition must hold before acting (s).
+    cooldown_s:     least time between two decisions (s): a new replica needs time to load and take load.
+    min_replicas, max_replicas: bounds of the pool.
     """
 
+    enabled: bool = False
+    max_lag_s: float = 5.0
+    idle_fraction: float = 0.3
+    window_s: float = 10.0
+    cooldown_s: float = 60.0
+    min_replicas: int = 1
+    max_replicas: int = 8
+
+    def __post_init__(self) -> None:
+        check(self.max_lag_s > 0, "max_lag_s", "> 0 seconds", self.max_lag_s)
+        check(0 <= self.idle_fraction < 1, "idle_fraction", "0 <= x < 1", self.idle_fraction)
+        check(self.window_s >= 0, "window_s", ">= 0 seconds", self.window_s)
+        check(self.cooldown_s >= 0, "cooldown_s", ">= 0 seconds", self.cooldown_s)
+        check(1 <= self.min_replicas <= MAX_REPLICAS, "min_replicas", f"1..{MAX_REPLICAS}", self.min_replicas)
+        check(self.min_replicas <= self.max_replicas <= MAX_REPLICAS, "max_replicas",
+              f"min_replicas..{MAX_REPLICAS}", self.max_replicas)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The vision encoder replicas (each batches frames across the streams assigned to it).
+
+    replicas:     how many encoder actors: a number, or "auto" = one per GPU the cluster has (at least one).
+                  Streams go to the least-loaded replica by sampled frames/s, preferring one on the node
+                  their actors run on; `tokdyn scale encoder N` changes it at run time.
+    batch_frames: most frames per forward pass (frames of several streams share a batch).
+    max_wait_ms:  how long to wait for more frames before running a partial batch (ms).
+    num_gpus:     GPUs Ray reserves for each replica (fractions share a GPU).
+    num_cpus:     CPUs Ray reserves for each replica.
+    resources:    extra Ray custom resources per replica, to pin replicas to nodes (e.g. {"node_b": 0.01}).
+    autoscale:    replicas scaled by load (see AutoscaleConfig; off by default).
+    """
+
+    replicas: int | str = 1
     batch_frames: int = 16
     max_wait_ms: int = 20
     num_gpus: float = 0.0
     num_cpus: float = 0.0
     resources: dict[str, float] = field(default_factory=dict)
+    autoscale: AutoscaleConfig = field(default_factory=AutoscaleConfig)
 
     def __post_init__(self) -> None:
+        _check_replicas(self.replicas)
         check(self.batch_frames >= 1, "batch_frames", ">= 1", self.batch_frames)
         check(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
         check(self.num_gpus >= 0, "num_gpus", ">= 0", self.num_gpus)
@@ -106,16 +152,19 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class LLMConfig:
-    """The LLM actor (one for all streams).
+    """The LLM replicas (each holds every stream's newest snapshot; a question goes to the replica with the
+    fewest answers in flight).
 
-    max_concurrent: questions answered at the same time (more wait in Ray's queue).
-    num_gpus:       GPUs Ray reserves for the LLM.
-    num_cpus:       CPUs Ray reserves for the LLM.
-    resources:      extra Ray custom resources, to pin the LLM to a node.
+    replicas:       how many LLM actors: a number, or "auto" = one per GPU the cluster has (at least one).
+    max_concurrent: questions one replica answers at the same time (more wait in Ray's queue).
+    num_gpus:       GPUs Ray reserves for each replica.
+    num_cpus:       CPUs Ray reserves for each replica.
+    resources:      extra Ray custom resources per replica, to pin replicas to nodes.
     max_prompt_tokens: prompts (template + visual tokens + conversation) longer than this are refused with a
                     400 before any compute; null = the model's context length minus model.max_new_tokens.
     """
 
+    replicas: int | str = 1
     max_concurrent: int = 4
     num_gpus: float = 0.0
     num_cpus: float = 0.0
@@ -123,6 +172,7 @@ class LLMConfig:
     max_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        _check_replicas(self.replicas)
         check(self.max_concurrent >= 1, "max_concurrent", ">= 1", self.max_concurrent)
         check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1 or null",
                self.max_prompt_tokens)

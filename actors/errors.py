@@ -43,3 +43,8 @@ class WindowUnavailable(PipelineError, ValueError):
 
 class PipelineUnavailable(PipelineError):
     """The pipeline's actors cannot be reached right now (dead, restarting, timed out): HTTP 503, retry."""
+
+
+class ScaleRefused(PipelineError, ValueError):
+    """A scale request the cluster cannot meet now (no free resources for another replica, or the last
+    replica of a role): HTTP 409, with what is missing."""

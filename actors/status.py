@@ -134,3 +134,51 @@ class StreamStatus:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, one key per field."""
         return dataclasses.asdict(self)
+
+
+# A replica's state: answering its control calls, or not (dead, restarting, or its node gone).
+ALIVE, UNAVAILABLE = "alive", "unavailable"
+ROLES = ("encoder", "llm")
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """One encoder or LLM replica as the controller sees it (`to_dict()`: the API's JSON object).
+
+    role: "encoder" | "llm"; name: its Ray actor name; node_id: the Ray node it runs on (None while
+    unavailable); state: alive | unavailable; streams: streams assigned to it (encoder) or whose newest
+    snapshot it holds (llm); frames_per_s: frames encoded per second since the previous report (encoder);
+    batch_fill: mean frames per batch / encoder.batch_frames (encoder); queue_depth: token messages waiting
+    for a memory (encoder) or questions waiting for a slot (llm); answers_in_flight: answers being
+    generated now (llm). Fields that do not apply to the role are None.
+    """
+
+    role: str
+    name: str
+    node_id: str | None
+    state: str
+    streams: int = 0
+    frames_per_s: float | None = None
+    batch_fill: float | None = None
+    queue_depth: int | None = None
+    answers_in_flight: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    """One change of a replica pool: at (wall clock), role, action ("add" | "remove" | "reassign"), the
+    replica concerned, replicas of that role after it, and why (requested, autoscale: lag, idle, replica
+    lost)."""
+
+    at: float
+    role: str
+    action: str
+    replica: str
+    replicas: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
