@@ -10,6 +10,8 @@ Routes (all but /health need ``Authorization: Bearer <api_key>`` when `config.ap
     DELETE /v1/streams/{id}         remove a stream
     POST   /v1/chat/completions     OpenAI chat completions, SSE-streamed or not (frontends/api/chat.py)
     GET    /v1/models               OpenAI model list
+    GET    /v1/replicas             encoder and LLM replicas with telemetry, and the pools' recent events
+    POST   /v1/replicas/{role}      set how many replicas of a role run: {"replicas": N}
     GET    /metrics                 Prometheus text format (frontends/api/metrics.py)
     GET    /v1/streams/{id}/frame.jpg, /v1/streams/{id}/keymap, /v1/streams/{id}/events, /v1/events
                                     watching streams (frontends/api/live.py)
@@ -32,13 +34,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from frontends.api import chat
 from frontends.api.backend import Backend
-from frontends.api.errors import AUTHENTICATION, ApiError, backend_errors
+from frontends.api.errors import AUTHENTICATION, ApiError, backend_errors, invalid
 from frontends.api.guard import BrowserGuard
 from frontends.api.live import LiveRoutes
-from frontends.api.metrics import QueryMetrics, render
-from frontends.api.parsing import parse_stream_spec, read_json
+from frontends.api.metrics import QueryMetrics, ScaleEventCounts, render
+from frontends.api.parsing import parse_replica_count, parse_replica_role, parse_stream_spec, read_json
 from frontends.api.request_counts import RequestCounter
 from actors.config import ApiConfig, stream_spec
+from configs.schema import ConfigError
 
 OPEN_PATHS = frozenset({"/health", "/"})
 # The console's static files hold no data: the page asks for the key and sends it with every API call.
@@ -78,6 +81,7 @@ class Api:
         self.backend = backend
         self.config = config
         self.metrics = QueryMetrics()
+        self.scale_counts = ScaleEventCounts()
         self.chat = chat.ChatHandler(backend, self.metrics, config.max_body_bytes)
 
     async def health(self, request: Request) -> Response:
@@ -120,10 +124,31 @@ class Api:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "tokdyn"} for name in names]
         return JSONResponse({"object": "list", "data": data})
 
+    async def list_replicas(self, request: Request) -> Response:
+        with backend_errors():
+            replicas = await self.backend.replicas()
+            events = await self.backend.scale_events()
+        return JSONResponse({"object": "list", "data": [r.to_dict() for r in replicas],
+                             "events": [e.to_dict() for e in events]})
+
+    async def scale(self, request: Request) -> Response:
+        role = parse_replica_role(request.path_params["role"])
+        count = parse_replica_count(await read_json(request, self.config.max_body_bytes))
+        with backend_errors():
+            try:
+                replicas = await self.backend.scale(role, count)
+            except ConfigError as exc:  # a bound of the running config (e.g. autoscale's), beyond ours above
+                raise invalid(str(exc), "replicas") from None
+        return JSONResponse({"object": "list", "data": [r.to_dict() for r in replicas]})
+
     async def metrics_text(self, request: Request) -> Response:
         with backend_errors():
             statuses = await self.backend.list_streams()  # one call: list entries carry the telemetry
-        return Response(render(self.metrics, statuses), media_type="text/plain; version=0.0.4; charset=utf-8")
+            replicas = await self.backend.replicas()
+            events = await self.backend.scale_events()
+        self.scale_counts.update(events)
+        text = render(self.metrics, statuses, replicas, self.scale_counts)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def console(self, request: Request) -> Response:
         return FileResponse(CONSOLE_DIR / "index.html", headers=CONSOLE_HEADERS)
@@ -159,6 +184,8 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
         Route("/v1/streams/{stream_id}", api.remove_stream, methods=["DELETE"]),
         Route("/v1/chat/completions", api.chat.handle, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
+        Route("/v1/replicas", api.list_replicas, methods=["GET"]),
+        Route("/v1/replicas/{role}", api.scale, methods=["POST"]),
         Route("/metrics", api.metrics_text, methods=["GET"]),
         Route("/v1/streams/{stream_id}/frame.jpg", live.frame_jpeg, methods=["GET"]),
         Route("/v1/streams/{stream_id}/keymap", live.key_map, methods=["GET"]),

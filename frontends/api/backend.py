@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from actors.status import StreamStatus
+from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 
 class Backend(Protocol):
@@ -68,4 +68,17 @@ class Backend(Protocol):
 
     async def ready(self) -> bool:
         """Whether the pipeline can take requests now (the actors answer)."""
+        ...
+
+    async def replicas(self) -> list[ReplicaStatus]:
+        """Every encoder and LLM replica with its telemetry, role then name order."""
+        ...
+
+    async def scale_events(self) -> list[ScaleEvent]:
+        """The replica pools' recent changes (add, remove, reassign), oldest first."""
+        ...
+
+    async def scale(self, role: str, count: int) -> list[ReplicaStatus]:
+        """Run `count` replicas of `role` (one of actors.status.ROLES); returns every replica after the change.
+        Raises ConfigError for a bad role or count, ScaleRefused when the cluster cannot host them."""
         ...

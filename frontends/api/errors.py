@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from configs.schema import ConfigError
 from actors.errors import (
     PipelineUnavailable,
+    ScaleRefused,
     StreamExists,
     StreamFailed,
     StreamNotFound,
@@ -104,6 +105,8 @@ def backend_errors(stream_id: str | None = None) -> Iterator[None]:
     except StreamFailed as exc:
         raise ApiError(409, f"stream {stream_id!r} failed: {exc.last_error or exc}", param="stream_id",
                        code="stream_failed") from None
+    except ScaleRefused as exc:  # the request was fine; the cluster cannot host it now (the message says why)
+        raise ApiError(409, f"scale refused: {exc}", param="replicas", code="scale_refused") from None
     except PipelineUnavailable as exc:
         raise ApiError(503, f"pipeline unavailable: {exc}", code="backend_unavailable") from None
     except Exception:  # the pipeline failed in a way it does not name: answer 500, keep serving

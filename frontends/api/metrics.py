@@ -1,7 +1,8 @@
-"""Prometheus metrics for `GET /metrics`: per-stream telemetry and per-query latency.
+"""Prometheus metrics for `GET /metrics`: per-stream and per-replica telemetry, and per-query latency.
 
-Stream telemetry lives in the pipeline's actors, so it is read at scrape time (one `stream_status` per
-stream) and rendered as fresh metric families: nothing goes stale after a stream is removed. Query metrics
+Stream and replica telemetry lives in the pipeline's actors, so it is read at scrape time (one stream list,
+one replica list, the scale events) and rendered as fresh metric families: nothing goes stale after a
+stream or a replica is removed. Query metrics
 are measured here, in the API process, as histograms in a registry owned by one app (so several apps in
 one process, as in the tests, do not collide).
 """
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from actors.status import StreamStatus
+from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 PREFIX = "tokdyn"
 # Seconds; a tiny CPU model answers in tens of ms, a real 0.5B model on CPU in seconds.
@@ -36,6 +37,16 @@ STREAM_METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("stream_compression_ratio", "compression_ratio", "gauge", "tokens_seen / tokens_held."),
     ("stream_snapshot_version", "snapshot_version", "gauge", "Version of the newest snapshot."),
     ("stream_media_seconds", "t_end", "gauge", "Media time (s) the newest snapshot reaches."),
+)
+
+# (metric name, ReplicaStatus field, help): gauges labelled role + replica; a field that does not apply to
+# the role (None) is not reported.
+REPLICA_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("replica_streams", "streams", "Streams assigned (encoder) or whose newest snapshot it holds (llm)."),
+    ("replica_frames_per_second", "frames_per_s", "Frames encoded per second since the previous report."),
+    ("replica_batch_fill", "batch_fill", "Mean frames per batch / encoder.batch_frames."),
+    ("replica_queue_depth", "queue_depth", "Token messages (encoder) or questions (llm) waiting."),
+    ("replica_answers_in_flight", "answers_in_flight", "Answers being generated now."),
 )
 
 
@@ -90,6 +101,44 @@ def stream_families(statuses: Iterable[StreamStatus]) -> list[Metric]:
     return [up, *families.values()]
 
 
+class ScaleEventCounts:
+    """Scale events counted by (role, action), each once, across scrapes. The controller lists only its
+    recent events (a bounded history), so counting the list itself would go down as old events fall off;
+    instead an event counts when a scrape first sees it (a fresh API process counts the history it finds).
+    Exact while fewer events than the history holds happen between two scrapes."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self._listed: set[ScaleEvent] = set()  # the previous scrape's events
+
+    def update(self, events: Iterable[ScaleEvent]) -> None:
+        listed = set(events)
+        for event in listed - self._listed:
+            key = (event.role, event.action)
+            self.counts[key] = self.counts.get(key, 0) + 1
+        self._listed = listed
+
+
+def replica_families(replicas: Iterable[ReplicaStatus], scale_counts: ScaleEventCounts) -> list[Metric]:
+    """Metric families for the replica pools: gauges labelled role + replica (and state for `replica_up`),
+    and the scale events counted so far by role + action."""
+    families = {name: GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=["role", "replica"])
+                for name, _, doc in REPLICA_METRICS}
+    up = GaugeMetricFamily(f"{PREFIX}_replica_up", "1 per replica, labelled with its state (alive, unavailable).",
+                           labels=["role", "replica", "state"])
+    for replica in replicas:
+        up.add_metric([replica.role, replica.name, replica.state], 1.0)
+        for name, attr, _ in REPLICA_METRICS:
+            value = getattr(replica, attr)
+            if value is not None:
+                families[name].add_metric([replica.role, replica.name], float(value))
+    scale = CounterMetricFamily(f"{PREFIX}_scale_events", "Replica pool changes the controller reported, by role "
+                                "and action (add, remove, reassign, ...).", labels=["role", "action"])
+    for (role, action), count in sorted(scale_counts.counts.items()):
+        scale.add_metric([role, action], float(count))
+    return [up, *families.values(), scale]
+
+
 class _Families:
     """The minimal registry interface `generate_latest` needs, over a fixed list of families."""
 
@@ -100,6 +149,8 @@ class _Families:
         return iter(self._families)
 
 
-def render(queries: QueryMetrics, statuses: Iterable[StreamStatus]) -> bytes:
-    """The Prometheus text exposition of the query registry plus the stream telemetry."""
-    return generate_latest(queries.registry) + generate_latest(_Families(stream_families(statuses)))
+def render(queries: QueryMetrics, statuses: Iterable[StreamStatus], replicas: Iterable[ReplicaStatus],
+           scale_counts: ScaleEventCounts) -> bytes:
+    """The Prometheus text exposition of the query registry plus the stream and replica telemetry."""
+    families = stream_families(statuses) + replica_families(replicas, scale_counts)
+    return generate_latest(queries.registry) + generate_latest(_Families(families))

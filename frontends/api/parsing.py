@@ -1,4 +1,4 @@
-"""Reading and validating request bodies: bounded JSON, chat completion requests, stream specs.
+"""Reading and validating request bodies: bounded JSON, chat completion requests, stream specs, scale requests.
 
 Everything a client can get wrong is caught here and raised as a 4xx `ApiError` naming the field, so
 handlers only see well-typed values and a bad request can never reach the pipeline (or become a 500).
@@ -13,6 +13,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from actors.config import MAX_REPLICAS
+from actors.status import ROLES as REPLICA_ROLES
 from frontends.api.errors import ApiError, invalid
 from vlm.stops import MAX_STOP_CHARS, MAX_STOPS
 
@@ -303,3 +305,23 @@ def parse_stream_spec(body: Any) -> dict[str, Any]:
     if compressor:
         spec["compressor"] = compressor
     return spec
+
+
+def parse_replica_role(role: str) -> str:
+    """The {role} of POST /v1/replicas/{role}: one of actors.status.ROLES."""
+    if role not in REPLICA_ROLES:
+        raise invalid(f"role: expected one of {list(REPLICA_ROLES)}, got {role[:40]!r}", "role")
+    return role
+
+
+def parse_replica_count(body: Any) -> int:
+    """A POST /v1/replicas/{role} body ``{"replicas": N}`` -> N, an integer 1..MAX_REPLICAS."""
+    body = expect_object(body)
+    unknown = sorted(key for key in body if key != "replicas")
+    if unknown:  # a misspelt key would otherwise read as "replicas missing"
+        raise invalid(f"body: expected only the key 'replicas', got also {[key[:40] for key in unknown[:5]]}",
+                      None, "unknown_field")
+    count = optional_int(body, "replicas", 1, MAX_REPLICAS)
+    if count is None:
+        raise invalid(f"replicas: required (an integer 1..{MAX_REPLICAS}), got nothing", "replicas", "missing_field")
+    return count

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.client import PipelineClient
-from actors.status import StreamStatus
+from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 READY_TIMEOUT_S = 5.0
 
@@ -48,6 +48,15 @@ class RayBackend:
 
     async def ready(self) -> bool:
         return await self.client.ready_async(timeout_s=READY_TIMEOUT_S)
+
+    async def replicas(self) -> list[ReplicaStatus]:
+        return await self.client.replicas_async()
+
+    async def scale_events(self) -> list[ScaleEvent]:
+        return await self.client.scale_events_async()
+
+    async def scale(self, role: str, count: int) -> list[ReplicaStatus]:
+        return await self.client.scale_async(role, count)
 
     def ask(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float,
             stop: list[str] | None = None, window: tuple[float, float] | None = None) -> AsyncIterator[dict[str, Any]]:
