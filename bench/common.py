@@ -127,3 +127,20 @@ def print_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, (h, _) in enumerate(columns)]
     for line in ([h for h, _ in columns], *cells):
         print("  ".join(c.rjust(w) if spec else c.ljust(w) for c, w, (_, spec) in zip(line, widths, columns)))
+
+
+def random_llava_onevision(config: Any, dtype: Any) -> Any:
+    """A LlavaOnevisionForConditionalGeneration of `config` (a LlavaOnevisionConfig) in `dtype` (a torch dtype)
+    with seeded uniform random weights (std 0.02): speed does not depend on the weights' values. The default
+    initialisers are skipped (slow at real size); a defined fill keeps NaN and denormals out of the timings."""
+    import torch
+    from transformers import LlavaOnevisionForConditionalGeneration
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.uniform_(-0.02 * 3**0.5, 0.02 * 3**0.5, generator=generator)
+    return model

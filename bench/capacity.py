@@ -1,0 +1,119 @@
+"""The capacity model of bench/scale.py: streams one encoder replica sustains, and how that grows with replicas.
+
+Plain arithmetic on measured figures and named assumptions (no torch, no Ray), so tests can check it and the
+README can print it next to its assumptions.
+
+    streams per replica = utilisation / (sample rate x encoder seconds per frame)
+
+On a GPU the seconds per frame are FLOPs per frame / (peak bf16 FLOP/s x assumed model FLOP utilisation).
+Replicas add up linearly: each has its own streams, whose sources and memories run on its node, and no frame
+crosses to another replica. What does not grow with encoder replicas, and so caps the sum:
+  - the node's CPU, which decodes every camera frame (sampling keeps 2 of 30) and runs every memory's update;
+  - the node's network: camera bitrate in, every memory's snapshot out to every LLM replica;
+  - each LLM replica's network: it receives every stream's snapshot about once a second (the memory publishes
+    on every chunk and re-publishes its newest after REPUBLISH_S idle), however many encoder replicas there are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """A number the model takes as given: its value, unit, and why that value (source or reasoning)."""
+
+    name: str
+    value: float
+    unit: str
+    basis: str
+
+
+def vision_flops_per_frame(vision: Any, text_hidden: int) -> float:
+    """FLOPs (2 x multiply-adds) for one frame through LLaVA-OneVision's vision path: SigLIP patch embedding,
+    every encoder layer (q/k/v/o projections, attention scores and weighted sum, the MLP), the 2-layer
+    projector to `text_hidden`. Norms, activations and the 2x2 pooling are left out (elementwise: < 1 %).
+
+    vision: a SiglipVisionConfig (hidden_size, intermediate_size, num_hidden_layers, image_size, patch_size,
+    num_channels) without the pooling head (`vision_use_head=False`, as LLaVA-OneVision runs it).
+    """
+    d, ff, layers = vision.hidden_size, vision.intermediate_size, vision.num_hidden_layers
+    n = (vision.image_size // vision.patch_size) ** 2  # patch tokens per frame: 729 at 384 px / 14 px
+    patch_embed = n * vision.num_channels * vision.patch_size ** 2 * d
+    per_layer = 4 * n * d * d + 2 * n * n * d + 2 * n * d * ff  # projections, QK^T and AV, MLP in + out
+    projector = n * (d * text_hidden + text_hidden * text_hidden)
+    return 2.0 * (patch_embed + layers * per_layer + projector)
+
+
+def streams_per_replica(seconds_per_frame: float, rate_hz: float, utilisation: float) -> float:
+    """Streams sampled at `rate_hz` one encoder keeps up with when busy `utilisation` of the time."""
+    if seconds_per_frame <= 0 or rate_hz <= 0 or not 0 < utilisation <= 1:
+        raise ValueError(f"expected seconds_per_frame > 0, rate_hz > 0, 0 < utilisation <= 1, got "
+                         f"{seconds_per_frame}, {rate_hz}, {utilisation}")
+    return utilisation / (rate_hz * seconds_per_frame)
+
+
+def publishes_per_s(chunk_span_s: float, republish_s: float) -> float:
+    """Snapshots one memory sends each LLM replica per second: one per chunk, plus the idle re-publishes that
+    fall between two chunks (the memory re-sends its newest once `republish_s` has passed without one)."""
+    return math.ceil(chunk_span_s / republish_s) / chunk_span_s
+
+
+def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, rate_hz: float, chunk_span_s: float,
+              republish_s: float, a: dict[str, Assumption]) -> dict[str, Any]:
+    """Streams per GPU encoder replica and per cluster, with the limit that binds at each replica count.
+
+    flops: per frame (vision_flops_per_frame); snapshot_bytes: one snapshot message on the wire;
+    compress_s_per_chunk: CPU seconds of one memory update (with its checkpoint bytes and snapshot);
+    `a`: the assumptions by name (GPU_ASSUMPTIONS).
+    """
+    u = a["utilisation"].value
+    # CPU seconds per second one stream costs its node: every camera frame decoded, one update per chunk.
+    cpu_core_s_per_stream = a["decode_s_per_frame"].value * a["camera_fps"].value + compress_s_per_chunk / chunk_span_s
+    seconds_per_frame = flops / (a["peak_bf16_flops"].value * a["mfu"].value)
+    encoder = streams_per_replica(seconds_per_frame, rate_hz, u)
+    gpus = a["gpus_per_node"].value
+    cpu_per_replica = a["cpu_cores_per_node"].value * u / cpu_core_s_per_stream / gpus
+    nic = a["nic_bits_per_s"].value / 8 * u  # usable bytes/s of one node's service network
+    llms = a["llm_replicas"].value
+    snapshot_rate = snapshot_bytes * publishes_per_s(chunk_span_s, republish_s)  # bytes/s per stream per LLM
+    per_stream_node_bytes = a["camera_bits_per_s"].value / 8 + llms * snapshot_rate  # in + out, one NIC
+    net_per_replica = nic / per_stream_node_bytes / gpus
+    per_replica = min(encoder, cpu_per_replica, net_per_replica)
+    bound = {encoder: "encoder GPU", cpu_per_replica: "node CPU (decode + memory updates)",
+             net_per_replica: "node network (camera in + snapshots out)"}[per_replica]
+    fanout_cap = nic / snapshot_rate  # streams whose snapshots fill one LLM replica's network
+    growth = []
+    for replicas in (1, 8, 64, 256, 1024):
+        linear = replicas * per_replica
+        growth.append({"replicas": replicas, "streams": math.floor(min(linear, fanout_cap)),
+                       "limit": bound if linear <= fanout_cap else "LLM replica network (snapshot fan-out)"})
+    return {
+        "seconds_per_frame": seconds_per_frame, "frames_per_s": 1 / seconds_per_frame,
+        "streams_per_replica": {"encoder": encoder, "node_cpu": cpu_per_replica, "node_network": net_per_replica,
+                                "effective": per_replica, "bound_by": bound},
+        "cpu_core_s_per_stream_s": cpu_core_s_per_stream, "snapshot_bytes_per_s_per_stream_per_llm": snapshot_rate,
+        "linear_until_replicas": math.floor(fanout_cap / per_replica), "fanout_cap_streams": math.floor(fanout_cap),
+        "growth": growth, "assumptions": [asdict(x) for x in a.values()],
+    }
+
+
+# Named GPU-side assumptions; every figure the GPU model uses that was not measured here.
+GPU_ASSUMPTIONS = {x.name: x for x in (
+    Assumption("peak_bf16_flops", 989e12, "FLOP/s", "H100 / H200 SXM dense bf16 tensor-core peak (NVIDIA data "
+               "sheet, no sparsity); the H200 has the H100's compute and more memory"),
+    Assumption("mfu", 0.4, "fraction", "sustained share of peak for a ViT forward in bf16 at >= 8 frames a batch "
+               "(5,800+ tokens, SDPA attention); not measured: no GPU was lent to this work"),
+    Assumption("utilisation", 0.7, "fraction", "busy share kept for every resource, leaving headroom for batching "
+               "waits and bursts so lag stays under 2 s"),
+    Assumption("gpus_per_node", 8, "GPUs", "an HGX H100/H200 node"),
+    Assumption("cpu_cores_per_node", 112, "cores", "2 x 56-core Xeons, usual in HGX nodes"),
+    Assumption("nic_bits_per_s", 25e9, "bit/s", "the node's Ethernet that ZeroMQ traffic uses (not InfiniBand)"),
+    Assumption("camera_bits_per_s", 4e6, "bit/s", "one 1280x720 H.264 camera at 30 fps"),
+    Assumption("camera_fps", 30, "frames/s", "the camera's own rate: the source decodes every frame to sample 2"),
+    Assumption("decode_s_per_frame", 2.25e-3, "s", "bench/ingest.py here (README, 2026-12-01): 1280x720 H.264, "
+               "decode only, one EPYC core; a server core is assumed no slower"),
+    Assumption("llm_replicas", 2, "replicas", "LLM replicas each memory publishes to (sized by question rate)"),
+)}

@@ -1,0 +1,171 @@
+"""Scaling the encoder: its per-frame cost at real size, the capacity model built on it, and what a replica pool
+costs and gives on a 2-node local Ray cluster.
+
+1. Encoder cost: LLaVA-OneVision's real vision path at real size (transformers' own classes, random weights,
+   no download): SigLIP-so400m-patch14-384 as LLaVA-OneVision runs it (transformers' LlavaOnevisionConfig
+   default: hidden 1152, 26 layers = so400m's 27 without the last, 16 heads, MLP 4304, 384 px in 14 px
+   patches -> 729 tokens, no pooling head) + the projector to Qwen2-0.5B's width (896) + 2x2 pooling, timed
+   through the product's own `LlavaOnevision.encode_frames` (preprocess included) on 384x384 frames, batch 1
+   and batch 8, in float32 and in the dtype `dtype: auto` picks here. Seconds per frame = call time / batch.
+2. Memory cost: the streaming compressor at that width (K=32, chunks of 4 x 14 x 14 x 896): CPU seconds per
+   chunk (update + checkpoint bytes + snapshot, what the memory actor runs) and one snapshot's bytes on the
+   wire (what every LLM replica receives from every stream).
+3. Capacity model (bench/capacity.py): streams per replica = utilisation / (2 frames/s x seconds per frame),
+   on this CPU (measured) and on a GPU (FLOPs per frame from the shapes, named assumptions), and how it grows
+   with replicas until a limit that replicas do not lift.
+
+    .venv/bin/python bench/scale.py --quick --json out/bench-scale.json
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+STARTED = time.perf_counter()  # --quick's 60 s budget counts the imports too
+# Idle OpenMP threads sleep instead of spinning: on cores shared with other busy processes, spinning threads
+# waiting for a descheduled sibling inflate every forward (bench/query.py measured 3-12x). Before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import LlavaOnevisionConfig, Qwen2Config  # noqa: E402
+
+from actors.memory import REPUBLISH_S  # noqa: E402
+from bench.capacity import GPU_ASSUMPTIONS, gpu_model, streams_per_replica, vision_flops_per_frame  # noqa: E402
+from bench.common import BenchRun, bench_parser, print_table, random_llava_onevision  # noqa: E402
+from compressor.config import CompressorConfig  # noqa: E402
+from compressor.registry import make_stream_compressor  # noqa: E402
+from stream.codec import Kind, Message, encode  # noqa: E402
+from vlm.config import resolve_dtype  # noqa: E402
+from vlm.llava_onevision import LlavaOnevision  # noqa: E402
+from vlm.tokenizer import byte_level_tokenizer  # noqa: E402
+
+RATE_HZ, FRAMES_PER_CHUNK = 2.0, 4  # the pipeline's default sampling: 2 frames/s in chunks of 4 frames
+CHUNK_SPAN_S = FRAMES_PER_CHUNK / RATE_HZ
+TEXT_HIDDEN = 896  # Qwen2-0.5B's width: the projector's output
+BUDGET = 32
+UTILISATION = GPU_ASSUMPTIONS["utilisation"].value  # the same headroom on the CPU as on a GPU
+MEMORY_CHUNKS, MEMORY_WARMUP = 40, 10  # memory updates timed, after this many untimed ones
+
+
+def real_size_encoder(dtype: torch.dtype) -> LlavaOnevision:
+    """LLaVA-OneVision with the real vision tower and projector, random weights, and a one-layer language model of
+    the projector's width (encode_frames never runs it): what an encoder replica holds, less the unused LLM."""
+    tokenizer = byte_level_tokenizer()
+    video_id = tokenizer.convert_tokens_to_ids("<video>")
+    text = Qwen2Config(hidden_size=TEXT_HIDDEN, intermediate_size=64, num_hidden_layers=1, num_attention_heads=14,
+                       num_key_value_heads=2, vocab_size=len(tokenizer))
+    config = LlavaOnevisionConfig(text_config=text, image_token_index=video_id - 1, video_token_index=video_id,
+                                  vision_feature_select_strategy="full", vision_feature_layer=-1)
+    model = random_llava_onevision(config, dtype)
+    return LlavaOnevision(model, tokenizer, name="llava-onevision-vision-random", meaningful=False)
+
+
+def encoder_cost(dtype: str, plan: tuple[tuple[int, int], ...]) -> dict:
+    """Seconds per `encode_frames` call on random 384x384 frames: one untimed call at batch 1 first (allocations,
+    kernel choice), then per (batch, calls) in `plan` that many timed calls. Per-frame figures use the fastest
+    call (the one other processes on the shared cores disturbed least) and the median."""
+    started = time.perf_counter()
+    model = real_size_encoder(getattr(torch, dtype))
+    build_s = time.perf_counter() - started
+    frames = np.random.default_rng(0).integers(0, 256, (max(b for b, _ in plan), 384, 384, 3), dtype=np.uint8)
+    model.encode_frames(frames[:1])
+    rows = []
+    for batch, calls in plan:
+        runs = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            model.encode_frames(frames[:batch])
+            runs.append(time.perf_counter() - started)
+        rows.append({"dtype": dtype, "batch": batch, "runs_s": [round(r, 3) for r in runs],
+                     "s_per_frame_min": min(runs) / batch, "s_per_frame_median": float(np.median(runs)) / batch})
+    vision = model.model.config.vision_config
+    return {"build_s": round(build_s, 1), "rows": rows, "vision": {
+        k: getattr(vision, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                        "intermediate_size", "image_size", "patch_size")},
+        "parameters": sum(p.numel() for p in model.model.model.vision_tower.parameters())
+        + sum(p.numel() for p in model.model.model.multi_modal_projector.parameters())}
+
+
+def memory_cost(dim: int) -> dict:
+    """The memory actor's CPU per chunk at width `dim` (compressor update + checkpoint bytes + snapshot, median
+    of MEMORY_CHUNKS after MEMORY_WARMUP) and the bytes of one snapshot message on the wire, on random tokens."""
+    rng = np.random.default_rng(0)
+    compressor = make_stream_compressor(CompressorConfig(budget=BUDGET))
+    times = []
+    for i in range(MEMORY_WARMUP + MEMORY_CHUNKS):
+        tokens = rng.standard_normal((FRAMES_PER_CHUNK, 14, 14, dim), dtype=np.float32)  # [T, gh, gw, D]
+        stamps = i * CHUNK_SPAN_S + np.arange(FRAMES_PER_CHUNK) / RATE_HZ
+        started = time.perf_counter()
+        compressor.update(tokens, stamps)
+        compressor.to_bytes()
+        snapshot = compressor.snapshot()
+        times.append(time.perf_counter() - started)
+    meta, arrays = snapshot.to_wire()
+    wire = encode(Message(Kind.SNAPSHOT, "cam", snapshot.version, meta, arrays))
+    return {"dim": dim, "budget": BUDGET, "compress_s_per_chunk": float(np.median(times[MEMORY_WARMUP:])),
+            "snapshot_bytes": sum(memoryview(part).nbytes for part in wire)}
+
+
+def capacity(encoder: dict, memory: dict) -> dict:
+    """The capacity model on this CPU (measured, dtype auto, the largest batch) and on a GPU (assumed)."""
+    auto = [r for r in encoder["rows"] if r["dtype"] == encoder["dtype_auto"]]
+    cpu_row = max(auto, key=lambda r: r["batch"])
+    cpu = {"dtype": cpu_row["dtype"], "batch": cpu_row["batch"], "seconds_per_frame": cpu_row["s_per_frame_min"],
+           "streams_per_replica": streams_per_replica(cpu_row["s_per_frame_min"], RATE_HZ, UTILISATION),
+           "replica": f"this machine ({os.cpu_count()} cores)"}
+    config = LlavaOnevisionConfig()
+    flops = vision_flops_per_frame(config.vision_config, TEXT_HIDDEN)
+    gpu = gpu_model(flops, memory["snapshot_bytes"], memory["compress_s_per_chunk"], RATE_HZ, CHUNK_SPAN_S,
+                    REPUBLISH_S, GPU_ASSUMPTIONS)
+    return {"rate_hz": RATE_HZ, "utilisation": UTILISATION, "flops_per_frame": flops,
+            "cpu_effective_flops": flops / cpu["seconds_per_frame"], "cpu": cpu, "gpu": gpu}
+
+
+def print_capacity(encoder: dict, memory: dict, model: dict) -> None:
+    print_table([("dtype", ""), ("batch", "d"), ("calls", "d"), ("s/frame min", ".2f"), ("s/frame median", ".2f"),
+                 ("streams/replica @2fps", ".3f")],
+                [[r["dtype"], r["batch"], len(r["runs_s"]), r["s_per_frame_min"], r["s_per_frame_median"],
+                  streams_per_replica(r["s_per_frame_min"], RATE_HZ, UTILISATION)] for r in encoder["rows"]])
+    cpu, gpu = model["cpu"], model["gpu"]
+    print(f"\nvision path {model['flops_per_frame'] / 1e9:.0f} GFLOP/frame; this CPU ({cpu['dtype']}, batch "
+          f"{cpu['batch']}): {cpu['seconds_per_frame']:.2f} s/frame = {model['cpu_effective_flops'] / 1e9:.0f} "
+          f"GFLOP/s -> {cpu['streams_per_replica']:.3f} streams per replica at {UTILISATION:.0%} busy "
+          f"(one stream needs {1 / cpu['streams_per_replica']:.0f} such replicas)")
+    print(f"memory at D={memory['dim']}: {memory['compress_s_per_chunk'] * 1000:.1f} ms CPU per chunk, snapshot "
+          f"{memory['snapshot_bytes'] / 1000:.0f} kB on the wire")
+    per = gpu["streams_per_replica"]
+    print(f"GPU (assumed): {gpu['seconds_per_frame'] * 1000:.2f} ms/frame -> {per['encoder']:.0f} streams per "
+          f"replica by the encoder, {per['node_cpu']:.0f} by the node CPU, {per['node_network']:.0f} by the node "
+          f"network: {per['effective']:.0f} ({per['bound_by']}); linear up to {gpu['linear_until_replicas']} "
+          f"replicas, then capped at {gpu['fanout_cap_streams']} streams by the snapshot fan-out")
+    print_table([("GPU replicas", "d"), ("streams", "d"), ("bound by", "")],
+                [[g["replicas"], g["streams"], g["limit"]] for g in gpu["growth"]])
+
+
+def main() -> int:
+    parser = bench_parser(__doc__, "the encoder at batch 1 in dtype auto only, one timed frame (< 60 s)")
+    args = parser.parse_args()
+    run = BenchRun("scale", args.quick, started=STARTED)
+    dtype_auto = resolve_dtype("cpu")[0]
+    dtypes = [dtype_auto] if args.quick else sorted({"float32", dtype_auto})
+    plan = ((1, 1),) if args.quick else ((1, 2), (8, 1))  # (batch, timed calls): a batch-8 call is 45-80 s here
+    encoder = {"dtype_auto": dtype_auto, "torch_threads": torch.get_num_threads(), "rows": []}
+    for dtype in dtypes:
+        measured = encoder_cost(dtype, plan)
+        encoder["rows"] += measured.pop("rows")
+        encoder.update(measured)
+    memory = memory_cost(TEXT_HIDDEN)
+    model = capacity(encoder, memory)
+    print_capacity(encoder, memory, model)
+    run.finish({"encoder": encoder, "memory": memory, "capacity": model}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
