@@ -1,6 +1,6 @@
-"""`tokdyn` command line: demo, serve, streams add|list|rm, ask, compress, inspect, probe, train.
+"""`tokdyn` command line: demo, serve, streams add|list|rm, ask, scale, compress, inspect, probe, train.
 
-`serve` starts a pipeline (and the HTTP API) and keeps it running; `streams` and `ask` talk to that running
+`serve` starts a pipeline (and the HTTP API) and keeps it running; `streams`, `ask` and `scale` talk to that running
 pipeline through Ray: they join the cluster (`ray.init(address="auto")`) and find the controller by name
 ("tokdyn-controller" in namespace "tokdyn", `--namespace` to change). The HTTP API of `serve` offers the
 same operations to programs that do not speak Ray.
@@ -15,16 +15,20 @@ import math
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from actors.cluster import check_reachable
 from actors.errors import PipelineError
+from actors.status import ROLES
 from stream import probe
 
 if TYPE_CHECKING:
     from actors.client import PipelineClient
-    from actors.status import StreamStatus
+    from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
+
+EVENTS_SHOWN = 10  # `tokdyn scale` lists the pools' last events under the replicas
 
 
 def print_answer(events: Iterable[dict[str, Any]], out: TextIO = sys.stdout) -> dict[str, Any]:
@@ -143,6 +147,58 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def replica_count(text: str) -> int:
+    """argparse type of `scale ROLE N`: an integer 1..MAX_REPLICAS."""
+    from actors.config import MAX_REPLICAS  # imports torch (seconds): only when a count is given
+
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0  # refused below, with the text as given
+    if not 1 <= count <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"expected a number of replicas, an integer 1..{MAX_REPLICAS}, got {text!r}")
+    return count
+
+
+def check_scale(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 with a usage line, before anything connects, when `scale` has a ROLE but no N."""
+    if getattr(args, "command", None) == "scale" and args.role is not None and args.count is None:
+        parser.error(f"scale: expected ROLE and N together (e.g. `tokdyn scale {args.role} 2`), got no N")
+
+
+def replica_table(replicas: Iterable[ReplicaStatus]) -> list[str]:
+    """A header and one line per replica; '-' where a field does not apply to the role or is not known."""
+    def cell(value: float | int | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    lines = [f"{'ROLE':<8} {'REPLICA':<22} {'STATE':<12} {'NODE':<12} {'STREAMS':>7} {'FRAMES/S':>8} "
+             f"{'FILL':>5} {'QUEUE':>5} {'ANSWERING':>9}"]
+    for r in replicas:
+        lines.append(f"{r.role:<8} {r.name:<22} {r.state:<12} {(r.node_id or '-')[:12]:<12} {r.streams:>7} "
+                     f"{cell(r.frames_per_s, '.2f'):>8} {cell(r.batch_fill, '.2f'):>5} "
+                     f"{cell(r.queue_depth, 'd'):>5} {cell(r.answers_in_flight, 'd'):>9}")
+    return lines
+
+
+def event_line(event: ScaleEvent) -> str:
+    """One scale event: when (UTC), what, and why."""
+    at = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(event.at))
+    return f"{at}  {event.role} {event.action} {event.replica} -> {event.replicas} replica(s) ({event.reason})"
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.role is not None:  # ScaleRefused (the cluster cannot host them) exits 1 with its message
+        print("\n".join(replica_table(client.scale(args.role, args.count))))
+        return 0
+    print("\n".join(replica_table(client.replicas())))
+    events = client.scale_events()[-EVENTS_SHOWN:]
+    print(f"\nlast {len(events)} scale event(s), oldest first:" if events else "\nno scale events yet")
+    for event in events:
+        print(event_line(event))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from frontends.demo import run_demo
 
@@ -194,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     for name, helptext in (("streams", "manage the streams of a running `tokdyn serve`"),
-                           ("ask", "ask a running `tokdyn serve` about a stream (answer streamed)")):
+                           ("ask", "ask a running `tokdyn serve` about a stream (answer streamed)"),
+                           ("scale", "list the encoder and LLM replicas of a running `tokdyn serve`, or set "
+                                     "how many of a role run")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--address", default="auto", help="Ray cluster address of the running serve")
         p.add_argument("--namespace", default="tokdyn", help="Ray namespace of the running serve")
@@ -214,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
             rm = actions.add_parser("rm", help="stop a stream and delete its memory")
             rm.add_argument("stream_id")
             p.set_defaults(func=cmd_streams)
+        elif name == "scale":
+            p.add_argument("role", nargs="?", choices=ROLES, help="the pool to resize (omit both ROLE and N to "
+                           "list the replicas and the last scale events)")
+            p.add_argument("count", nargs="?", type=replica_count, metavar="N", help="replicas of ROLE to run")
+            p.set_defaults(func=cmd_scale)
         else:
             p.add_argument("stream_id")
             p.add_argument("question")
@@ -255,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_window(parser, args)
+    check_scale(parser, args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

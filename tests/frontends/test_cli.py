@@ -14,7 +14,9 @@ import httpx
 import pytest
 import yaml
 
-from frontends.cli import main
+from actors.config import MAX_REPLICAS
+from actors.status import ReplicaStatus, ScaleEvent
+from frontends.cli import build_parser, cmd_scale, event_line, main, replica_table
 from tests.helpers import wait_for, write_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +91,46 @@ def test_ask_bad_window_exits_2_before_connecting(window: list[str], message: st
     done = tokdyn("ask", "--address", "127.0.0.1:9", "cam", "What moves?", *window, timeout=60)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_scale_parses_a_listing_and_a_resize() -> None:
+    listing = build_parser().parse_args(["scale", "--address", "10.0.0.1:6379"])
+    assert (listing.role, listing.count, listing.address, listing.namespace, listing.func) == (
+        None, None, "10.0.0.1:6379", "tokdyn", cmd_scale)
+    resize = build_parser().parse_args(["scale", "llm", "3", "--namespace", "cams"])
+    assert (resize.role, resize.count, resize.namespace, resize.func) == ("llm", 3, "cams", cmd_scale)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["gpu", "2"], "argument role: invalid choice: 'gpu' (choose from 'encoder', 'llm')"),
+    (["encoder"], "scale: expected ROLE and N together (e.g. `tokdyn scale encoder 2`), got no N"),
+    (["encoder", "0"], f"argument N: expected a number of replicas, an integer 1..{MAX_REPLICAS}, got '0'"),
+    (["llm", str(MAX_REPLICAS + 1)], f"an integer 1..{MAX_REPLICAS}, got '{MAX_REPLICAS + 1}'"),
+    (["llm", "two"], f"an integer 1..{MAX_REPLICAS}, got 'two'"),
+    (["llm", "1.5"], f"an integer 1..{MAX_REPLICAS}, got '1.5'"),
+])
+def test_scale_bad_values_exit_2_before_connecting(argv: list[str], message: str,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """A bad ROLE or N is a usage error (exit 2) before the command joins any cluster: nothing listens at
+    the address, which would be a different error."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["scale", "--address", "127.0.0.1:9", *argv])
+    out = capsys.readouterr()
+    assert exit_.value.code == 2 and message in out.err and out.out == "", out.err
+
+
+def test_replica_table_and_event_line() -> None:
+    encoder = ReplicaStatus("encoder", "tokdyn-encoder-1", "0123456789abcdef0123", "alive", streams=3,
+                            frames_per_s=6.25, batch_fill=0.5, queue_depth=2)
+    llm = ReplicaStatus("llm", "tokdyn-llm-1", None, "unavailable", answers_in_flight=1)
+    header, *rows = replica_table([encoder, llm])
+    assert header.split() == ["ROLE", "REPLICA", "STATE", "NODE", "STREAMS", "FRAMES/S", "FILL", "QUEUE",
+                              "ANSWERING"]
+    assert rows[0].split() == ["encoder", "tokdyn-encoder-1", "alive", "0123456789ab", "3", "6.25", "0.50", "2", "-"]
+    assert rows[1].split() == ["llm", "tokdyn-llm-1", "unavailable", "-", "0", "-", "-", "-", "1"]
+    event = ScaleEvent(at=0.0, role="encoder", action="add", replica="tokdyn-encoder-2", replicas=2,
+                       reason="autoscale: lag")
+    assert event_line(event) == "1970-01-01 00:00:00Z  encoder add tokdyn-encoder-2 -> 2 replica(s) (autoscale: lag)"
 
 
 def test_compress_and_inspect_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
