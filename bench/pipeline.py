@@ -130,6 +130,14 @@ class FramePoller:
             thread.join(15)
 
 
+def add_streams(client: PipelineClient, clip: Path, ids: list[str]) -> None:
+    """Add streams `ids`, each playing `clip` live and looped at RATE_HZ in chunks of FRAMES_PER_CHUNK."""
+    specs = [{"stream_id": sid, "url": str(clip), "sample_rate_hz": RATE_HZ,
+              "frames_per_chunk": FRAMES_PER_CHUNK, "live": True, "loop": True} for sid in ids]
+    with ThreadPoolExecutor(max(1, len(specs))) as pool:  # concurrently: actor start-ups overlap
+        list(pool.map(client.add_stream, specs))
+
+
 def wait_first_chunks(client: PipelineClient, ids: list[str]) -> None:
     """Block until every stream in `ids` has a chunk in its memory, then let the start-up settle: new actors
     go on importing and warming up for a while, and that must not land on one side of a comparison."""
@@ -200,10 +208,7 @@ def ramp(client: PipelineClient, clip: Path, steps: list[int], window_s: float,
     try:
         for index, n in enumerate(steps):
             new = [f"cam{i}" for i in range(len(ids), n)]
-            specs = [{"stream_id": sid, "url": str(clip), "sample_rate_hz": RATE_HZ,
-                      "frames_per_chunk": FRAMES_PER_CHUNK, "live": True, "loop": True} for sid in new]
-            with ThreadPoolExecutor(max(1, len(specs))) as pool:  # concurrently: actor start-ups overlap
-                list(pool.map(client.add_stream, specs))
+            add_streams(client, clip, new)
             ids += new
             wait_first_chunks(client, ids)
             sides = [False] if poller is None else [False, True] if index % 2 == 0 else [True, False]

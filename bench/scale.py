@@ -13,8 +13,20 @@ costs and gives on a 2-node local Ray cluster.
 3. Capacity model (bench/capacity.py): streams per replica = utilisation / (2 frames/s x seconds per frame),
    on this CPU (measured) and on a GPU (FLOPs per frame from the shapes, named assumptions), and how it grows
    with replicas until a limit that replicas do not lift.
+4. Replica pool on a 2-node Ray cluster on this machine (ray.cluster_utils.Cluster on 127.0.0.1, each node
+   declaring num_gpus=1, every model on the CPU; encoder replicas reserve one GPU each, so two land one per
+   node; sockets bind the node address, `transport.bind: node`), the tiny model, streams as in
+   bench/pipeline.py (a 640x480 30 fps H.264 file played live, 2 frames/s in chunks of 4):
+   (a) routing and placement overhead: at a light load one encoder sustains, the mean time per chunk from the
+       source to the memory (the stages the pipeline's telemetry measures in the actors: decode, encode,
+       compress, transport incl. queueing) with 2 encoder replicas / with 1, the pool scaled at run time on
+       the same streams, 1 -> 2 -> 1 (the 1-replica figure is the mean of both sides, so drift cancels);
+       target <= 1.05.
+   (b) sustained streams (bench/pipeline.py's step search and criteria: lag < 2 s, pace, no drops) with 1 and
+       with 2 encoder replicas. Both nodes share this machine's 2 cores: a second replica adds no compute, so
+       (b) shows what the pool costs or saves in scheduling, not a doubling.
 
-    .venv/bin/python bench/scale.py --quick --json out/bench-scale.json
+    .venv/bin/python bench/scale.py --quick --json out/bench-scale.json   # --only encoder|cluster: one half
 """
 
 from __future__ import annotations
@@ -31,26 +43,41 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+import tempfile  # noqa: E402
+from collections import Counter  # noqa: E402
+
 import numpy as np  # noqa: E402
+import ray  # noqa: E402
 import torch  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
 from transformers import LlavaOnevisionConfig, Qwen2Config  # noqa: E402
 
+from actors.client import PipelineClient  # noqa: E402
+from actors.cluster import LOCAL_ONLY_ENV, LOOPBACK, join  # noqa: E402
+from actors.config import EncoderConfig, PipelineConfig, RayConfig, TransportConfig  # noqa: E402
 from actors.memory import REPUBLISH_S  # noqa: E402
+from actors.pipeline import start_pipeline  # noqa: E402
 from bench.capacity import GPU_ASSUMPTIONS, gpu_model, streams_per_replica, vision_flops_per_frame  # noqa: E402
 from bench.common import BenchRun, bench_parser, print_table, random_llava_onevision  # noqa: E402
+from bench.pipeline import (FRAMES_PER_CHUNK, FULL_STEPS, RATE_HZ, SETTLE_S, STAGES, add_streams,  # noqa: E402
+                            print_steps, ramp, run_step, summary, wait_first_chunks, write_clip)
 from compressor.config import CompressorConfig  # noqa: E402
 from compressor.registry import make_stream_compressor  # noqa: E402
 from stream.codec import Kind, Message, encode  # noqa: E402
 from vlm.config import resolve_dtype  # noqa: E402
 from vlm.llava_onevision import LlavaOnevision  # noqa: E402
+from vlm import ModelConfig  # noqa: E402
 from vlm.tokenizer import byte_level_tokenizer  # noqa: E402
 
-RATE_HZ, FRAMES_PER_CHUNK = 2.0, 4  # the pipeline's default sampling: 2 frames/s in chunks of 4 frames
-CHUNK_SPAN_S = FRAMES_PER_CHUNK / RATE_HZ
+CHUNK_SPAN_S = FRAMES_PER_CHUNK / RATE_HZ  # media seconds per chunk (bench/pipeline.py's sampling)
 TEXT_HIDDEN = 896  # Qwen2-0.5B's width: the projector's output
 BUDGET = 32
 UTILISATION = GPU_ASSUMPTIONS["utilisation"].value  # the same headroom on the CPU as on a GPU
 MEMORY_CHUNKS, MEMORY_WARMUP = 40, 10  # memory updates timed, after this many untimed ones
+NODES, CPUS_PER_NODE = 2, 4  # logical CPUs each node advertises (bench/pipeline.py's one node has 4)
+NAMESPACE = "tokdyn-bench-scale"
+OVERHEAD_TARGET = 1.05  # per-chunk time with 2 replicas / with 1
+POOL_TIMEOUT_S = 180.0  # a scaled pool has its replicas up and every stream advancing again
 
 
 def real_size_encoder(dtype: torch.dtype) -> LlavaOnevision:
@@ -148,22 +175,160 @@ def print_capacity(encoder: dict, memory: dict, model: dict) -> None:
                 [[g["replicas"], g["streams"], g["limit"]] for g in gpu["growth"]])
 
 
+def local_cluster() -> Cluster:
+    """NODES Ray nodes on this machine, on 127.0.0.1 only, each declaring one GPU (encoder replicas that reserve
+    one land one per node; every model still runs on the CPU); this process joins it."""
+    os.environ.update(LOCAL_ONLY_ENV)  # inherited by every Ray process the nodes start: see actors/cluster.py
+    node = {"num_cpus": CPUS_PER_NODE, "num_gpus": 1, "node_ip_address": LOOPBACK}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    for _ in range(NODES - 1):
+        cluster.add_node(**node)
+    join(cluster.address, NAMESPACE, log_to_driver=False)
+    return cluster
+
+
+def pool_config(checkpoint_dir: str) -> PipelineConfig:
+    """One encoder replica to start with, one GPU each (so the pool can take both nodes), node-address sockets."""
+    return PipelineConfig(ray=RayConfig(address="auto", namespace=NAMESPACE),
+                          transport=TransportConfig(bind="node", hwm=4, send_timeout_ms=200),
+                          model=ModelConfig(path="tiny", device="cpu"),
+                          encoder=EncoderConfig(replicas=1, num_gpus=1, batch_frames=32), checkpoint_dir=checkpoint_dir)
+
+
+def scale_encoders(client: PipelineClient, replicas: int, ids: list[str]) -> list[dict]:
+    """Set the encoder pool to `replicas` and wait until that many are alive, each serving a share of `ids`
+    (none idle when there are streams for it), and every stream has taken a new chunk since; then settle as a
+    new step does. Returns the encoder replicas' status."""
+    client.scale("encoder", replicas)
+    deadline = time.monotonic() + POOL_TIMEOUT_S
+    before = {s: client.stream_status(s).chunks_compressed or 0 for s in ids}
+    while True:
+        encoders = [r for r in client.replicas() if r.role == "encoder" and r.state == "alive"]
+        spread = len(encoders) == replicas and all(r.streams >= 1 for r in encoders[:len(ids)])
+        if spread and all((client.stream_status(s).chunks_compressed or 0) > before[s] for s in ids):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"expected {replicas} encoder replica(s) serving streams {ids} within "
+                               f"{POOL_TIMEOUT_S} s, got {[r.to_dict() for r in encoders]}")
+        time.sleep(0.5)  # polling the pool, with the deadline above
+    time.sleep(SETTLE_S)
+    return [r.to_dict() for r in encoders]
+
+
+def colocated(client: PipelineClient, ids: list[str], encoders: list[dict]) -> bool:
+    """Whether each replica's node runs exactly as many of the streams' sources and memories as it serves."""
+    nodes = Counter()
+    for sid in ids:
+        handles = client.stream_handles(sid)
+        where = {role: ray.get(handles[role].where.remote())["node_id"] for role in ("source", "memory")}
+        nodes[where["source"] if where["source"] == where["memory"] else None] += 1
+    return nodes == Counter({r["node_id"]: r["streams"] for r in encoders if r["streams"]})
+
+
+def per_chunk_s(step: dict) -> float:
+    """Source-to-memory seconds per chunk: the sum of the stage means (decode, encode, compress, transport)."""
+    return sum(step["stage_s"].get(stage, 0.0) for stage in STAGES)
+
+
+def routing_overhead(client: PipelineClient, clip: Path, streams: int, window_s: float) -> dict:
+    """Per-chunk time of `streams` light streams with 1, then 2, then 1 encoder replicas (same streams, pool
+    scaled at run time); ratio = the 2-replica figure / the mean of the 1-replica ones."""
+    ids = [f"cam{i}" for i in range(streams)]
+    add_streams(client, clip, ids)
+    sides = []
+    try:
+        wait_first_chunks(client, ids)
+        for replicas in (1, 2, 1):
+            encoders = scale_encoders(client, replicas, ids)
+            step = run_step(client, ids, window_s, None)
+            step.update(replicas=replicas, per_chunk_s=per_chunk_s(step), encoders=encoders,
+                        colocated=colocated(client, ids, encoders))
+            sides.append(step)
+            print(f"  {replicas} encoder replica(s): {step['per_chunk_s'] * 1000:.1f} ms per chunk, max lag "
+                  f"{step['max_lag_s']:.2f} s, sustained {step['sustained']}, co-located {step['colocated']}",
+                  flush=True)
+    finally:
+        for sid in ids:
+            client.remove_stream(sid)
+    one = (sides[0]["per_chunk_s"] + sides[2]["per_chunk_s"]) / 2
+    ratio = sides[1]["per_chunk_s"] / one
+    return {"streams": streams, "window_s": window_s, "sides": sides, "ratio": ratio, "target": OVERHEAD_TARGET,
+            "pass": ratio <= OVERHEAD_TARGET and all(s["sustained"] for s in sides)}
+
+
+def sustained(client: PipelineClient, clip: Path, steps: list[int], window_s: float) -> dict:
+    """bench/pipeline.py's step search with 1 encoder replica, then with 2."""
+    out = {}
+    for replicas in (1, 2):
+        scale_encoders(client, replicas, [])
+        plain, _ = ramp(client, clip, steps, window_s, None)
+        out[replicas] = summary(plain)
+        print_steps(f"{replicas} encoder(s)", plain)
+    return out
+
+
+def cluster_part(quick: bool, steps: list[int]) -> dict:
+    """(a) and, unless quick, (b) on a fresh 2-node cluster; everything started here is stopped here."""
+    cluster = local_cluster()
+    try:
+        with tempfile.TemporaryDirectory(prefix="tokdyn-bench-scale-") as tmp:
+            clip = write_clip(Path(tmp))
+            started = time.perf_counter()
+            client = start_pipeline(pool_config(str(Path(tmp) / "checkpoints")))
+            out = {"nodes": NODES, "startup_s": round(time.perf_counter() - started, 1)}
+            try:
+                out["overhead"] = routing_overhead(client, clip, 2 if quick else 4, 4.0 if quick else 20.0)
+                if not quick:
+                    out["sustained"] = sustained(client, clip, steps, 15.0)
+            finally:
+                client.shutdown()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return out
+
+
+def print_cluster(result: dict) -> None:
+    overhead = result["overhead"]
+    print_table([("encoder replicas", "d"), ("streams", "d"), ("chunks", "d"), ("per chunk ms", ".1f"),
+                 *((f"{k} ms", ".1f") for k in STAGES), ("max lag s", ".2f"), ("co-located", "")],
+                [[s["replicas"], s["streams"], s["chunks"], s["per_chunk_s"] * 1000,
+                  *(s["stage_s"][k] * 1000 if k in s["stage_s"] else None for k in STAGES), s["max_lag_s"],
+                  "yes" if s["colocated"] else "no"] for s in overhead["sides"]])
+    print(f"routing + placement overhead: {overhead['ratio']:.3f} per chunk with 2 replicas vs 1 (target <= "
+          f"{OVERHEAD_TARGET}) -> {'PASS' if overhead['pass'] else 'FAIL'}")
+    if "sustained" in result:
+        one, two = result["sustained"][1], result["sustained"][2]
+        print(f"sustained streams: {one['max_sustained_streams']} with 1 encoder replica, "
+              f"{two['max_sustained_streams']} with 2 (both nodes share this machine's {os.cpu_count()} cores)")
+
+
 def main() -> int:
-    parser = bench_parser(__doc__, "the encoder at batch 1 in dtype auto only, one timed frame (< 60 s)")
+    parser = bench_parser(__doc__, "encoder at batch 1 (dtype auto, one timed call) and (a) only, 2 streams (< 60 s)")
+    parser.add_argument("--only", choices=("encoder", "cluster"), help="run one half: parts 1-3 or part 4")
+    parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")],
+                        help="stream counts for (b), comma-separated (default: bench/pipeline.py's)")
     args = parser.parse_args()
     run = BenchRun("scale", args.quick, started=STARTED)
-    dtype_auto = resolve_dtype("cpu")[0]
-    dtypes = [dtype_auto] if args.quick else sorted({"float32", dtype_auto})
-    plan = ((1, 1),) if args.quick else ((1, 2), (8, 1))  # (batch, timed calls): a batch-8 call is 45-80 s here
-    encoder = {"dtype_auto": dtype_auto, "torch_threads": torch.get_num_threads(), "rows": []}
-    for dtype in dtypes:
-        measured = encoder_cost(dtype, plan)
-        encoder["rows"] += measured.pop("rows")
-        encoder.update(measured)
-    memory = memory_cost(TEXT_HIDDEN)
-    model = capacity(encoder, memory)
-    print_capacity(encoder, memory, model)
-    run.finish({"encoder": encoder, "memory": memory, "capacity": model}, args.json)
+    results = {}
+    if args.only != "cluster":
+        dtype_auto = resolve_dtype("cpu")[0]
+        dtypes = [dtype_auto] if args.quick else sorted({"float32", dtype_auto})
+        plan = ((1, 1),) if args.quick else ((1, 2), (8, 1))  # (batch, timed calls): batch 8 takes 45-80 s here
+        encoder = {"dtype_auto": dtype_auto, "torch_threads": torch.get_num_threads(), "rows": []}
+        for dtype in dtypes:
+            measured = encoder_cost(dtype, plan)
+            encoder["rows"] += measured.pop("rows")
+            encoder.update(measured)
+        memory = memory_cost(TEXT_HIDDEN)
+        results.update(encoder=encoder, memory=memory, capacity=capacity(encoder, memory))
+        print_capacity(encoder, memory, results["capacity"])
+    if args.only != "encoder":
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away cluster on 127.0.0.1
+        results["cluster"] = cluster_part(args.quick, args.steps or list(FULL_STEPS))
+        print()
+        print_cluster(results["cluster"])
+    run.finish(results, args.json)
     return 0
 
 
