@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python bench/query.py --quick --json out/bench-query.json
 	$(BIN)/python bench/qa.py --quick --json out/bench-qa.json
 	$(BIN)/python bench/reader.py --quick --json out/bench-reader.json
+	$(BIN)/python bench/scale.py --quick --json out/bench-scale.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
