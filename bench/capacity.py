@@ -11,7 +11,8 @@ crosses to another replica. What does not grow with encoder replicas, and so cap
   - the node's CPU, which decodes every camera frame (sampling keeps 2 of 30) and runs every memory's update;
   - the node's network: camera bitrate in, every memory's snapshot out to every LLM replica;
   - each LLM replica's network: it receives every stream's snapshot about once a second (the memory publishes
-    on every chunk and re-publishes its newest after REPUBLISH_S idle), however many encoder replicas there are.
+    on every chunk and re-publishes its newest after REPUBLISH_S idle), however many encoder replicas there are;
+  - the one controller, which re-sends every stream's wiring once a round (when its call rate was measured).
 """
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ def publishes_per_s(chunk_span_s: float, republish_s: float) -> float:
 
 
 def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, rate_hz: float, chunk_span_s: float,
-              republish_s: float, a: dict[str, Assumption]) -> dict[str, Any]:
+              republish_s: float, a: dict[str, Assumption], controller_cap: float | None = None) -> dict[str, Any]:
     """Streams per GPU encoder replica and per cluster, with the limit that binds at each replica count.
 
     flops: per frame (vision_flops_per_frame); snapshot_bytes: one snapshot message on the wire;
     compress_s_per_chunk: CPU seconds of one memory update (with its checkpoint bytes and snapshot);
-    `a`: the assumptions by name (GPU_ASSUMPTIONS).
+    `a`: the assumptions by name (GPU_ASSUMPTIONS); controller_cap: streams the one controller re-wires per
+    round (None: not measured, no such cap).
     """
     u = a["utilisation"].value
     # CPU seconds per second one stream costs its node: every camera frame decoded, one update per chunk.
@@ -85,17 +87,24 @@ def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, ra
     bound = {encoder: "encoder GPU", cpu_per_replica: "node CPU (decode + memory updates)",
              net_per_replica: "node network (camera in + snapshots out)"}[per_replica]
     fanout_cap = nic / snapshot_rate  # streams whose snapshots fill one LLM replica's network
+    caps = {"LLM replica network (snapshot fan-out)": fanout_cap}
+    if controller_cap is not None:
+        caps["controller (wiring round)"] = controller_cap
+    cap_name = min(caps, key=caps.get)
+    cap = caps[cap_name]
     growth = []
     for replicas in (1, 8, 64, 256, 1024):
         linear = replicas * per_replica
-        growth.append({"replicas": replicas, "streams": math.floor(min(linear, fanout_cap)),
-                       "limit": bound if linear <= fanout_cap else "LLM replica network (snapshot fan-out)"})
+        growth.append({"replicas": replicas, "streams": math.floor(min(linear, cap)),
+                       "limit": bound if linear <= cap else cap_name})
     return {
         "seconds_per_frame": seconds_per_frame, "frames_per_s": 1 / seconds_per_frame,
         "streams_per_replica": {"encoder": encoder, "node_cpu": cpu_per_replica, "node_network": net_per_replica,
                                 "effective": per_replica, "bound_by": bound},
         "cpu_core_s_per_stream_s": cpu_core_s_per_stream, "snapshot_bytes_per_s_per_stream_per_llm": snapshot_rate,
-        "linear_until_replicas": math.floor(fanout_cap / per_replica), "fanout_cap_streams": math.floor(fanout_cap),
+        "linear_until_replicas": math.floor(cap / per_replica), "cap_streams": math.floor(cap), "cap": cap_name,
+        "fanout_cap_streams": math.floor(fanout_cap),
+        "controller_cap_streams": None if controller_cap is None else math.floor(controller_cap),
         "growth": growth, "assumptions": [asdict(x) for x in a.values()],
     }
 

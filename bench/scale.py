@@ -13,7 +13,7 @@ costs and gives on a 2-node local Ray cluster.
 3. Capacity model (bench/capacity.py): streams per replica = utilisation / (2 frames/s x seconds per frame),
    on this CPU (measured) and on a GPU (FLOPs per frame from the shapes, named assumptions), and how it grows
    with replicas until a limit that replicas do not lift.
-4. Replica pool on a 2-node Ray cluster on this machine (ray.cluster_utils.Cluster on 127.0.0.1, each node
+4. Replica pool (bench/replica_pool.py) on a 2-node Ray cluster on this machine (127.0.0.1 only, each node
    declaring num_gpus=1, every model on the CPU; encoder replicas reserve one GPU each, so two land one per
    node; sockets bind the node address, `transport.bind: node`), the tiny model, streams as in
    bench/pipeline.py (a 640x480 30 fps H.264 file played live, 2 frames/s in chunks of 4):
@@ -25,6 +25,8 @@ costs and gives on a 2-node local Ray cluster.
    (b) sustained streams (bench/pipeline.py's step search and criteria: lag < 2 s, pace, no drops) with 1 and
        with 2 encoder replicas. Both nodes share this machine's 2 cores: a second replica adds no compute, so
        (b) shows what the pool costs or saves in scheduling, not a doubling.
+   (c) Ray actor calls per second from one process (the controller's wiring round makes CONTROL_CALLS per
+       stream every RECONCILE_S): with (a), the capacity model's controller cap.
 
     .venv/bin/python bench/scale.py --quick --json out/bench-scale.json   # --only encoder|cluster: one half
 """
@@ -34,7 +36,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 STARTED = time.perf_counter()  # --quick's 60 s budget counts the imports too
@@ -44,31 +45,21 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Run as a script, bench/ is sys.path[0], where bench/compressor.py would shadow the compressor package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import tempfile  # noqa: E402
-from collections import Counter  # noqa: E402
-
 import numpy as np  # noqa: E402
-import ray  # noqa: E402
 import torch  # noqa: E402
-from ray.cluster_utils import Cluster  # noqa: E402
-from ray.exceptions import RayError  # noqa: E402
 from transformers import LlavaOnevisionConfig, Qwen2Config  # noqa: E402
 
-from actors.client import PipelineClient  # noqa: E402
-from actors.cluster import LOCAL_ONLY_ENV, LOOPBACK, join  # noqa: E402
-from actors.config import EncoderConfig, PipelineConfig, RayConfig, TransportConfig  # noqa: E402
+from actors.controller import RECONCILE_S  # noqa: E402
 from actors.memory import REPUBLISH_S  # noqa: E402
-from actors.pipeline import start_pipeline  # noqa: E402
 from bench.capacity import GPU_ASSUMPTIONS, gpu_model, streams_per_replica, vision_flops_per_frame  # noqa: E402
 from bench.common import BenchRun, bench_parser, print_table, random_llava_onevision  # noqa: E402
-from bench.pipeline import (FRAMES_PER_CHUNK, FULL_STEPS, RATE_HZ, SETTLE_S, STAGES, add_streams,  # noqa: E402
-                            print_steps, ramp, run_step, summary, wait_first_chunks, write_clip)
+from bench.pipeline import FRAMES_PER_CHUNK, FULL_STEPS, RATE_HZ  # noqa: E402
+from bench.replica_pool import cluster_part, print_cluster  # noqa: E402
 from compressor.config import CompressorConfig  # noqa: E402
 from compressor.registry import make_stream_compressor  # noqa: E402
 from stream.codec import Kind, Message, encode  # noqa: E402
 from vlm.config import resolve_dtype  # noqa: E402
 from vlm.llava_onevision import LlavaOnevision  # noqa: E402
-from vlm import ModelConfig  # noqa: E402
 from vlm.tokenizer import byte_level_tokenizer  # noqa: E402
 
 CHUNK_SPAN_S = FRAMES_PER_CHUNK / RATE_HZ  # media seconds per chunk (bench/pipeline.py's sampling)
@@ -76,12 +67,9 @@ TEXT_HIDDEN = 896  # Qwen2-0.5B's width: the projector's output
 BUDGET = 32
 UTILISATION = GPU_ASSUMPTIONS["utilisation"].value  # the same headroom on the CPU as on a GPU
 MEMORY_CHUNKS, MEMORY_WARMUP = 40, 10  # memory updates timed, after this many untimed ones
-NODES, CPUS_PER_NODE = 2, 4  # logical CPUs each node advertises (bench/pipeline.py's one node has 4)
-NAMESPACE = "tokdyn-bench-scale"
-OVERHEAD_TARGET = 1.05  # per-chunk time with 2 replicas / with 1
-POOL_TIMEOUT_S = 180.0  # a scaled pool has its replicas up and every stream advancing again
-CALL_TIMEOUT_S = 10.0  # an actor's where() call
-COLOCATE_TIMEOUT_S = 30.0  # after serving, for the controller to move streams to their replica's node
+# Ray calls the controller makes per stream every wiring round (actors/controller.py reconcile: the memory's
+# endpoints and where in _observe_streams, its publish targets and the source's target in _wire).
+CONTROL_CALLS = 4
 
 
 def real_size_encoder(dtype: torch.dtype) -> LlavaOnevision:
@@ -143,8 +131,9 @@ def memory_cost(dim: int) -> dict:
             "snapshot_bytes": sum(memoryview(part).nbytes for part in wire)}
 
 
-def capacity(encoder: dict, memory: dict) -> dict:
-    """The capacity model on this CPU (measured, dtype auto, the largest batch) and on a GPU (assumed)."""
+def capacity(encoder: dict, memory: dict, control_calls_per_s: float | None) -> dict:
+    """The capacity model on this CPU (measured, dtype auto, the largest batch) and on a GPU (assumed); with the
+    measured control-call rate, the controller's wiring round caps the cluster too."""
     auto = [r for r in encoder["rows"] if r["dtype"] == encoder["dtype_auto"]]
     cpu_row = max(auto, key=lambda r: r["batch"])
     cpu = {"dtype": cpu_row["dtype"], "batch": cpu_row["batch"], "seconds_per_frame": cpu_row["s_per_frame_min"],
@@ -152,9 +141,11 @@ def capacity(encoder: dict, memory: dict) -> dict:
            "replica": f"this machine ({os.cpu_count()} cores)"}
     config = LlavaOnevisionConfig()
     flops = vision_flops_per_frame(config.vision_config, TEXT_HIDDEN)
+    controller_cap = None if control_calls_per_s is None else control_calls_per_s * RECONCILE_S / CONTROL_CALLS
     gpu = gpu_model(flops, memory["snapshot_bytes"], memory["compress_s_per_chunk"], RATE_HZ, CHUNK_SPAN_S,
-                    REPUBLISH_S, GPU_ASSUMPTIONS)
+                    REPUBLISH_S, GPU_ASSUMPTIONS, controller_cap)
     return {"rate_hz": RATE_HZ, "utilisation": UTILISATION, "flops_per_frame": flops,
+            "control_calls_per_s": control_calls_per_s, "control_calls_per_stream_round": CONTROL_CALLS,
             "cpu_effective_flops": flops / cpu["seconds_per_frame"], "cpu": cpu, "gpu": gpu}
 
 
@@ -174,174 +165,10 @@ def print_capacity(encoder: dict, memory: dict, model: dict) -> None:
     print(f"GPU (assumed): {gpu['seconds_per_frame'] * 1000:.2f} ms/frame -> {per['encoder']:.0f} streams per "
           f"replica by the encoder, {per['node_cpu']:.0f} by the node CPU, {per['node_network']:.0f} by the node "
           f"network: {per['effective']:.0f} ({per['bound_by']}); linear up to {gpu['linear_until_replicas']} "
-          f"replicas, then capped at {gpu['fanout_cap_streams']} streams by the snapshot fan-out")
+          f"replicas, then capped at {gpu['cap_streams']} streams by the {gpu['cap']} (snapshot fan-out cap "
+          f"{gpu['fanout_cap_streams']}, controller cap {gpu['controller_cap_streams'] or 'not measured'})")
     print_table([("GPU replicas", "d"), ("streams", "d"), ("bound by", "")],
                 [[g["replicas"], g["streams"], g["limit"]] for g in gpu["growth"]])
-
-
-def local_cluster() -> Cluster:
-    """NODES Ray nodes on this machine, on 127.0.0.1 only, each declaring one GPU (encoder replicas that reserve
-    one land one per node; every model still runs on the CPU); this process joins it."""
-    os.environ.update(LOCAL_ONLY_ENV)  # inherited by every Ray process the nodes start: see actors/cluster.py
-    node = {"num_cpus": CPUS_PER_NODE, "num_gpus": 1, "node_ip_address": LOOPBACK}
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    for _ in range(NODES - 1):
-        cluster.add_node(**node)
-    join(cluster.address, NAMESPACE, log_to_driver=False)
-    return cluster
-
-
-def pool_config(checkpoint_dir: str) -> PipelineConfig:
-    """One encoder replica to start with, one GPU each (so the pool can take both nodes), node-address sockets."""
-    return PipelineConfig(ray=RayConfig(address="auto", namespace=NAMESPACE),
-                          transport=TransportConfig(bind="node", hwm=4, send_timeout_ms=200),
-                          model=ModelConfig(path="tiny", device="cpu"),
-                          encoder=EncoderConfig(replicas=1, num_gpus=1, batch_frames=32), checkpoint_dir=checkpoint_dir)
-
-
-def scale_encoders(client: PipelineClient, replicas: int, ids: list[str]) -> tuple[list[dict], float, float | None]:
-    """Set the encoder pool to `replicas`; wait until that many are alive, each serving a share of `ids` (none
-    idle when there are streams for it), and every stream has taken a new chunk since (raises TimeoutError after
-    POOL_TIMEOUT_S); then up to COLOCATE_TIMEOUT_S more until every stream's source and memory run on its
-    replica's node (the controller moves them there); then settle as a new step does.
-    Returns (the encoder replicas' status, seconds until they served, seconds until co-located or None)."""
-    started = time.monotonic()
-    client.scale("encoder", replicas)
-    before = {s: client.stream_status(s).chunks_compressed or 0 for s in ids}
-
-    def encoders() -> list[dict]:
-        return [r.to_dict() for r in client.replicas() if r.role == "encoder" and r.state == "alive"]
-
-    def serving() -> bool:
-        pool = encoders()
-        return len(pool) == replicas and all(r["streams"] >= 1 for r in pool[:len(ids)]) \
-            and all((client.stream_status(s).chunks_compressed or 0) > before[s] for s in ids)
-
-    if not poll(serving, POOL_TIMEOUT_S):
-        raise TimeoutError(f"expected {replicas} encoder replica(s) serving streams {ids} within "
-                           f"{POOL_TIMEOUT_S} s, got {encoders()}")
-    serving_s = time.monotonic() - started
-    together = poll(lambda: colocated(client, ids, encoders()), COLOCATE_TIMEOUT_S)
-    colocated_s = time.monotonic() - started if together else None
-    time.sleep(SETTLE_S)
-    return encoders(), serving_s, colocated_s
-
-
-def poll(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """Whether `condition()` became true within `timeout_s` (checked every half second)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)  # polling a condition, with the deadline above
-    return True
-
-
-def colocated(client: PipelineClient, ids: list[str], encoders: list[dict]) -> bool:
-    """Whether each replica's node runs exactly as many of the streams' sources and memories as it serves."""
-    nodes = Counter()
-    for sid in ids:
-        handles = client.stream_handles(sid)
-        try:
-            where = {role: ray.get(handles[role].where.remote(), timeout=CALL_TIMEOUT_S)["node_id"]
-                     for role in ("source", "memory")}
-        except RayError:  # a stream being moved: its actors are stopping or starting (GetTimeoutError is one)
-            return False
-        nodes[where["source"] if where["source"] == where["memory"] else None] += 1
-    return nodes == Counter({r["node_id"]: r["streams"] for r in encoders if r["streams"]})
-
-
-def per_chunk_s(step: dict) -> float:
-    """Source-to-memory seconds per chunk: the sum of the stage means (decode, encode, compress, transport)."""
-    return sum(step["stage_s"].get(stage, 0.0) for stage in STAGES)
-
-
-def routing_overhead(client: PipelineClient, clip: Path, streams: int, window_s: float, sides: tuple[int, ...],
-                     ) -> dict:
-    """Per-chunk time of `streams` light streams with 1 then 2 (then 1 again) encoder replicas as `sides` says
-    (same streams, pool scaled at run time); ratio = the 2-replica figure / the mean of the 1-replica ones."""
-    ids = [f"cam{i}" for i in range(streams)]
-    add_streams(client, clip, ids)
-    steps = []
-    try:
-        started = time.monotonic()
-        wait_first_chunks(client, ids)
-        first_chunks_s = time.monotonic() - started - SETTLE_S
-        for replicas in sides:
-            encoders, serving_s, colocated_s = scale_encoders(client, replicas, ids)
-            step = run_step(client, ids, window_s, None)
-            step.update(replicas=replicas, per_chunk_s=per_chunk_s(step), encoders=encoders, serving_s=serving_s,
-                        colocated_s=colocated_s, colocated=colocated(client, ids, encoders))  # after the window
-            steps.append(step)
-            print(f"  {replicas} encoder replica(s), serving {serving_s:.1f} s after the scale call: "
-                  f"{step['per_chunk_s'] * 1000:.1f} ms per chunk, max lag "
-                  f"{step['max_lag_s']:.2f} s, sustained {step['sustained']}, co-located {step['colocated']}",
-                  flush=True)
-    finally:
-        for sid in ids:
-            client.remove_stream(sid)
-    one = np.mean([s["per_chunk_s"] for s in steps if s["replicas"] == 1])
-    ratio = float(np.mean([s["per_chunk_s"] for s in steps if s["replicas"] == 2]) / one)
-    return {"streams": streams, "window_s": window_s, "first_chunks_s": first_chunks_s, "sides": steps,
-            "ratio": ratio, "target": OVERHEAD_TARGET,
-            "pass": ratio <= OVERHEAD_TARGET and all(s["sustained"] and s["colocated"] for s in steps)}
-
-
-def sustained(client: PipelineClient, clip: Path, steps: list[int], window_s: float) -> dict:
-    """bench/pipeline.py's step search with 1 encoder replica, then with 2."""
-    out = {}
-    for replicas in (1, 2):
-        scale_encoders(client, replicas, [])  # the whole pool up before the first stream is placed
-        plain, _ = ramp(client, clip, steps, window_s, None)
-        out[replicas] = summary(plain)
-        print_steps(f"{replicas} encoder(s)", plain)
-    return out
-
-
-def cluster_part(quick: bool, steps: list[int]) -> dict:
-    """(a) and, unless quick, (b) on a fresh 2-node cluster; everything started here is stopped here."""
-    started = time.perf_counter()
-    cluster = local_cluster()
-    cluster_s = time.perf_counter() - started
-    try:
-        with tempfile.TemporaryDirectory(prefix="tokdyn-bench-scale-") as tmp:
-            clip = write_clip(Path(tmp))
-            started = time.perf_counter()
-            client = start_pipeline(pool_config(str(Path(tmp) / "checkpoints")))
-            out = {"nodes": NODES, "cluster_start_s": round(cluster_s, 1),
-                   "pipeline_start_s": round(time.perf_counter() - started, 1)}
-            try:
-                out["overhead"] = (routing_overhead(client, clip, 2, 4.0, (1, 2)) if quick
-                                   else routing_overhead(client, clip, 4, 20.0, (1, 2, 1)))
-                if not quick:
-                    out["sustained"] = sustained(client, clip, steps, 15.0)
-            finally:
-                client.shutdown()
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    return out
-
-
-def print_cluster(result: dict) -> None:
-    overhead = result["overhead"]
-    print(f"{result['nodes']}-node cluster started in {result['cluster_start_s']:.1f} s, pipeline in "
-          f"{result['pipeline_start_s']:.1f} s, first chunks of {overhead['streams']} streams "
-          f"{overhead['first_chunks_s']:.1f} s later; each pool change serving again after "
-          + ", ".join(f"{s['serving_s']:.1f} s ({s['replicas']} replicas)" for s in overhead["sides"])
-          + "; co-located after " + ", ".join("never" if s["colocated_s"] is None else f"{s['colocated_s']:.1f} s"
-                                             for s in overhead["sides"]))
-    print_table([("encoder replicas", "d"), ("streams", "d"), ("chunks", "d"), ("per chunk ms", ".1f"),
-                 *((f"{k} ms", ".1f") for k in STAGES), ("max lag s", ".2f"), ("co-located", "")],
-                [[s["replicas"], s["streams"], s["chunks"], s["per_chunk_s"] * 1000,
-                  *(s["stage_s"][k] * 1000 if k in s["stage_s"] else None for k in STAGES), s["max_lag_s"],
-                  "yes" if s["colocated"] else "no"] for s in overhead["sides"]])
-    print(f"routing + placement overhead: {overhead['ratio']:.3f} per chunk with 2 replicas vs 1 (target <= "
-          f"{OVERHEAD_TARGET}) -> {'PASS' if overhead['pass'] else 'FAIL'}")
-    if "sustained" in result:
-        one, two = result["sustained"][1], result["sustained"][2]
-        print(f"sustained streams: {one['max_sustained_streams']} with 1 encoder replica, "
-              f"{two['max_sustained_streams']} with 2 (both nodes share this machine's {os.cpu_count()} cores)")
 
 
 def main() -> int:
@@ -361,14 +188,16 @@ def main() -> int:
             measured = encoder_cost(dtype, plan)
             encoder["rows"] += measured.pop("rows")
             encoder.update(measured)
-        memory = memory_cost(TEXT_HIDDEN)
-        results.update(encoder=encoder, memory=memory, capacity=capacity(encoder, memory))
-        print_capacity(encoder, memory, results["capacity"])
+        results.update(encoder=encoder, memory=memory_cost(TEXT_HIDDEN))
     if args.only != "encoder":
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away cluster on 127.0.0.1
         results["cluster"] = cluster_part(args.quick, args.steps or list(FULL_STEPS))
-        print()
         print_cluster(results["cluster"])
+        print()
+    if "encoder" in results:
+        calls = results["cluster"]["overhead"]["control_calls_per_s"] if "cluster" in results else None
+        results["capacity"] = capacity(results["encoder"], results["memory"], calls)
+        print_capacity(results["encoder"], results["memory"], results["capacity"])
     run.finish(results, args.json)
     return 0
 
