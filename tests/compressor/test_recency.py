@@ -93,3 +93,50 @@ def test_key_map_keeps_recent_frames_only_and_restores() -> None:
         payload = payload_of(data)
         payload["method_state"]["keymap"]["offset"] = 1000
         StreamingTokenDynamics.from_bytes(dumps("token_dynamics", payload))
+
+
+def episodes(seed: int, count: int, frames: int) -> list[torch.Tensor]:
+    """``count`` episodes of ``[frames, 4, 4, 16]`` tokens, each around 8 directions of its own (unrelated
+    content: a camera that cuts to a new scene every episode)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        directions = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)
+        labels = torch.randint(0, 8, (frames, 4, 4), generator=g)
+        out.append((directions[labels] + 0.15 * torch.randn(frames, 4, 4, 16, generator=g)) * 3)
+    return out
+
+
+def latest_over_fresh(parts: list[torch.Tensor], config: CompressorConfig) -> float:
+    """Fidelity of the last part in a memory that saw every part (1 frame per media second) over a fresh
+    memory's on that part alone."""
+    def stream(chunks: list[torch.Tensor]) -> StreamingTokenDynamics:
+        compressor, frame = StreamingTokenDynamics(config), 0
+        for part in chunks:
+            for i in range(0, part.shape[0], 4):
+                compressor.update(part[i:i + 4], np.arange(frame, frame + 4, dtype=np.float64))
+                frame += 4
+        return compressor
+
+    latest = parts[-1]
+    live, fresh = stream(parts), stream(parts[-1:])
+    ours = fidelity_keymap(latest, torch.from_numpy(live.snapshot().base.copy()),
+                           live.key_map(live.frames_seen - latest.shape[0]))
+    theirs = fidelity_keymap(latest, torch.from_numpy(fresh.snapshot().base.copy()), fresh.key_map())
+    return ours / theirs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_default_recency_does_not_degrade_with_the_length_of_the_history(seed: int) -> None:
+    # given a minute of new content after 1 or after 11 minutes of unrelated content, default recency
+    # (half_life_s, novelty_threshold), K = 8
+    parts = episodes(seed, 12, 60)
+    config = CompressorConfig(budget=8)
+    short, long = latest_over_fresh(parts[-2:], config), latest_over_fresh(parts, config)
+    # then the long history costs the new minute (almost) nothing more than the short one: the live memory
+    # is about the last minutes, whatever came before (issue 11: the ratio fell from 0.977 to 0.880 as the
+    # history grew)
+    assert long >= short - 0.06 and long >= 0.8
+    # while the old default (10-minute half-life, novelty below 0.6) lets the history crowd the new minute out
+    old = CompressorConfig(budget=8, half_life_s=600.0, novelty_threshold=0.6)
+    assert latest_over_fresh(parts, old) < long - 0.05
