@@ -19,6 +19,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from actors.errors import PipelineError, PipelineUnavailable, StreamFailed, StreamNotFound, StreamNotReady
+from actors.routing import LLMRouter
 from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class PipelineClient:
     def __init__(self, controller: Any, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
         self.controller = controller
         self.call_timeout_s = call_timeout_s
-        self._llm: Any = None
+        self.adopted = False  # set by actors.pipeline.start_pipeline: it found this pipeline running
+        self.router = LLMRouter(lambda: self._get("llm_handles"))
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
@@ -147,19 +149,39 @@ class PipelineClient:
             return False
 
     def llm(self) -> Any:
-        """The LLM actor's handle (the same actor for the pipeline's life: Ray restarts it in place)."""
-        if self._llm is None:
-            self._llm = self._get("llm_handle")
-        return self._llm
+        """The handle of the LLM replica the next question would go to (the least busy from this client)."""
+        return self._pick_llm()[1]
 
     async def llm_async(self) -> Any:
-        if self._llm is None:
-            self._llm = await self._get_async("llm_handle")
-        return self._llm
+        return (await self._pick_llm_async())[1]
+
+    def _pick_llm(self) -> tuple[str, Any]:
+        if self.router.stale():
+            self.router.update(self._get("llm_handles"))
+        return self._picked()
+
+    async def _pick_llm_async(self) -> tuple[str, Any]:
+        if self.router.stale():
+            self.router.update(await self._get_async("llm_handles"))
+        return self._picked()
+
+    def _picked(self) -> tuple[str, Any]:
+        try:
+            return self.router.pick()
+        except LookupError:
+            raise PipelineUnavailable("no LLM replica is alive (restarting or being added): retry shortly") from None
 
     def encoder(self) -> Any:
-        """The encoder actor's handle."""
-        return self._get("encoder_handle")
+        """The first encoder replica's handle (tools and fault drills; `encoders()` has them all)."""
+        return next(iter(self.encoders().values()))
+
+    def assignments(self) -> dict[str, str]:
+        """Stream id -> name of the encoder replica that serves it."""
+        return self._get("assignments")
+
+    def encoders(self) -> dict[str, Any]:
+        """Every encoder replica's handle by name."""
+        return self._get("encoder_handles")
 
     async def models_async(self) -> list[str]:
         """Names of the models that answer."""
@@ -181,27 +203,34 @@ class PipelineClient:
         bad messages (PromptTooLong over the prompt cap).
         """
         messages = [{"role": "user", "content": question}] if isinstance(question, str) else question
+        name, llm = self._pick_llm()
+        unavailable = False
         try:
-            for ref in self.llm().ask.remote(stream_id, messages, max_tokens, temperature, stop, window):
+            for ref in llm.ask.remote(stream_id, messages, max_tokens, temperature, stop, window):
                 yield ray.get(ref)
         except Exception as exc:
             error = unwrap(exc)
+            unavailable = isinstance(error, PipelineUnavailable)
             if isinstance(error, (StreamNotFound, StreamNotReady)):
                 error = _explained(error, stream_id, self._status_or_none(stream_id))
             raise error from None
+        finally:
+            self.router.done(name, unavailable)
 
     async def ask_async(self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int,
                         temperature: float, stop: list[str] | None = None,
                         window: tuple[float, float] | None = None) -> AsyncIterator[dict[str, Any]]:
         """`ask` for an event loop; an abandoned answer (client gone, failure) is cancelled in the LLM."""
-        answer = (await self.llm_async()).ask.remote(stream_id, messages, max_tokens, temperature, stop, window)
-        finished = False
+        name, llm = await self._pick_llm_async()
+        finished = unavailable = False
+        answer = llm.ask.remote(stream_id, messages, max_tokens, temperature, stop, window)
         try:
             async for ref in answer:
                 yield await ref
             finished = True
         except Exception as exc:
             error = unwrap(exc)
+            unavailable = isinstance(error, PipelineUnavailable)
             if isinstance(error, (StreamNotFound, StreamNotReady)):
                 try:
                     status = await self.stream_status_async(stream_id)
@@ -210,6 +239,7 @@ class PipelineClient:
                 error = _explained(error, stream_id, status)
             raise error from None
         finally:
+            self.router.done(name, unavailable)
             if not finished:  # free the LLM for other questions
                 _cancel(answer)
 

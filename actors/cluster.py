@@ -25,7 +25,7 @@ LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 PROBE_TIMEOUT_S = 3.0
 
 
-def _local_only() -> None:
+def local_only() -> None:
     """Make Ray keep this process's node, and the Ray processes it starts, on 127.0.0.1."""
     os.environ.update(LOCAL_ONLY_ENV)  # read at import by every Ray process this one starts
     # ... and already read by this process's `import ray`: set the value it derived from it (Ray consults
@@ -39,7 +39,7 @@ def start_local(num_cpus: int | None, namespace: str, **options: Any) -> None:
     """Start a fresh single-node cluster on 127.0.0.1 in this process (`ray.init(address="local")`)."""
     import ray  # here, not at the top: the CLI probes an address before it pays for importing Ray
 
-    _local_only()
+    local_only()
     ray.init(address="local", num_cpus=num_cpus, namespace=namespace, include_dashboard=False,
              _node_ip_address=LOOPBACK, **options)
 
@@ -65,7 +65,7 @@ def join(address: str, namespace: str, **options: Any) -> None:
     _use_token_if_any()
     host = target.rpartition(":")[0].strip("[]")
     if "://" not in target and _is_loopback(host):
-        _local_only()
+        local_only()
         options["_node_ip_address"] = LOOPBACK
     ray.init(address=target, namespace=namespace, **options)
 

@@ -73,6 +73,8 @@ class EncoderWorker:
         self.bad_chunks = 0
         self.unrouted = 0  # chunks of streams the controller has not routed (removed, or not ours)
         self.batches = 0
+        self.frames = 0  # frames encoded (all streams)
+        self.queued = 0  # token messages waiting for a memory that is not taking them
         self.encode_s = 0.0
         self._loop = LoopThread("encoder", self._run, exit_on_crash)
 
@@ -96,7 +98,8 @@ class EncoderWorker:
     def stats(self) -> dict:
         with self._lock:
             per_stream = {sid: vars(c).copy() for sid, c in self._counters.items()}
-        return {"batches": self.batches, "bad_chunks": self.bad_chunks + self._frames_in.stats.bad,
+        return {"batches": self.batches, "frames": self.frames, "batch_frames": self.config.batch_frames,
+                "queued": self.queued, "bad_chunks": self.bad_chunks + self._frames_in.stats.bad,
                 "unrouted": self.unrouted, "encode_s": self.encode_s,
                 "streams": per_stream, "loop_error": self._loop.error}
 
@@ -121,6 +124,7 @@ class EncoderWorker:
                         self._counters[msg.stream_id].dropped += 1
                     queue.append(msg)
                 self._flush(pending, outs, routes)
+                self.queued = sum(len(q) for q in pending.values())
         finally:
             self._frames_in.close()
             for sock in outs.values():
@@ -177,6 +181,7 @@ class EncoderWorker:
         self.encode_s += elapsed
         self.batches += 1
         total = sum(len(f) for _, f, _ in good)
+        self.frames += total
         for (msg, frames, timings), (_, part) in zip(good, encoded):
             timings["encode"] = elapsed * len(frames) / total  # this chunk's share of the batch
             counters = self._counters[msg.stream_id]

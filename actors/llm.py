@@ -96,6 +96,8 @@ class LLMWorker:
         self.store = SnapshotStore()
         self._sub = Socket.open(bind_spec("sub", bind_host(transport.bind)), hwm=max(transport.hwm, 64))
         self.answers = 0
+        self.in_flight = 0  # answers being generated now (the pool's routing and telemetry)
+        self._count_lock = threading.Lock()
         self._loop = LoopThread("llm-snapshots", self._run, exit_on_crash)
 
     def endpoint(self) -> str:
@@ -113,9 +115,10 @@ class LLMWorker:
         return [self.vlm.name]
 
     def stats(self) -> dict[str, Any]:
-        """Answers started, snapshot messages rejected (bad kind or content; undecodable ones included),
+        """Answers started and in flight, streams with a snapshot here, snapshot messages rejected (bad kind or content; undecodable ones included),
         the prompt cap in tokens, and the snapshot loop's error if it died."""
-        return {"answers": self.answers, "bad_snapshots": self.store.bad_snapshots + self._sub.stats.bad,
+        return {"answers": self.answers, "answers_in_flight": self.in_flight,
+                "streams": len(self.store.info()), "bad_snapshots": self.store.bad_snapshots + self._sub.stats.bad,
                 "max_prompt_tokens": self.prompt_cap, "loop_error": self._loop.error}
 
     def ask(self, stream_id: str, messages: Any, max_tokens: int = 64, temperature: float = 0.0,
@@ -136,8 +139,18 @@ class LLMWorker:
         extra = {"span": {"t_start": snapshot.t_start, "t_end": snapshot.t_end},
                  "snapshot_version": snapshot.version, "stream_id": stream_id}
         self.answers += 1
-        return self.answerer.stream(visual, messages, max_tokens=max_tokens, temperature=temperature, extra=extra,
-                                    stop=stop)
+        return self._counted(self.answerer.stream(visual, messages, max_tokens=max_tokens,
+                                                  temperature=temperature, extra=extra, stop=stop))
+
+    def _counted(self, events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """`events`, counted in `in_flight` from the first event until finished, failed or abandoned."""
+        with self._count_lock:
+            self.in_flight += 1
+        try:
+            yield from events
+        finally:
+            with self._count_lock:
+                self.in_flight -= 1
 
     def _window_snapshot(self, stream_id: str, live: Snapshot, window: tuple[float, float]) -> Snapshot:
         """A snapshot of media time `window` from the stream's segments (cost bounded by the window's

@@ -2,7 +2,7 @@
 
 Wire: PULL (bound; the encoder connects) receives TOKENS messages
     arrays {"tokens": [T, gh, gw, D], "timestamps": [T] media s, "arrivals": [T] wall clock}, meta {"timings"}
-and a PUB (connected to the LLM's SUB endpoint) sends SNAPSHOT messages (seq = snapshot version,
+and one PUB per LLM replica (connected to that replica's SUB endpoint) sends SNAPSHOT messages (seq = snapshot version,
 `Snapshot.to_wire()` meta + arrays, plus "lag_s"). The newest snapshot is re-published every
 REPUBLISH_S while idle, so a (re)started LLM gets it without waiting for new video.
 
@@ -65,7 +65,7 @@ class MemoryWorker:
     """Owns one stream's compressor, its checkpoint and its sockets; one loop thread updates and publishes."""
 
     def __init__(self, spec: StreamSpec, checkpoint_dir: str, transport: TransportConfig,
-                 publish_to: str | None = None, exit_on_crash: bool = False) -> None:
+                 publish_to: list[str] | None = None, exit_on_crash: bool = False) -> None:
         self.spec = spec
         self.transport = transport
         self.path = checkpoint_file(checkpoint_dir, spec.stream_id)
@@ -76,7 +76,7 @@ class MemoryWorker:
             if c.segment_s and c.method == "token_dynamics" else None
         self._tokens_in = open_sticky("pull", bind_host(transport.bind), self.path.with_suffix(".port"), transport.hwm)
         self._lock = threading.Lock()
-        self._publish_to = publish_to
+        self._publish_to = list(publish_to or [])
         self.times = StageTimes()
         self.chunks = self.compressor.snapshot().version if self.compressor.frames_seen else 0  # one per chunk
         self.bad_messages = 0
@@ -108,10 +108,11 @@ class MemoryWorker:
         """{"tokens": address the encoder pushes this stream's tokens to}."""
         return {"tokens": self._tokens_in.peer_spec()}
 
-    def set_publish_target(self, endpoint: str) -> None:
-        """Where snapshots go: the LLM's `pub+connect:...` address (re-set after an LLM restart)."""
+    def set_publish_targets(self, endpoints: list[str]) -> None:
+        """Where snapshots go: every LLM replica's `pub+connect:...` address (re-set when replicas come and go
+        or restart on a new port)."""
         with self._lock:
-            self._publish_to = endpoint
+            self._publish_to = list(endpoints)
 
     def status(self) -> MemoryTelemetry:
         """Telemetry: tokens held vs seen, compression ratio, span, snapshot version, lag, gaps, stage times."""
@@ -153,27 +154,27 @@ class MemoryWorker:
     # --- loop thread ----------------------------------------------------------------------------------
 
     def _run(self, stop: threading.Event) -> None:
-        pub: Socket | None = None
-        pub_target: str | None = None
+        pubs: dict[str, Socket] = {}  # LLM replica endpoint -> PUB connected to it
         last_publish = 0.0
         try:
             while not stop.is_set():
                 with self._lock:
-                    target = self._publish_to
-                if target is not None and target != pub_target:
-                    if pub is not None:
-                        pub.close()
-                    pub, pub_target = Socket.open(target, hwm=self.transport.hwm), target
-                    last_publish = 0.0
+                    targets = list(self._publish_to)
+                if set(targets) != set(pubs):
+                    for endpoint in set(pubs) - set(targets):
+                        pubs.pop(endpoint).close()
+                    for endpoint in set(targets) - set(pubs):
+                        pubs[endpoint] = Socket.open(endpoint, hwm=self.transport.hwm)
+                    last_publish = 0.0  # a new replica gets the newest snapshot now
                 msg = self._tokens_in.recv(POLL_MS)
                 updated = msg is not None and self._apply(msg)
-                if pub is not None and self._snapshot is not None and (
+                if pubs and self._snapshot is not None and (
                         updated or time.monotonic() - last_publish > REPUBLISH_S):
-                    self._publish(pub)
+                    self._publish(list(pubs.values()))
                     last_publish = time.monotonic()
         finally:
             self._tokens_in.close()
-            if pub is not None:
+            for pub in pubs.values():
                 pub.close()
 
     def _apply(self, msg: Message) -> bool:
@@ -218,10 +219,14 @@ class MemoryWorker:
         self._snapshot = snapshot
         return True
 
-    def _publish(self, pub: Socket) -> None:
+    def _publish(self, pubs: list[Socket]) -> None:
+        """The newest snapshot to every LLM replica; a replica that is not taking messages misses it (never
+        waits: it gets the next one, at the latest REPUBLISH_S later)."""
         meta, arrays = self._snapshot.to_wire()
         meta = dict(meta, lag_s=self.lag_s, published_at=time.time())
-        pub.send(Message(Kind.SNAPSHOT, self.spec.stream_id, self._snapshot.version, meta, arrays), timeout_ms=0)
+        msg = Message(Kind.SNAPSHOT, self.spec.stream_id, self._snapshot.version, meta, arrays)
+        for pub in pubs:
+            pub.send(msg, timeout_ms=0)
 
 
 def _lag_s(arrivals: np.ndarray | None) -> float | None:

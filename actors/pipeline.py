@@ -28,18 +28,25 @@ def init_ray(config: RayConfig) -> None:
 
 
 def start_pipeline(config: PipelineConfig) -> PipelineClient:
-    """Create the controller (which starts the encoder, the LLM and the config's streams); wait until ready.
+    """The pipeline of this Ray namespace: the running one if the cluster has it (adopted as it is: its own
+    config wins), else a new controller (which starts the replicas and the config's streams); waits until
+    it answers. `client.adopted` says which.
 
-    Returns a client over the controller. The controller is not restarted by Ray: it owns every other actor
-    (they fate-share with it), so `tokdyn serve` exits when it dies instead of running half a pipeline.
-    `client.shutdown()` stops it all (checkpoints stay on disk).
+    The controller is detached and restarted by Ray when its process dies (the new one re-adopts every
+    running actor from the table it keeps in Ray's GCS store), so neither a dead controller nor a dead
+    `tokdyn serve` stops a stream. `client.shutdown()` stops it all (checkpoints stay on disk).
     """
     init_ray(config.ray)
-    controller = ControllerActor.options(
-        name=CONTROLLER_NAME, namespace=config.ray.namespace, max_restarts=0, num_cpus=0,
-        max_concurrency=CONTROLLER_CONCURRENCY,
-    ).remote(config)
+    try:
+        controller, adopted = ray.get_actor(CONTROLLER_NAME, namespace=config.ray.namespace), True
+    except ValueError:
+        controller = ControllerActor.options(
+            name=CONTROLLER_NAME, namespace=config.ray.namespace, lifetime="detached", get_if_exists=True,
+            max_restarts=-1, num_cpus=0, max_concurrency=CONTROLLER_CONCURRENCY,
+        ).remote(config)
+        adopted = False
     client = PipelineClient(controller)
+    client.adopted = adopted
     client.wait_ready(START_TIMEOUT_S)
     return client
 

@@ -48,7 +48,7 @@ class EncoderActor(EncoderWorker, Located):
 @ray.remote
 class MemoryActor(MemoryWorker, Located):
     def __init__(self, spec: StreamSpec, checkpoint_dir: str, transport: TransportConfig,
-                 publish_to: str | None = None) -> None:
+                 publish_to: list[str] | None = None) -> None:
         MemoryWorker.__init__(self, spec, checkpoint_dir, transport, publish_to, exit_on_crash=True)
 
 

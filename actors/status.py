@@ -148,9 +148,9 @@ class ReplicaStatus:
     role: "encoder" | "llm"; name: its Ray actor name; node_id: the Ray node it runs on (None while
     unavailable); state: alive | unavailable; streams: streams assigned to it (encoder) or whose newest
     snapshot it holds (llm); frames_per_s: frames encoded per second since the previous report (encoder);
-    batch_fill: mean frames per batch / encoder.batch_frames (encoder); queue_depth: token messages waiting
-    for a memory (encoder) or questions waiting for a slot (llm); answers_in_flight: answers being
-    generated now (llm). Fields that do not apply to the role are None.
+    batch_fill: mean frames per batch / encoder.batch_frames since the previous report (encoder); queue_depth:
+    token messages waiting for a memory that is not taking them (encoder); answers_in_flight: answers being
+    generated now (llm; questions beyond llm.max_concurrent wait in Ray's queue, which the replica cannot see). Fields that do not apply to the role are None.
     """
 
     role: str

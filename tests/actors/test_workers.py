@@ -143,7 +143,7 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
 
     spec = StreamSpec("m", "synthetic://", compressor=CompressorConfig(budget=8))
     sub = Socket.open("sub+bind:tcp://127.0.0.1:*", hwm=64)
-    worker = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=sub.peer_spec())
+    worker = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=[sub.peer_spec()])
     push = Socket.open(worker.endpoints()["tokens"], hwm=8)
     try:
         assert push.send(Message(Kind.TOKENS, "m", 0, {}, {"tokens": np.zeros((2, 3), np.float32)}), 5000)
@@ -166,7 +166,7 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
     finally:
         push.close()
         worker.close()
-    again = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=sub.peer_spec())
+    again = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=[sub.peer_spec()])
     try:
         assert again.status().restored and again.state_digest() == digest
         assert again.endpoints()["tokens"] == endpoint  # same port again: the encoder's queue reaches it

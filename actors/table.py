@@ -1,0 +1,96 @@
+"""The controller's durable state: which replicas and streams the pipeline has, kept in Ray's GCS key-value store.
+
+A restarted controller (Ray restarts it after its process dies) reads this table and re-adopts the actors it
+names; they are detached, so they outlived the old controller and never stopped. The GCS store lives as long
+as the cluster does (as Ray Serve keeps its controller's checkpoint), which is exactly the life of the
+actors the table names: a fresh cluster starts from the config instead.
+
+One JSON document per Ray namespace, rewritten whole on every change (a few KB for hundreds of streams)::
+
+    {"format": 1, "next_id": int, "encoders": [actor name, ...], "llms": [actor name, ...],
+     "streams": {stream_id: {"spec": StreamSpec as a dict, "encoder": replica name, "added_at": wall clock,
+                             "source": actor name, "memory": actor name}}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from actors.config import StreamSpec, stream_spec
+
+FORMAT = 1
+KEY = "tokdyn-pipeline-table"
+
+
+class TableError(ValueError):
+    """The stored table is not one this controller wrote (another format, or damaged)."""
+
+
+@dataclass
+class StreamEntry:
+    spec: StreamSpec
+    encoder: str  # name of the encoder replica that serves it
+    added_at: float
+    source: str  # actor names (detached: found again by name after a controller restart)
+    memory: str
+
+
+@dataclass
+class Table:
+    next_id: int = 0  # actor names get a fresh number, so a replaced actor never collides with its old name
+    encoders: list[str] = field(default_factory=list)
+    llms: list[str] = field(default_factory=list)
+    streams: dict[str, StreamEntry] = field(default_factory=dict)
+
+    def new_name(self, prefix: str) -> str:
+        self.next_id += 1
+        return f"{prefix}-{self.next_id}"
+
+    def to_json(self) -> bytes:
+        streams = {sid: {"spec": dataclasses.asdict(e.spec), "encoder": e.encoder, "added_at": e.added_at,
+                         "source": e.source, "memory": e.memory} for sid, e in self.streams.items()}
+        return json.dumps({"format": FORMAT, "next_id": self.next_id, "encoders": self.encoders,
+                           "llms": self.llms, "streams": streams}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Table:
+        """Raises TableError naming what is wrong."""
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != FORMAT:
+                raise TableError(f"pipeline table: expected format {FORMAT}, got {doc.get('format')!r}")
+            streams = {sid: StreamEntry(stream_spec(e["spec"]), str(e["encoder"]), float(e["added_at"]),
+                                        str(e["source"]), str(e["memory"])) for sid, e in doc["streams"].items()}
+            return cls(int(doc["next_id"]), [str(n) for n in doc["encoders"]], [str(n) for n in doc["llms"]],
+                       streams)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if isinstance(exc, TableError):
+                raise
+            raise TableError(f"pipeline table: expected the controller's JSON document, got one that fails with "
+                             f"{type(exc).__name__}: {exc}") from None
+
+
+class TableStore:
+    """Load / save / delete the table of one Ray namespace in the GCS key-value store (a connected process)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def load(self) -> Table | None:
+        from ray.experimental import internal_kv
+
+        data = internal_kv._internal_kv_get(KEY, namespace=self.namespace)
+        return None if data is None else Table.from_json(data)
+
+    def save(self, table: Table) -> None:
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_put(KEY, table.to_json(), overwrite=True, namespace=self.namespace)
+
+    def delete(self) -> None:
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_del(KEY, namespace=self.namespace)
+
