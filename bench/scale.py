@@ -68,8 +68,9 @@ BUDGET = 32
 UTILISATION = GPU_ASSUMPTIONS["utilisation"].value  # the same headroom on the CPU as on a GPU
 MEMORY_CHUNKS, MEMORY_WARMUP = 40, 10  # memory updates timed, after this many untimed ones
 # Ray calls the controller makes per stream every wiring round (actors/controller.py reconcile: the memory's
-# endpoints and where in _observe_streams, its publish targets and the source's target in _wire).
-CONTROL_CALLS = 4
+# endpoints and where and the source's where in _observe_streams, the memory's publish targets and the
+# source's target in _wire).
+CONTROL_CALLS = 5
 
 
 def real_size_encoder(dtype: torch.dtype) -> LlavaOnevision:
