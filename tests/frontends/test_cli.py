@@ -29,9 +29,9 @@ def tokdyn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.mark.ray
 def test_serve_streams_ask_and_api(tmp_path: Path) -> None:
-    """Given `tokdyn serve` on a config with no streams, when a stream is added, listed, asked about (whole and
-    over a window with --since/--until) and removed from other processes, then each command works and Ctrl-C
-    shuts the server down cleanly."""
+    """Given `tokdyn serve` on a config with no streams, when a stream is added, listed, its replicas listed
+    (`tokdyn scale`), asked about (whole and over a window with --since/--until) and removed from other
+    processes, then each command works and Ctrl-C shuts the server down cleanly."""
     config = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     config.update(streams=[], checkpoint_dir=str(tmp_path / "ckpt"))
     config["ray"]["num_cpus"] = 2
@@ -55,6 +55,12 @@ def test_serve_streams_ask_and_api(tmp_path: Path) -> None:
         # poll through the HTTP API (cheap); each CLI call pays for importing torch + transformers
         wait_for(lambda: httpx.get(f"{api_url}/v1/streams/cam", timeout=30).json().get("chunks_compressed") == 2,
                  180, "2 chunks compressed")
+        # the replica pools of the default config: one encoder (serving cam) and one LLM replica, both alive
+        pools = tokdyn("scale", *ray_args)
+        assert pools.returncode == 0, pools.stderr
+        rows = [line.split() for line in pools.stdout.splitlines()[1:3]]
+        assert [(row[0], row[2]) for row in rows] == [("encoder", "alive"), ("llm", "alive")], pools.stdout
+        assert rows[0][4] == "1", pools.stdout  # STREAMS: cam is assigned to the one encoder
         listed = tokdyn("streams", *ray_args, "list", "--json")
         assert json.loads(listed.stdout.splitlines()[0])["tokens_seen"] == 8 * 196
         answer = tokdyn("ask", *ray_args, "cam", "What moves?")
