@@ -169,9 +169,11 @@ class ReplicaStatus:
 
 @dataclass(frozen=True)
 class ScaleEvent:
-    """One change of a replica pool: at (wall clock), role, action ("add" | "remove" | "reassign"), the
-    replica concerned, replicas of that role after it, and why (requested, autoscale: lag, idle, replica
-    lost)."""
+    """One change of a replica pool: at (wall clock), role, action, the replica concerned, replicas of that
+    role after it, and why. Actions: "add" / "remove" (a replica; "add refused" / "remove refused" when
+    autoscale could not), "reassign" (a stream to another replica: the replica named; why names the stream),
+    "move" (a stream's source and memory started again on its replica's node). Why: requested, autoscale: ...,
+    replica lost, rebalance, its node died."""
 
     at: float
     role: str

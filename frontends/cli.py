@@ -72,11 +72,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from frontends.api.server import start_api
 
             _, api_url = start_api(config.api, namespace=config.ray.namespace)  # finds the controller by name
-        print(f"tokdyn serving {len(config.streams)} stream(s) with {config.model.name}; Ray at "
-              f"{ray.get_runtime_context().gcs_address} (namespace {config.ray.namespace})"
+        what = ("adopted the pipeline already running in this namespace (its own config and streams)"
+                if client.adopted else f"serving {len(config.streams)} stream(s) with {config.model.name}")
+        print(f"tokdyn {what}; Ray at {ray.get_runtime_context().gcs_address} (namespace {config.ray.namespace})"
               + (f"; HTTP API on {api_url}" if api_url else "") + ". Ctrl-C stops.", flush=True)
         while not stop.wait(2.0):
-            client.wait_ready(60)  # the controller died -> raise and exit non-zero
+            _watch(client)
     except KeyboardInterrupt:
         pass
     finally:
@@ -84,6 +85,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         client.shutdown()
         ray.shutdown()
     return 0
+
+
+def _watch(client: PipelineClient) -> None:
+    """Wait for the controller to answer. While Ray restarts it (its process died) the streams go on, so
+    serve says so and waits instead of tearing the pipeline down."""
+    from actors.errors import PipelineUnavailable
+
+    try:
+        client.wait_ready(60)
+    except PipelineUnavailable:
+        print("the controller does not answer (Ray restarts it; streams keep running): waiting", flush=True)
 
 
 def _client(args: argparse.Namespace) -> PipelineClient:
