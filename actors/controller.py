@@ -3,9 +3,10 @@
 Every actor it starts is detached and named, and the table of what exists (actors/table.py) is kept in Ray's
 GCS store, so when the controller's process dies Ray restarts it and the new one re-adopts every running
 actor: no stream stops, and management is back once it has started. Wiring is declarative: a reconcile
-thread re-sends, once per RECONCILE_S, every actor the addresses it should talk to (sources -> their encoder
-replica, each replica -> its streams' memories, memories -> every LLM replica). All those calls are
-idempotent, so an actor Ray restarted on a new port is re-wired within a second, whoever it was.
+thread observes every actor once per RECONCILE_S (where it runs, in which process) and sends the addresses it
+should talk to (sources -> their encoder replica, each replica -> its streams' memories, memories -> every LLM
+replica) to those whose wiring changed or whose process is new, and to all of them every FULL_WIRE_S. The
+calls are idempotent, so an actor Ray restarted on a new port is re-wired within a second, whoever it was.
 
 Placement: a stream goes to the least-loaded encoder replica by sampled frames/s (actors/placement.py), and
 its source and memory are pinned to that replica's node (Ray node affinity), so frames stay off the network.
@@ -42,7 +43,8 @@ from stream.config import redact_url
 log = logging.getLogger(__name__)
 
 CONTROLLER_NAME = "tokdyn-controller"
-RECONCILE_S = 1.0  # how often the wiring is re-asserted
+RECONCILE_S = 1.0  # how often the actors are observed and changed wiring is sent
+FULL_WIRE_S = 10.0  # how often every address is re-sent anyway (a lost call cannot leave an actor unwired)
 MAX_PENDING_CALLS = 256  # fire-and-forget wiring calls still unanswered before a round is skipped
 CALL_TIMEOUT_S = 10.0  # a control call on a healthy actor answers well within this
 START_TIMEOUT_S = 300.0  # actor start-up (process + imports + model load) on a busy 2-core machine
@@ -56,7 +58,9 @@ class StreamActors:
     source: Any  # ActorHandle
     memory: Any  # ActorHandle
     node_id: str | None = None  # where its memory runs (last seen)
+    pids: tuple[int, int] | None = None  # (memory, source) processes last seen: a change = Ray restarted one
     gone: bool = False  # an actor died for good (its node is gone): start both again
+    wired: tuple | None = None  # the wiring last sent to its actors (sent again only when it changes)
 
 
 class Controller:
@@ -77,6 +81,7 @@ class Controller:
         self._events: collections.deque[ScaleEvent] = collections.deque(maxlen=EVENTS_KEPT)
         self._pending: list[Any] = []  # refs of wiring calls not answered yet (a hung actor must not pile up)
         self._alive_encoders: frozenset[str] = frozenset()
+        self._full_wire_at = 0.0  # monotonic time every address was last re-sent
         self.reconciles = 0
         self.encoders = ReplicaPool("encoder", self._new_encoder, "info", self.namespace)
         self.llms = ReplicaPool("llm", self._new_llm, "endpoint", self.namespace)
@@ -481,7 +486,10 @@ class Controller:
                 if names - self._alive_encoders and self._alive_encoders:  # one came back: share the load
                     self._rebalance()
             self._alive_encoders = names
-            self._wire()
+            full = time.monotonic() - self._full_wire_at >= FULL_WIRE_S
+            self._wire(full)
+            if full:
+                self._full_wire_at = time.monotonic()
             self._colocate()
             if self.config.encoder.autoscale.enabled:
                 decision = self.autoscaler.decide(self.encoders.status({}), self._lags())
@@ -497,47 +505,85 @@ class Controller:
         return [t.lag_s for t in telemetry if t is not None and t.lag_s is not None]
 
     def _observe_streams(self) -> None:
-        """Every memory's tokens address and node, asked at once (a restarted memory binds a new port), and
-        which streams' actors are gone for good (their node died: pinned there, Ray cannot restart them)."""
+        """Where every stream's memory and source run (node, process), asked at once; a memory's tokens
+        address again when its process changed (a restarted memory may bind a new port); which streams'
+        actors are gone for good (their node died: pinned there, Ray cannot restart them). Two calls per
+        stream in a quiet round: the controller's cost grows with streams, so nothing more is asked."""
         with self._lock:
             streams = {sid: s for sid, s in self._streams.items() if s is not None}
-        refs = {sid: (s.memory.endpoints.remote(), s.memory.where.remote(), s.source.where.remote())
-                for sid, s in streams.items()}
-        flat = [ref for calls in refs.values() for ref in calls]
-        ready = set(ray.wait(flat, num_returns=len(flat), timeout=1.0)[0]) if flat else set()
-        for sid, calls in refs.items():
-            if not all(ref in ready for ref in calls):
-                continue  # restarting or slow: asked again next round
-            try:
-                endpoints, memory_at, _ = ray.get(list(calls), timeout=0)
-            except (ActorDiedError, ActorUnschedulableError):
+        found = self._ask_all({sid: (s.memory.where, s.source.where) for sid, s in streams.items()})
+        changed = {}
+        for sid, got in found.items():
+            if got is None:
                 streams[sid].gone = True
                 continue
+            pids = (got[0]["pid"], got[1]["pid"])
+            streams[sid].node_id = got[0]["node_id"]
+            if pids[0] != (streams[sid].pids or (None,))[0] or sid not in self._routes:
+                changed[sid] = pids
+            else:
+                streams[sid].pids = pids
+        addresses = self._ask_all({sid: (streams[sid].memory.endpoints,) for sid in changed})
+        with self._lock:
+            for sid, got in addresses.items():
+                if got is not None and self._streams.get(sid) is streams[sid]:  # not removed meanwhile
+                    self._routes[sid] = got[0]["tokens"]
+                    streams[sid].pids = changed[sid]
+
+    def _ask_all(self, calls: dict[str, tuple]) -> dict[str, tuple | None]:
+        """Call every method in `calls` (key -> methods of one stream) at once; waits up to 1 s. Returns the
+        answers of the keys whose calls all answered (None: an actor died for good); slow ones are left out."""
+        refs = {key: [method.remote() for method in methods] for key, methods in calls.items()}
+        flat = [ref for group in refs.values() for ref in group]
+        ready = set(ray.wait(flat, num_returns=len(flat), timeout=1.0)[0]) if flat else set()
+        out: dict[str, tuple | None] = {}
+        for key, group in refs.items():
+            if not all(ref in ready for ref in group):
+                continue  # restarting or slow: asked again next round
+            try:
+                out[key] = tuple(ray.get(group, timeout=0))
+            except (ActorDiedError, ActorUnschedulableError):
+                out[key] = None
             except (RayError, GetTimeoutError):
                 continue
-            with self._lock:
-                if self._streams.get(sid) is streams[sid]:  # not removed or moved meanwhile
-                    self._routes[sid] = endpoints["tokens"]
-                    streams[sid].node_id = memory_at["node_id"]
+        return out
 
-    def _wire(self) -> None:
-        """Send every actor its peers' addresses (fire and forget; answers collected next round)."""
+    def _wire(self, full: bool = True) -> None:
+        """Send actors their peers' addresses (fire and forget; answers collected next round): all of them when
+        `full`, else only where something changed (an address, an assignment, a restarted process)."""
         alive = self.encoders.alive()
+        llms = self.llms.alive()
         with self._lock:
             streams = {sid: s for sid, s in self._streams.items() if s is not None}
             routes = {m.name: self._routes_of(m.name) for m in alive}
         llm_endpoints = self._llm_endpoints()
         calls = []
         for m in alive:
-            calls.append(m.handle.set_routes.remote(routes[m.name]))
-        for m in self.llms.alive():
-            calls.append(m.handle.set_streams.remote(sorted(streams)))
+            if self._changed(m, (m.pid, routes[m.name]), full):
+                calls.append(m.handle.set_routes.remote(routes[m.name]))
+        for m in llms:
+            if self._changed(m, (m.pid, sorted(streams)), full):
+                calls.append(m.handle.set_streams.remote(sorted(streams)))
         for s in streams.values():
-            calls.append(s.memory.set_publish_targets.remote(llm_endpoints))
             replica = self.encoders.members.get(s.entry.encoder)
-            if replica is not None and isinstance(replica.info, dict):
-                calls.append(s.source.set_target.remote(replica.info["frames_endpoint"]))
+            frames = replica.info["frames_endpoint"] if replica is not None and isinstance(replica.info, dict) \
+                else None
+            wiring = (s.pids, tuple(llm_endpoints), frames)
+            if not full and wiring == s.wired:
+                continue
+            s.wired = wiring
+            calls.append(s.memory.set_publish_targets.remote(llm_endpoints))
+            if frames is not None:
+                calls.append(s.source.set_target.remote(frames))
         self._pending += calls
+
+    @staticmethod
+    def _changed(member: Any, wiring: tuple, full: bool) -> bool:
+        """Whether a replica's wiring differs from what it was last sent (and record it)."""
+        if not full and member.wired == wiring:
+            return False
+        member.wired = wiring
+        return True
 
     def _colocate(self) -> None:
         """Start again, on their replica's node, up to MOVES_PER_ROUND streams whose actors are gone or whose

@@ -37,6 +37,8 @@ class Member:
     handle: Any
     info: Any = None  # encoder: info() dict; llm: endpoint() str; None until it first answers
     node_id: str | None = None
+    pid: int | None = None  # a new pid = Ray restarted it: its wiring is sent again
+    wired: tuple | None = None  # the wiring last sent to it (controller._wire)
     stats: dict[str, Any] = field(default_factory=dict)
     answered_at: float | None = None  # monotonic time of the last answer
     created_at: float = field(default_factory=time.monotonic)
@@ -87,7 +89,7 @@ class ReplicaPool:
             raise
         now = time.monotonic()
         for m, info, where in zip(new.values(), infos, wheres):
-            m.info, m.node_id, m.answered_at = info, where["node_id"], now
+            m.info, m.node_id, m.pid, m.answered_at = info, where["node_id"], where["pid"], now
         self.members.update(new)
 
     def adopt(self, name: str) -> bool:
@@ -129,7 +131,7 @@ class ReplicaPool:
                 continue
             finally:
                 m.pending = None
-            m.info, m.stats, m.node_id, m.answered_at = info, stats, where["node_id"], now
+            m.info, m.stats, m.node_id, m.pid, m.answered_at = info, stats, where["node_id"], where["pid"], now
             m.failing_since = None
             self._rates(m, now)
 
