@@ -25,6 +25,7 @@ from ray.cluster_utils import Cluster
 from actors.cluster import local_only
 from actors.config import EncoderConfig, LLMConfig, PipelineConfig, RayConfig, TransportConfig
 from actors.controller import CONTROLLER_NAME
+from actors.errors import PipelineUnavailable
 from actors.pipeline import start_pipeline
 from tests.helpers import wait_for
 from vlm import ModelConfig
@@ -42,15 +43,16 @@ def where(handle: Any) -> str:
     return ray.get(handle.where.remote(), timeout=60)["node_id"]
 
 
-def tokens_seen(client: Any) -> dict[str, int]:
-    """Stream id -> tokens seen, straight from each memory actor: the controller's current handles, or the
-    last known ones while the controller is down (-1: the actor does not answer)."""
+def tokens_seen(client: Any, refresh: bool = True) -> dict[str, int]:
+    """Stream id -> tokens seen, straight from each memory actor: the controller's current handles (`refresh`),
+    or the last known ones (while the controller is down) (-1: the actor does not answer)."""
     out = {}
     for sid in list(HANDLES):
-        try:
-            HANDLES[sid] = client.stream_handles(sid)
-        except Exception:
-            pass
+        if refresh:
+            try:
+                HANDLES[sid] = client.stream_handles(sid)
+            except PipelineUnavailable:
+                pass  # the controller is busy: the last known handles
         handles = HANDLES[sid]
         try:
             out[sid] = ray.get(handles["memory"].status.remote(), timeout=10).tokens_seen
@@ -85,8 +87,8 @@ def colocated(client: Any) -> dict[str, Any] | None:
     return p if ok and len(p) == len(STREAMS) else None
 
 
-def advanced_past(client: Any, before: dict[str, int]) -> bool:
-    now = tokens_seen(client)
+def advanced_past(client: Any, before: dict[str, int], refresh: bool = True) -> bool:
+    now = tokens_seen(client, refresh)
     return all(now[sid] > before[sid] for sid in before)
 
 
@@ -172,14 +174,15 @@ def run(cluster: Cluster, client: Any, ids: dict[str, str], node_b: Any) -> None
     seen = tokens_seen(client)
     killed_at = time.monotonic()
     os.kill(old_pid, signal.SIGKILL)
-    wait_for(lambda: advanced_past(client, seen), LONG_S, "streams advancing while the controller restarts")
     listed = wait_for(lambda: _listed(client), LONG_S, "the restarted controller listing the streams")
     back_s = time.monotonic() - killed_at
+    # every stream advanced meanwhile, on the actors it had before (none was started again)
+    advanced = bool(wait_for(lambda: advanced_past(client, seen, refresh=False), LONG_S, "streams advancing"))
     client.remove_stream("cam5")
     client.add_stream({"stream_id": "cam6", "url": "synthetic://?width=64&height=48&fps=4", "live": True,
                        "sample_rate_hz": 2.0, "frames_per_chunk": 2})
     report("controller_restarted", new_pid=ray.get(controller.pid.remote()) != old_pid, listed=listed,
-           management_s=back_s, after=sorted(s.stream_id for s in client.list_streams()))
+           management_s=back_s, advanced=advanced, after=sorted(s.stream_id for s in client.list_streams()))
 
 
 def _label(node: dict[str, Any]) -> str:
@@ -196,7 +199,7 @@ def _llm_stats(client: Any, name: str) -> dict[str, Any]:
 def _listed(client: Any) -> list[str] | None:
     try:
         return sorted(s.stream_id for s in client.list_streams()) or None
-    except Exception:
+    except PipelineUnavailable:
         return None
 
 

@@ -155,4 +155,5 @@ def test_pools_spread_fail_over_rebalance_and_survive_a_controller_restart() -> 
 
     restarted = phases["controller_restarted"]
     assert restarted["new_pid"] and restarted["listed"] == [f"cam{i}" for i in range(6)]
+    assert restarted["advanced"]  # every stream went on while the controller was down
     assert restarted["after"] == ["cam0", "cam1", "cam2", "cam3", "cam4", "cam6"]  # managed after the restart
