@@ -242,9 +242,11 @@ def print_report(result: dict) -> None:
     hour = up["state_per_stream_hour"]
     seed = up["seeding"]
     if seed["seeding_chunks"]:
+        # every chunk may seed (short half-life on changing content): then there are no other chunks to show
+        plain = f"{seed['plain_cpu_ms']:.3f} ms" if seed["plain_cpu_ms"] is not None else "none"
         print(f"chunks that seed new clusters (bigbuckbunny, {seed['seeding_chunks']} of {seed['chunks']} chunks): "
               f"{seed['seeding_cpu_ms']:.3f} ms cpu = {seed['seeding_over_matmul']:.2f}x matmul "
-              f"({seed['matmul_cpu_ms']:.3f} ms); other chunks {seed['plain_cpu_ms']:.3f} ms")
+              f"({seed['matmul_cpu_ms']:.3f} ms); other chunks {plain}")
     print(f"state after one stream-hour at 1 fps (3600 frames x 196 tokens, K=32): {hour['mb']:.3f} MB serialised "
           f"(full fp16 tokens would be {hour['full_fp16_gb']:.2f} GB)")
     methods = ("token_dynamics",) + CLIP_METHODS
