@@ -2,8 +2,8 @@
 
 More: a stream's lag (decode -> memory) stays above `max_lag_s` for `window_s` while the pool is below
 `max_replicas` (the controller then checks the cluster has the resources, or records a refused decision).
-Fewer: the pool's frames/s stays at or below `idle_fraction` of its busiest since the last change for
-`window_s` while above `min_replicas`. After any decision nothing happens for `cooldown_s`: a new replica
+Fewer: no stream lags and the pool's frames/s stays at or below `idle_fraction` of its busiest since the last
+change for `window_s` while above `min_replicas`. After any decision nothing happens for `cooldown_s`: a new replica
 needs time to load its model and take streams before the lag it was added for can fall.
 """
 
@@ -36,8 +36,9 @@ class Autoscaler:
         fps = sum(r.frames_per_s or 0.0 for r in replicas if r.state == ALIVE)
         self._peak_fps = max(self._peak_fps, fps)
         worst = max(lags_s, default=0.0)
-        lagging = worst > c.max_lag_s and len(replicas) < c.max_replicas
-        idle = not lagging and len(replicas) > c.min_replicas and fps <= c.idle_fraction * self._peak_fps
+        slow = worst > c.max_lag_s
+        lagging = slow and len(replicas) < c.max_replicas
+        idle = not slow and len(replicas) > c.min_replicas and fps <= c.idle_fraction * self._peak_fps
         self._lagging_since = (self._lagging_since or now) if lagging else None
         self._idle_since = (self._idle_since or now) if idle else None
         if now - self._last_action < c.cooldown_s:

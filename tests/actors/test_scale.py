@@ -1,0 +1,93 @@
+"""Scaling a running pipeline on the local Ray cluster: replicas added and removed by hand and by the autoscaler,
+streams re-assigned with them and never stopping, requests the cluster cannot host refused."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from actors.config import AutoscaleConfig, EncoderConfig, LLMConfig, PipelineConfig
+from actors.errors import ScaleRefused
+from actors.pipeline import start_pipeline
+from configs.schema import ConfigError
+from tests.helpers import wait_for
+from vlm import ModelConfig
+
+pytestmark = pytest.mark.ray
+STARTUP_S = 180.0
+LIVE = {"url": "synthetic://?width=64&height=48&fps=4", "live": True, "sample_rate_hz": 2.0, "frames_per_chunk": 2}
+
+
+def _chunks(client, sid: str) -> int:
+    return client.stream_status(sid).chunks_compressed or 0
+
+
+def _encoders(client) -> list:
+    return [r for r in client.replicas() if r.role == "encoder"]
+
+
+def test_scale_by_hand_moves_streams_and_refuses_what_the_cluster_cannot_host(ray_local, tmp_path) -> None:
+    config = PipelineConfig(model=ModelConfig(path="tiny", max_new_tokens=4),
+                            encoder=EncoderConfig(num_cpus=0.5), checkpoint_dir=str(tmp_path))
+    client = start_pipeline(config)
+    try:
+        for sid in ("a", "b"):
+            client.add_stream({"stream_id": sid, **LIVE})
+        wait_for(lambda: all(_chunks(client, sid) > 0 for sid in "ab"), STARTUP_S, "both streams compressing")
+        assert len(set(client.assignments().values())) == 1
+
+        after = client.scale("encoder", 2)
+        assert len([r for r in after if r.role == "encoder"]) == 2
+        assert len(set(client.assignments().values())) == 2  # rebalanced: one stream each
+        before = {sid: _chunks(client, sid) for sid in "ab"}
+        wait_for(lambda: all(_chunks(client, sid) > before[sid] for sid in "ab"), STARTUP_S,
+                 "both streams advancing on their replicas")
+        served = {r.name: r.streams for r in _encoders(client)}
+        assert sorted(served.values()) == [1, 1]
+
+        client.scale("encoder", 1)
+        (survivor,) = _encoders(client)
+        assert set(client.assignments().values()) == {survivor.name} and survivor.streams == 2
+        before = {sid: _chunks(client, sid) for sid in "ab"}
+        wait_for(lambda: all(_chunks(client, sid) > before[sid] for sid in "ab"), STARTUP_S,
+                 "both streams advancing on the one replica left")
+
+        with pytest.raises(ScaleRefused, match="not enough free resources .* encoder"):
+            client.scale("encoder", 64)  # 32 CPUs' worth of replicas on a 4-CPU cluster: nothing started
+        assert len(_encoders(client)) == 1
+        with pytest.raises(ConfigError, match="role: expected one of"):
+            client.scale("decoder", 2)
+        with pytest.raises(ConfigError, match="replicas: expected an integer 1..64"):
+            client.scale("llm", 0)
+
+        client.scale("llm", 2)
+        llms = {r.name for r in client.replicas() if r.role == "llm"}
+        wait_for(lambda: all(r.streams == 2 for r in client.replicas() if r.role == "llm"), STARTUP_S,
+                 "both LLM replicas holding both streams' snapshots")
+        answered = [list(client.ask("a", "What moves?", max_tokens=2))[-1]["type"] for _ in range(4)]
+        assert answered == ["done"] * 4 and len(llms) == 2
+        actions = [(e.role, e.action, e.reason) for e in client.scale_events()]
+        assert actions.count(("encoder", "add", "requested")) == 1
+        assert actions.count(("encoder", "remove", "requested")) == 1
+        assert ("llm", "add", "requested") in actions
+        assert any(action == "reassign" for _, action, _ in actions)
+    finally:
+        client.shutdown()
+
+
+def test_autoscale_adds_a_replica_while_streams_lag_and_records_why(ray_local, tmp_path) -> None:
+    # Every live stream lags a few ms at least: a 1 ms bound held for 0 s asks for a replica at once.
+    autoscale = AutoscaleConfig(enabled=True, max_lag_s=0.001, window_s=0, cooldown_s=0, max_replicas=2)
+    config = PipelineConfig(model=ModelConfig(path="tiny", max_new_tokens=4),
+                            encoder=EncoderConfig(autoscale=autoscale), llm=LLMConfig(),
+                            checkpoint_dir=str(tmp_path))
+    client = start_pipeline(config)
+    try:
+        client.add_stream({"stream_id": "cam", **LIVE})
+        wait_for(lambda: len(_encoders(client)) == 2, STARTUP_S, "the autoscaler's second replica")
+        (event,) = [e for e in client.scale_events() if e.action == "add"]
+        assert event.role == "encoder" and event.reason.startswith("autoscale: lag") and event.replicas == 2
+        assert len(_encoders(client)) == 2  # max_replicas holds: no third one
+        assert ray.get(ray.get_actor(event.replica, namespace=config.ray.namespace).info.remote())["image_size"]
+    finally:
+        client.shutdown()
