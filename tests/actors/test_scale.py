@@ -1,5 +1,6 @@
 """Scaling a running pipeline on the local Ray cluster: replicas added and removed by hand and by the autoscaler,
-streams re-assigned with them and never stopping, requests the cluster cannot host refused."""
+streams re-assigned with them and never stopping, requests the cluster cannot host refused, a second start
+adopting the running pipeline."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def test_scale_by_hand_moves_streams_and_refuses_what_the_cluster_cannot_host(ra
         before = {sid: _chunks(client, sid) for sid in "ab"}
         wait_for(lambda: all(_chunks(client, sid) > before[sid] for sid in "ab"), STARTUP_S,
                  "both streams advancing on the one replica left")
+
+        again = start_pipeline(config)  # a second `tokdyn serve` on this cluster adopts, starts nothing
+        assert again.adopted and not client.adopted
+        assert again.assignments() == client.assignments() and len(_encoders(again)) == 1
 
         with pytest.raises(ScaleRefused, match="not enough free resources .* encoder"):
             client.scale("encoder", 64)  # 32 CPUs' worth of replicas on a 4-CPU cluster: nothing started
