@@ -21,49 +21,35 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnschedulableError, GetTimeoutError, RayError
+from ray.exceptions import GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.autoscale import Autoscaler
-from actors.config import MAX_REPLICAS, PipelineConfig, StreamSpec, stream_spec
+from actors.config import PipelineConfig, StreamSpec, stream_spec
 from actors.errors import ScaleRefused, StreamExists, StreamNotFound
 from actors.loop import LoopThread
-from actors.placement import assign, loads, pick, rebalance
-from actors.pools import ReplicaPool
-from actors.remote import EncoderActor, LLMActor, Located, MemoryActor, SourceActor
-from actors.status import ROLES, STARTING, MemoryTelemetry, ReplicaStatus, ScaleEvent, SourceTelemetry, StreamStatus
+from actors.placement import loads, pick
+from actors.pools import START_TIMEOUT_S, ReplicaPool
+from actors.scaling import PoolControl
+from actors.remote import Located, MemoryActor, SourceActor
+from actors.status import STARTING, MemoryTelemetry, ScaleEvent, SourceTelemetry, StreamStatus
 from actors.table import StreamEntry, Table, TableError, TableStore
-from configs.schema import check
+from actors.wiring import StreamActors, Wiring, ask_all
 from stream.config import redact_url
 
 log = logging.getLogger(__name__)
 
 CONTROLLER_NAME = "tokdyn-controller"
 RECONCILE_S = 1.0  # how often the actors are observed and changed wiring is sent
-FULL_WIRE_S = 10.0  # how often every address is re-sent anyway (a lost call cannot leave an actor unwired)
-MAX_PENDING_CALLS = 256  # fire-and-forget wiring calls still unanswered before a round is skipped
 CALL_TIMEOUT_S = 10.0  # a control call on a healthy actor answers well within this
-START_TIMEOUT_S = 300.0  # actor start-up (process + imports + model load) on a busy 2-core machine
 MOVES_PER_ROUND = 2  # streams moved to their replica's node per reconcile round (each restarts two actors)
 EVENTS_KEPT = 200  # pool changes kept for telemetry
 
 
-@dataclass
-class StreamActors:
-    entry: StreamEntry  # spec, replica, actor names (what the table stores)
-    source: Any  # ActorHandle
-    memory: Any  # ActorHandle
-    node_id: str | None = None  # where its memory runs (last seen)
-    pids: tuple[int, int] | None = None  # (memory, source) processes last seen: a change = Ray restarted one
-    gone: bool = False  # an actor died for good (its node is gone): start both again
-    wired: tuple | None = None  # the wiring last sent to its actors (sent again only when it changes)
-
-
-class Controller:
+class Controller(PoolControl):
     """Owns the pipeline's actors. Thread-safe: the Ray shell runs it with several concurrent calls.
 
     Two locks: `_lock` guards the stream dict (short critical sections, never held across a Ray call that
@@ -76,12 +62,9 @@ class Controller:
         self._lock = threading.Lock()
         self._control = threading.RLock()
         self._streams: dict[str, StreamActors | None] = {}  # None: being added
-        self._routes: dict[str, str] = {}  # stream id -> its memory's tokens address
-        self._placing: dict[str, str] = {}  # stream id -> replica, while its actors start (not in _streams yet)
+        self.wiring = Wiring(self._streams, self._lock)
         self._events: collections.deque[ScaleEvent] = collections.deque(maxlen=EVENTS_KEPT)
-        self._pending: list[Any] = []  # refs of wiring calls not answered yet (a hung actor must not pile up)
         self._alive_encoders: frozenset[str] = frozenset()
-        self._full_wire_at = 0.0  # monotonic time every address was last re-sent
         self.reconciles = 0
         self.encoders = ReplicaPool("encoder", self._new_encoder, "info", self.namespace)
         self.llms = ReplicaPool("llm", self._new_llm, "endpoint", self.namespace)
@@ -139,7 +122,7 @@ class Controller:
                 replica = entry.encoder if entry.encoder in {r.name for r in alive} else \
                     pick(entry.spec.sample_rate_hz, None, alive, {r.name: 0.0 for r in alive})
                 self._streams[sid] = self._start_stream(entry.spec, replica, entry.added_at)
-                self._placing.pop(sid, None)
+                self.wiring.placing.pop(sid, None)
                 continue
             self._streams[sid] = StreamActors(entry, source, memory)
         self._save()
@@ -147,28 +130,6 @@ class Controller:
                  len(self.llms.members), len(self._streams))
 
     # --- actors ---------------------------------------------------------------------------------------
-
-    def _count(self, role: str) -> int:
-        wanted = self.config.encoder.replicas if role == "encoder" else self.config.llm.replicas
-        if wanted == "auto":
-            return max(1, min(int(ray.cluster_resources().get("GPU", 0)), MAX_REPLICAS))
-        return int(wanted)
-
-    def _new_encoder(self, name: str) -> Any:
-        c = self.config
-        return EncoderActor.options(
-            name=name, namespace=self.namespace, lifetime="detached", max_restarts=c.ray.max_restarts,
-            num_cpus=c.encoder.num_cpus, num_gpus=c.encoder.num_gpus, resources=c.encoder.resources or None,
-            scheduling_strategy="SPREAD",
-        ).remote(c.model, c.encoder, c.transport, str(c.checkpoint_path / f"{name}.port"))
-
-    def _new_llm(self, name: str) -> Any:
-        c = self.config
-        return LLMActor.options(
-            name=name, namespace=self.namespace, lifetime="detached", max_restarts=c.ray.max_restarts,
-            max_concurrency=c.llm.max_concurrent, num_cpus=c.llm.num_cpus, num_gpus=c.llm.num_gpus,
-            resources=c.llm.resources or None, scheduling_strategy="SPREAD",
-        ).remote(c.model, c.llm, c.transport, str(c.checkpoint_path))
 
     def _start_stream(self, spec: StreamSpec, replica: str, added_at: float) -> StreamActors:
         """Start a stream's memory on `replica`'s node, route the replica's tokens to it, then start its source
@@ -193,9 +154,9 @@ class Controller:
         try:
             tokens = ray.get(memory.endpoints.remote(), timeout=START_TIMEOUT_S)["tokens"]
             with self._lock:
-                self._routes[sid] = tokens
-                self._placing[sid] = replica
-                routes = self._routes_of(replica)
+                self.wiring.routes[sid] = tokens
+                self.wiring.placing[sid] = replica
+                routes = self.wiring.routes_of(replica)
             member = self.encoders.members[replica]
             ray.get(member.handle.set_routes.remote(routes), timeout=CALL_TIMEOUT_S)
             source = SourceActor.options(name=entry.source, **options).remote(
@@ -203,8 +164,8 @@ class Controller:
         except BaseException:
             ray.kill(memory, no_restart=True)  # a half-started stream must not leave actors behind
             with self._lock:
-                self._routes.pop(sid, None)
-                self._placing.pop(sid, None)
+                self.wiring.routes.pop(sid, None)
+                self.wiring.placing.pop(sid, None)
             raise
         return StreamActors(entry, source, memory)
 
@@ -212,8 +173,8 @@ class Controller:
         """Stream id -> tokens address of the streams `replica` serves, those being placed included (caller
         holds `_lock`): a routing table without them would make the replica drop their first chunks."""
         served = {sid for sid, a in self._streams.items() if a is not None and a.entry.encoder == replica}
-        served |= {sid for sid, name in self._placing.items() if name == replica}
-        return {sid: self._routes[sid] for sid in served if sid in self._routes}
+        served |= {sid for sid, name in self.wiring.placing.items() if name == replica}
+        return {sid: self.wiring.routes[sid] for sid in served if sid in self.wiring.routes}
 
     def _llm_endpoints(self) -> list[str]:
         return sorted(m.info for m in self.llms.alive() if m.info)
@@ -246,7 +207,7 @@ class Controller:
         with self._control:
             with self._lock:
                 self._streams[spec.stream_id] = actors
-                self._placing.pop(spec.stream_id, None)
+                self.wiring.placing.pop(spec.stream_id, None)
             self._save()
             self._wire()
         log.info("stream %s added on %s (%s)", spec.stream_id, replica, redact_url(spec.url))
@@ -260,7 +221,7 @@ class Controller:
                 if actors is None:
                     raise StreamNotFound(f"stream {stream_id!r}: expected one of {self._ids()}")
                 del self._streams[stream_id]
-                self._routes.pop(stream_id, None)
+                self.wiring.routes.pop(stream_id, None)
             self._save()
             self._wire()
         self._stop_actors(stream_id, actors, delete_checkpoint=True)
@@ -323,106 +284,6 @@ class Controller:
                 raise StreamNotFound(f"stream {stream_id!r}: expected one of {self._ids()}")
             return actors
 
-    # --- replica pools --------------------------------------------------------------------------------
-
-    def replicas(self) -> list[ReplicaStatus]:
-        """Every encoder and LLM replica with its telemetry (role, then name order)."""
-        with self._lock:
-            per_encoder = collections.Counter(s.entry.encoder for s in self._streams.values() if s is not None)
-        with self._control:
-            llm_streams = {m.name: int(m.stats.get("streams", 0)) for m in self.llms.members.values()}
-            return self.encoders.status(dict(per_encoder)) + self.llms.status(llm_streams)
-
-    def scale_events(self) -> list[ScaleEvent]:
-        """The pools' recent changes, oldest first."""
-        return list(self._events)
-
-    def scale(self, role: str, count: int) -> list[ReplicaStatus]:
-        """Run `count` replicas of `role`: new ones are started (and take streams, for encoders), surplus ones
-        hand their streams over and are removed. Raises ConfigError for a bad role or count, ScaleRefused when
-        the cluster has no free resources for the new replicas."""
-        check(role in ROLES, "role", f"one of {list(ROLES)}", role)
-        check(isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= MAX_REPLICAS, "replicas",
-              f"an integer 1..{MAX_REPLICAS}", count)
-        with self._control:
-            pool = self.encoders if role == "encoder" else self.llms
-            if count > len(pool.members):
-                self._grow(pool, count - len(pool.members), "requested")
-            elif count < len(pool.members):
-                self._shrink(pool, len(pool.members) - count, "requested")
-        return self.replicas()
-
-    def _grow(self, pool: ReplicaPool, n: int, reason: str) -> None:
-        self._check_free(pool.role, n)
-        names = [self.table.new_name(f"tokdyn-{pool.role}") for _ in range(n)]
-        pool.start(names, START_TIMEOUT_S)
-        for name in names:
-            self._event(pool.role, "add", name, len(pool.members), reason)
-        self._save()
-        if pool is self.encoders:
-            self._rebalance()
-        self._wire()
-
-    def _shrink(self, pool: ReplicaPool, n: int, reason: str) -> None:
-        """Remove `n` replicas: lost ones first, then the least loaded; their streams move before they go."""
-        with self._lock:
-            served = collections.Counter(s.entry.encoder for s in self._streams.values() if s is not None)
-        lost = set(pool.lost())
-        victims = sorted(pool.members, key=lambda name: (name not in lost, served.get(name, 0), name))[:n]
-        keep = [r for r in pool.placements() if r.name not in victims]
-        if pool is self.encoders:
-            if not keep:
-                raise ScaleRefused("expected an alive encoder replica to keep serving the streams, got none: "
-                                   "retry when one answers")
-            self._reassign(keep, reason)
-        for name in victims:
-            pool.remove(name)
-            self._event(pool.role, "remove", name, len(pool.members), reason)
-        self._save()
-        self._wire()
-
-    def _check_free(self, role: str, n: int) -> None:
-        c = self.config.encoder if role == "encoder" else self.config.llm
-        need = {"CPU": c.num_cpus, "GPU": c.num_gpus, **c.resources}
-        free = ray.available_resources()
-        short = {k: v * n for k, v in need.items() if v > 0 and free.get(k, 0.0) + 1e-9 < v * n}
-        if short:
-            raise ScaleRefused(f"not enough free resources for {n} more {role} replica(s): they need "
-                               f"{ {k: v * n for k, v in need.items() if v > 0} }, the cluster has "
-                               f"{ {k: round(free.get(k, 0.0), 3) for k in short} } free")
-
-    def _event(self, role: str, action: str, replica: str, replicas: int, reason: str) -> None:
-        self._events.append(ScaleEvent(time.time(), role, action, replica, replicas, reason))
-        log.info("%s replica %s: %s (%s); %d now", role, replica, action, reason, replicas)
-
-    def _reassign(self, alive: list, reason: str) -> None:
-        """Streams of replicas not in `alive` go to alive ones (placement.assign)."""
-        with self._lock:
-            current = {sid: s.entry.encoder for sid, s in self._streams.items() if s is not None}
-            fps = {sid: s.entry.spec.sample_rate_hz for sid, s in self._streams.items() if s is not None}
-            nodes = {sid: s.node_id for sid, s in self._streams.items() if s is not None}
-        self._apply_assignments(assign(current, fps, nodes, alive), reason)
-
-    def _rebalance(self) -> None:
-        alive = self.encoders.placements()
-        with self._lock:
-            current = {sid: s.entry.encoder for sid, s in self._streams.items() if s is not None}
-            fps = {sid: s.entry.spec.sample_rate_hz for sid, s in self._streams.items() if s is not None}
-        self._apply_assignments(rebalance(assign(current, fps, {}, alive), fps, alive), "rebalance")
-
-    def _apply_assignments(self, new: dict[str, str], reason: str) -> None:
-        changed = False
-        with self._lock:
-            for sid, replica in new.items():
-                actors = self._streams.get(sid)
-                if actors is not None and actors.entry.encoder != replica:
-                    self._events.append(ScaleEvent(time.time(), "encoder", "reassign", replica,
-                                                   len(self.encoders.members), f"{sid}: {reason}"))
-                    actors.entry.encoder = replica
-                    changed = True
-        if changed:
-            self._save()
-
     # --- shared actors (tools, tests) -----------------------------------------------------------------
 
     def llm_handles(self) -> dict[str, Any]:
@@ -470,15 +331,12 @@ class Controller:
     def reconcile(self) -> None:
         """One round: probe the replicas, move streams off lost replicas, rebalance when replicas came back,
         re-assert every address (idempotent), co-locate moved streams, autoscale."""
-        if self._pending:
-            _, self._pending = ray.wait(self._pending, num_returns=len(self._pending), timeout=0)
-            if len(self._pending) > MAX_PENDING_CALLS:
-                log.warning("reconcile: %d wiring calls unanswered, skipping a round", len(self._pending))
-                return
+        if self.wiring.backlogged():
+            return
         with self._control:
             self.encoders.probe()
             self.llms.probe()
-            self._observe_streams()
+            self.wiring.observe()
             alive = self.encoders.placements()
             names = frozenset(r.name for r in alive)
             if alive:
@@ -486,10 +344,7 @@ class Controller:
                 if names - self._alive_encoders and self._alive_encoders:  # one came back: share the load
                     self._rebalance()
             self._alive_encoders = names
-            full = time.monotonic() - self._full_wire_at >= FULL_WIRE_S
-            self._wire(full)
-            if full:
-                self._full_wire_at = time.monotonic()
+            self._wire(full=None)
             self._colocate()
             if self.config.encoder.autoscale.enabled:
                 decision = self.autoscaler.decide(self.encoders.status({}), self._lags())
@@ -500,90 +355,12 @@ class Controller:
     def _lags(self) -> list[float]:
         """Every stream's lag (s), for the autoscaler; streams that do not answer are left out."""
         with self._lock:
-            refs = [s.memory.status.remote() for s in self._streams.values() if s is not None]
-        telemetry = [self._try_get(ref, timeout=1.0) for ref in refs]
-        return [t.lag_s for t in telemetry if t is not None and t.lag_s is not None]
+            memories = {sid: (s.memory.status,) for sid, s in self._streams.items() if s is not None}
+        return [got[0].lag_s for got in ask_all(memories).values() if got is not None and got[0].lag_s is not None]
 
-    def _observe_streams(self) -> None:
-        """Where every stream's memory and source run (node, process), asked at once; a memory's tokens
-        address again when its process changed (a restarted memory may bind a new port); which streams'
-        actors are gone for good (their node died: pinned there, Ray cannot restart them). Two calls per
-        stream in a quiet round: the controller's cost grows with streams, so nothing more is asked."""
-        with self._lock:
-            streams = {sid: s for sid, s in self._streams.items() if s is not None}
-        found = self._ask_all({sid: (s.memory.where, s.source.where) for sid, s in streams.items()})
-        changed = {}
-        for sid, got in found.items():
-            if got is None:
-                streams[sid].gone = True
-                continue
-            pids = (got[0]["pid"], got[1]["pid"])
-            streams[sid].node_id = got[0]["node_id"]
-            if pids[0] != (streams[sid].pids or (None,))[0] or sid not in self._routes:
-                changed[sid] = pids
-            else:
-                streams[sid].pids = pids
-        addresses = self._ask_all({sid: (streams[sid].memory.endpoints,) for sid in changed})
-        with self._lock:
-            for sid, got in addresses.items():
-                if got is not None and self._streams.get(sid) is streams[sid]:  # not removed meanwhile
-                    self._routes[sid] = got[0]["tokens"]
-                    streams[sid].pids = changed[sid]
-
-    def _ask_all(self, calls: dict[str, tuple]) -> dict[str, tuple | None]:
-        """Call every method in `calls` (key -> methods of one stream) at once; waits up to 1 s. Returns the
-        answers of the keys whose calls all answered (None: an actor died for good); slow ones are left out."""
-        refs = {key: [method.remote() for method in methods] for key, methods in calls.items()}
-        flat = [ref for group in refs.values() for ref in group]
-        ready = set(ray.wait(flat, num_returns=len(flat), timeout=1.0)[0]) if flat else set()
-        out: dict[str, tuple | None] = {}
-        for key, group in refs.items():
-            if not all(ref in ready for ref in group):
-                continue  # restarting or slow: asked again next round
-            try:
-                out[key] = tuple(ray.get(group, timeout=0))
-            except (ActorDiedError, ActorUnschedulableError):
-                out[key] = None
-            except (RayError, GetTimeoutError):
-                continue
-        return out
-
-    def _wire(self, full: bool = True) -> None:
-        """Send actors their peers' addresses (fire and forget; answers collected next round): all of them when
-        `full`, else only where something changed (an address, an assignment, a restarted process)."""
-        alive = self.encoders.alive()
-        llms = self.llms.alive()
-        with self._lock:
-            streams = {sid: s for sid, s in self._streams.items() if s is not None}
-            routes = {m.name: self._routes_of(m.name) for m in alive}
-        llm_endpoints = self._llm_endpoints()
-        calls = []
-        for m in alive:
-            if self._changed(m, (m.pid, routes[m.name]), full):
-                calls.append(m.handle.set_routes.remote(routes[m.name]))
-        for m in llms:
-            if self._changed(m, (m.pid, sorted(streams)), full):
-                calls.append(m.handle.set_streams.remote(sorted(streams)))
-        for s in streams.values():
-            replica = self.encoders.members.get(s.entry.encoder)
-            frames = replica.info["frames_endpoint"] if replica is not None and isinstance(replica.info, dict) \
-                else None
-            wiring = (s.pids, tuple(llm_endpoints), frames)
-            if not full and wiring == s.wired:
-                continue
-            s.wired = wiring
-            calls.append(s.memory.set_publish_targets.remote(llm_endpoints))
-            if frames is not None:
-                calls.append(s.source.set_target.remote(frames))
-        self._pending += calls
-
-    @staticmethod
-    def _changed(member: Any, wiring: tuple, full: bool) -> bool:
-        """Whether a replica's wiring differs from what it was last sent (and record it)."""
-        if not full and member.wired == wiring:
-            return False
-        member.wired = wiring
-        return True
+    def _wire(self, full: bool | None = True) -> None:
+        """Send the actors their peers' addresses (actors/wiring.py): all of them, or (None) what changed."""
+        self.wiring.send(self.encoders.alive(), self.llms.alive(), full)
 
     def _colocate(self) -> None:
         """Start again, on their replica's node, up to MOVES_PER_ROUND streams whose actors are gone or whose
@@ -604,22 +381,11 @@ class Controller:
             new = self._start_stream(old.entry.spec, old.entry.encoder, old.entry.added_at)
             with self._lock:  # (no removal can have happened: that takes the control lock too)
                 self._streams[sid] = new
-                self._placing.pop(sid, None)
+                self.wiring.placing.pop(sid, None)
             self._events.append(ScaleEvent(time.time(), "encoder", "move", old.entry.encoder,
                                            len(self.encoders.members),
                                            f"{sid}: {'its node died' if old.gone else 'to its replica node'}"))
             self._save()
-
-    def _autoscale(self, action: str, reason: str) -> None:
-        try:
-            if action == "add":
-                self._grow(self.encoders, 1, f"autoscale: {reason}")
-            else:
-                self._shrink(self.encoders, 1, f"autoscale: {reason}")
-        except ScaleRefused as exc:
-            self._event("encoder", f"{action} refused", "-", len(self.encoders.members), f"autoscale: {exc}")
-        self.autoscaler.acted()
-
 
 @ray.remote
 class ControllerActor(Controller, Located):

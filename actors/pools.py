@@ -26,6 +26,7 @@ from actors.status import ALIVE, UNAVAILABLE, ReplicaStatus
 log = logging.getLogger(__name__)
 
 LOST_AFTER_S = 8.0  # silence after which a replica's streams go elsewhere (a busy 2-core box stalls ~1-2 s)
+START_TIMEOUT_S = 300.0  # actor start-up (process + imports + model load) on a busy 2-core machine
 PROBE_TIMEOUT_S = 1.0  # one round waits at most this long for all replicas together
 
 
