@@ -12,7 +12,9 @@ crosses to another replica. What does not grow with encoder replicas, and so cap
   - the node's network: camera bitrate in, every memory's snapshot out to every LLM replica;
   - each LLM replica's network: it receives every stream's snapshot about once a second (the memory publishes
     on every chunk and re-publishes its newest after REPUBLISH_S idle), however many encoder replicas there are;
-  - the one controller, which re-sends every stream's wiring once a round (when its call rate was measured).
+and, not a cap on streams but on how fast the cluster is managed: the one controller re-sends every stream's
+wiring each round, so past the streams it re-wires in one round's period (from its measured call rate), rounds
+(and re-wiring after a failure or a move) stretch in proportion.
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, ra
 
     flops: per frame (vision_flops_per_frame); snapshot_bytes: one snapshot message on the wire;
     compress_s_per_chunk: CPU seconds of one memory update (with its checkpoint bytes and snapshot);
-    `a`: the assumptions by name (GPU_ASSUMPTIONS); controller_cap: streams the one controller re-wires per
-    round (None: not measured, no such cap).
+    `a`: the assumptions by name (GPU_ASSUMPTIONS); controller_cap: streams the one controller re-wires in one
+    wiring round's period (None: not measured). It caps no stream (the data plane does not wait for it), but
+    past it the round stretches in proportion, and so does every re-wiring after a failure or a move.
     """
     u = a["utilisation"].value
     # CPU seconds per second one stream costs its node: every camera frame decoded, one update per chunk.
@@ -86,25 +89,20 @@ def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, ra
     per_replica = min(encoder, cpu_per_replica, net_per_replica)
     bound = {encoder: "encoder GPU", cpu_per_replica: "node CPU (decode + memory updates)",
              net_per_replica: "node network (camera in + snapshots out)"}[per_replica]
-    fanout_cap = nic / snapshot_rate  # streams whose snapshots fill one LLM replica's network
-    caps = {"LLM replica network (snapshot fan-out)": fanout_cap}
-    if controller_cap is not None:
-        caps["controller (wiring round)"] = controller_cap
-    cap_name = min(caps, key=caps.get)
-    cap = caps[cap_name]
+    cap = nic / snapshot_rate  # streams whose snapshots fill one LLM replica's network
     growth = []
     for replicas in (1, 8, 64, 256, 1024):
-        linear = replicas * per_replica
-        growth.append({"replicas": replicas, "streams": math.floor(min(linear, cap)),
-                       "limit": bound if linear <= cap else cap_name})
+        streams = math.floor(min(replicas * per_replica, cap))
+        growth.append({"replicas": replicas, "streams": streams,
+                       "limit": bound if replicas * per_replica <= cap else "LLM replica network (snapshot fan-out)",
+                       "controller_round_periods": None if controller_cap is None else streams / controller_cap})
     return {
         "seconds_per_frame": seconds_per_frame, "frames_per_s": 1 / seconds_per_frame,
         "streams_per_replica": {"encoder": encoder, "node_cpu": cpu_per_replica, "node_network": net_per_replica,
                                 "effective": per_replica, "bound_by": bound},
         "cpu_core_s_per_stream_s": cpu_core_s_per_stream, "snapshot_bytes_per_s_per_stream_per_llm": snapshot_rate,
-        "linear_until_replicas": math.floor(cap / per_replica), "cap_streams": math.floor(cap), "cap": cap_name,
-        "fanout_cap_streams": math.floor(fanout_cap),
-        "controller_cap_streams": None if controller_cap is None else math.floor(controller_cap),
+        "linear_until_replicas": math.floor(cap / per_replica), "fanout_cap_streams": math.floor(cap),
+        "controller_streams_per_round": None if controller_cap is None else math.floor(controller_cap),
         "growth": growth, "assumptions": [asdict(x) for x in a.values()],
     }
 

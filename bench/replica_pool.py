@@ -23,6 +23,7 @@ from ray.exceptions import RayError
 from actors.client import PipelineClient
 from actors.cluster import LOCAL_ONLY_ENV, LOOPBACK, join
 from actors.config import EncoderConfig, PipelineConfig, RayConfig, TransportConfig
+from actors.errors import PipelineUnavailable
 from actors.pipeline import start_pipeline
 from bench.common import print_table
 from bench.pipeline import (SETTLE_S, STAGES, add_streams, print_steps, ramp, run_step, summary, wait_first_chunks,
@@ -35,6 +36,7 @@ OVERHEAD_TARGET = 1.05  # per-chunk time with 2 replicas / with 1
 POOL_TIMEOUT_S = 180.0  # a scaled pool has its replicas up and every stream advancing again
 CALL_TIMEOUT_S = 10.0  # an actor's where() call
 CONTROL_PROBE_CALLS = 2000  # calls timed for the control-call rate
+CAUGHT_UP_LAG_S = 1.0  # after a pool change, every stream back under this lag before a window
 COLOCATE_TIMEOUT_S = 30.0  # after serving, for the controller to move streams to their replica's node
 
 
@@ -62,7 +64,8 @@ def scale_encoders(client: PipelineClient, replicas: int, ids: list[str]) -> tup
     """Set the encoder pool to `replicas`; wait until that many are alive, each serving a share of `ids` (none
     idle when there are streams for it), and every stream has taken a new chunk since (raises TimeoutError after
     POOL_TIMEOUT_S); then up to COLOCATE_TIMEOUT_S more until every stream's source and memory run on its
-    replica's node (the controller moves them there); then settle as a new step does.
+    replica's node (the controller moves them there), until every stream's lag is under CAUGHT_UP_LAG_S, and
+    settle as a new step does.
     Returns (the encoder replicas' status, seconds until they served, seconds until co-located or None)."""
     started = time.monotonic()
     client.scale("encoder", replicas)
@@ -82,6 +85,8 @@ def scale_encoders(client: PipelineClient, replicas: int, ids: list[str]) -> tup
     serving_s = time.monotonic() - started
     together = poll(lambda: colocated(client, ids, encoders()), COLOCATE_TIMEOUT_S)
     colocated_s = time.monotonic() - started if together else None
+    # streams moved to another node restart from their checkpoints and catch up: not part of the steady state
+    poll(lambda: all((client.stream_status(s).lag_s or 0.0) < CAUGHT_UP_LAG_S for s in ids), POOL_TIMEOUT_S)
     time.sleep(SETTLE_S)
     return encoders(), serving_s, colocated_s
 
@@ -164,11 +169,18 @@ def routing_overhead(client: PipelineClient, clip: Path, streams: int, window_s:
 
 
 def sustained(client: PipelineClient, clip: Path, steps: list[int], window_s: float) -> dict:
-    """bench/pipeline.py's step search with 1 encoder replica, then with 2."""
+    """bench/pipeline.py's step search with 1 encoder replica, then with 2. A search the pipeline drops out of
+    (its controller unavailable: Ray restarting it) is recorded as that error, without its steps (ramp returns
+    them only at its end)."""
     out = {}
     for replicas in (1, 2):
-        scale_encoders(client, replicas, [])  # the whole pool up before the first stream is placed
-        plain, _ = ramp(client, clip, steps, window_s, None)
+        try:
+            scale_encoders(client, replicas, [])  # the whole pool up before the first stream is placed
+            plain, _ = ramp(client, clip, steps, window_s, None)
+        except PipelineUnavailable as exc:
+            out[replicas] = {"error": str(exc), "max_sustained_streams": None}
+            print(f"  {replicas} encoder(s): {exc}", flush=True)
+            continue
         out[replicas] = summary(plain)
         print_steps(f"{replicas} encoder(s)", plain)
     return out
@@ -192,7 +204,10 @@ def cluster_part(quick: bool, steps: list[int]) -> dict:
                 if not quick:
                     out["sustained"] = sustained(client, clip, steps, 15.0)
             finally:
-                client.shutdown()
+                try:
+                    client.shutdown()
+                except PipelineUnavailable:  # a controller Ray is restarting: the cluster goes down below anyway
+                    pass
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -25,8 +25,8 @@ costs and gives on a 2-node local Ray cluster.
    (b) sustained streams (bench/pipeline.py's step search and criteria: lag < 2 s, pace, no drops) with 1 and
        with 2 encoder replicas. Both nodes share this machine's 2 cores: a second replica adds no compute, so
        (b) shows what the pool costs or saves in scheduling, not a doubling.
-   (c) Ray actor calls per second from one process (the controller's wiring round makes CONTROL_CALLS per
-       stream every RECONCILE_S): with (a), the capacity model's controller cap.
+   (c) Ray actor calls per second from one process: the controller's wiring round makes CONTROL_CALLS per
+       stream every RECONCILE_S, so the capacity model says how many round periods a round takes at each size.
 
     .venv/bin/python bench/scale.py --quick --json out/bench-scale.json   # --only encoder|cluster: one half
 """
@@ -166,10 +166,10 @@ def print_capacity(encoder: dict, memory: dict, model: dict) -> None:
     print(f"GPU (assumed): {gpu['seconds_per_frame'] * 1000:.2f} ms/frame -> {per['encoder']:.0f} streams per "
           f"replica by the encoder, {per['node_cpu']:.0f} by the node CPU, {per['node_network']:.0f} by the node "
           f"network: {per['effective']:.0f} ({per['bound_by']}); linear up to {gpu['linear_until_replicas']} "
-          f"replicas, then capped at {gpu['cap_streams']} streams by the {gpu['cap']} (snapshot fan-out cap "
-          f"{gpu['fanout_cap_streams']}, controller cap {gpu['controller_cap_streams'] or 'not measured'})")
-    print_table([("GPU replicas", "d"), ("streams", "d"), ("bound by", "")],
-                [[g["replicas"], g["streams"], g["limit"]] for g in gpu["growth"]])
+          f"replicas, then capped at {gpu['fanout_cap_streams']} streams by the snapshot fan-out; the controller "
+          f"re-wires {gpu['controller_streams_per_round'] or '(not measured)'} streams per round period")
+    print_table([("GPU replicas", "d"), ("streams", "d"), ("bound by", ""), ("controller round / period", ".1f")],
+                [[g["replicas"], g["streams"], g["limit"], g["controller_round_periods"]] for g in gpu["growth"]])
 
 
 def main() -> int:

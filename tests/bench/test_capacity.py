@@ -57,17 +57,19 @@ def test_growth_is_linear_in_replicas_until_the_snapshot_fanout_caps_it():
     per = model["streams_per_replica"]["effective"]
     growth = {g["replicas"]: g for g in model["growth"]}
     assert growth[8]["streams"] == int(8 * per) and growth[8]["limit"] == model["streams_per_replica"]["bound_by"]
-    assert growth[1024]["streams"] == model["fanout_cap_streams"] == model["cap_streams"]
-    assert growth[1024]["limit"] == model["cap"] == "LLM replica network (snapshot fan-out)"
+    assert growth[1024]["streams"] == model["fanout_cap_streams"]
+    assert growth[1024]["limit"] == "LLM replica network (snapshot fan-out)"
     assert model["linear_until_replicas"] * per <= model["fanout_cap_streams"]
 
 
-def test_a_slow_controller_caps_the_cluster_before_the_fanout():
+def test_a_slow_controller_stretches_its_rounds_but_caps_no_stream():
     model = _model()
-    capped = gpu_model(6.4e11, 118_000, 0.007, 2.0, 2.0, 1.0, GPU_ASSUMPTIONS, controller_cap=500.0)
-    assert capped["cap"] == "controller (wiring round)" and capped["cap_streams"] == 500
-    assert capped["growth"][-1] == {"replicas": 1024, "streams": 500, "limit": "controller (wiring round)"}
-    assert capped["linear_until_replicas"] < model["linear_until_replicas"]
+    slow = gpu_model(6.4e11, 118_000, 0.007, 2.0, 2.0, 1.0, GPU_ASSUMPTIONS, controller_cap=500.0)
+    assert slow["controller_streams_per_round"] == 500
+    assert [g["streams"] for g in slow["growth"]] == [g["streams"] for g in model["growth"]]
+    last = slow["growth"][-1]
+    assert last["controller_round_periods"] == pytest.approx(last["streams"] / 500)
+    assert model["growth"][-1]["controller_round_periods"] is None
 
 
 def test_the_binding_limit_follows_the_assumptions():
