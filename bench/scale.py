@@ -51,6 +51,7 @@ from transformers import LlavaOnevisionConfig, Qwen2Config  # noqa: E402
 
 from actors.controller import RECONCILE_S  # noqa: E402
 from actors.memory import REPUBLISH_S  # noqa: E402
+from actors.wiring import FULL_WIRE_S  # noqa: E402
 from bench.capacity import GPU_ASSUMPTIONS, gpu_model, streams_per_replica, vision_flops_per_frame  # noqa: E402
 from bench.common import BenchRun, bench_parser, print_table, random_llava_onevision  # noqa: E402
 from bench.pipeline import FRAMES_PER_CHUNK, FULL_STEPS, RATE_HZ  # noqa: E402
@@ -67,10 +68,9 @@ TEXT_HIDDEN = 896  # Qwen2-0.5B's width: the projector's output
 BUDGET = 32
 UTILISATION = GPU_ASSUMPTIONS["utilisation"].value  # the same headroom on the CPU as on a GPU
 MEMORY_CHUNKS, MEMORY_WARMUP = 40, 10  # memory updates timed, after this many untimed ones
-# Ray calls the controller makes per stream every wiring round (actors/controller.py reconcile: the memory's
-# endpoints and where and the source's where in _observe_streams, the memory's publish targets and the
-# source's target in _wire).
-CONTROL_CALLS = 5
+# Ray calls the controller makes per stream per wiring round (actors/wiring.py): a quiet round asks where its
+# memory and source run (2); every FULL_WIRE_S it re-sends both their addresses (2 more).
+CONTROL_CALLS = 2 + 2 * RECONCILE_S / FULL_WIRE_S
 
 
 def real_size_encoder(dtype: torch.dtype) -> LlavaOnevision:
