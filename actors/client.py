@@ -20,6 +20,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from actors.errors import PipelineError, PipelineUnavailable, StreamFailed, StreamNotFound, StreamNotReady
 from actors.routing import LLMRouter
+from actors.table import stop_all
 from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,10 @@ def unwrap(exc: BaseException) -> BaseException:
 class PipelineClient:
     """Calls on one pipeline's controller (an ActorHandle of actors.controller.ControllerActor)."""
 
-    def __init__(self, controller: Any, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(self, controller: Any, call_timeout_s: float = CALL_TIMEOUT_S, namespace: str = "tokdyn") -> None:
+        """`namespace`: the Ray namespace the pipeline lives in (its table, for a shutdown without it)."""
         self.controller = controller
+        self.namespace = namespace
         self.call_timeout_s = call_timeout_s
         self.adopted = False  # set by actors.pipeline.start_pipeline: it found this pipeline running
         self.router = LLMRouter(lambda: self._get("llm_handles"))
@@ -252,9 +255,15 @@ class PipelineClient:
     # --- life cycle -------------------------------------------------------------------------------------
 
     def shutdown(self, timeout_s: float = 60.0) -> None:
-        """Stop every actor of the pipeline (checkpoints stay on disk) and the controller itself."""
+        """Stop every actor of the pipeline (checkpoints stay on disk) and the controller itself. If the
+        controller cannot (restarting, or dead), it is killed first and its table's actors are killed here:
+        they are detached and would outlive it."""
         try:
             self._get("shutdown", timeout_s=timeout_s)
+        except PipelineUnavailable:
+            ray.kill(self.controller, no_restart=True)
+            killed = stop_all(self.namespace)
+            log.warning("shutdown: the controller did not answer; killed the %d actors its table names", killed)
         finally:
             ray.kill(self.controller, no_restart=True)
 

@@ -326,7 +326,11 @@ class Controller(PoolControl):
 
     def _reconcile_forever(self, stop: threading.Event) -> None:
         while not stop.wait(RECONCILE_S):
-            self.reconcile()
+            try:
+                self.reconcile()
+            except (RayError, GetTimeoutError) as exc:  # an actor too slow or gone mid-round (a move, a new
+                # replica): the round's work is idempotent, the next one retries; the controller must not die
+                log.warning("reconcile: round failed (%s: %s), retrying next round", type(exc).__name__, exc)
 
     def reconcile(self) -> None:
         """One round: probe the replicas, move streams off lost replicas, rebalance when replicas came back,

@@ -45,7 +45,7 @@ def start_pipeline(config: PipelineConfig) -> PipelineClient:
             max_restarts=-1, num_cpus=0, max_concurrency=CONTROLLER_CONCURRENCY,
         ).remote(config)
         adopted = False
-    client = PipelineClient(controller)
+    client = PipelineClient(controller, namespace=config.ray.namespace)
     client.adopted = adopted
     client.wait_ready(START_TIMEOUT_S)
     return client
@@ -59,7 +59,7 @@ def connect(address: str = "auto", namespace: str = "tokdyn") -> PipelineClient:
     if not ray.is_initialized():
         join(address, namespace, log_to_driver=False)  # a wrong address: a LookupError in seconds
     try:
-        return PipelineClient(ray.get_actor(CONTROLLER_NAME, namespace=namespace))
+        return PipelineClient(ray.get_actor(CONTROLLER_NAME, namespace=namespace), namespace=namespace)
     except ValueError:
         raise LookupError(f"no running pipeline: actor {CONTROLLER_NAME!r} not found in namespace "
                           f"{namespace!r} (start one with `tokdyn serve`)") from None

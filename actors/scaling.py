@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError, RayError
 
 from actors.config import MAX_REPLICAS
 from actors.errors import ScaleRefused
@@ -158,6 +159,9 @@ class PoolControl:
                 self._shrink(self.encoders, 1, f"autoscale: {reason}")
         except ScaleRefused as exc:
             self._event("encoder", f"{action} refused", "-", len(self.encoders.members), f"autoscale: {exc}")
+        except (RayError, GetTimeoutError) as exc:  # the new replica did not start in time: say so, go on
+            self._event("encoder", f"{action} failed", "-", len(self.encoders.members),
+                        f"autoscale: {type(exc).__name__}")
         self.autoscaler.acted()
 
 

@@ -94,3 +94,24 @@ class TableStore:
 
         internal_kv._internal_kv_del(KEY, namespace=self.namespace)
 
+
+def stop_all(namespace: str) -> int:
+    """Kill every actor the pipeline table of `namespace` names and delete the table; returns how many were
+    killed. For a shutdown while the controller cannot do it (restarting, or gone): its actors are detached
+    and would otherwise outlive it. Kill the controller first, or a restart re-adopts them."""
+    import ray
+
+    store = TableStore(namespace)
+    table = store.load()
+    killed = 0
+    if table is not None:
+        names = table.encoders + table.llms + [n for e in table.streams.values() for n in (e.source, e.memory)]
+        for name in names:
+            try:
+                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+                killed += 1
+            except ValueError:  # already gone
+                continue
+    store.delete()
+    return killed
+

@@ -111,3 +111,26 @@ def test_autoscale_adds_a_replica_while_streams_lag_and_records_why(ray_local, t
         assert ray.get(ray.get_actor(event.replica, namespace=config.ray.namespace).info.remote())["image_size"]
     finally:
         client.shutdown()
+
+
+def test_shutdown_without_the_controller_still_stops_every_detached_actor(ray_local, tmp_path) -> None:
+    config = PipelineConfig(model=ModelConfig(path="tiny", max_new_tokens=4), checkpoint_dir=str(tmp_path))
+    client = start_pipeline(config)
+    client.add_stream({"stream_id": "cam", **LIVE})
+    names = [r.name for r in client.replicas()]
+    handles = client.stream_handles("cam")
+    ray.kill(client.controller, no_restart=True)  # gone for good: nobody will stop the detached actors ...
+    client.shutdown(timeout_s=5)  # ... but the table in Ray's store names them all
+    for name in names:
+        wait_for(lambda name=name: _gone(name, config.ray.namespace), 60, f"{name} killed")
+    for handle in handles.values():
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(handle.where.remote(), timeout=60)
+
+
+def _gone(name: str, namespace: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return True
+    return False
