@@ -186,8 +186,8 @@ def sustained(client: PipelineClient, clip: Path, steps: list[int], window_s: fl
     return out
 
 
-def cluster_part(quick: bool, steps: list[int]) -> dict:
-    """(a) and, unless quick, (b) on a fresh 2-node cluster; everything started here is stopped here."""
+def cluster_part(steps: list[int]) -> dict:
+    """(a) and (b) on a fresh 2-node cluster; everything started here is stopped here."""
     started = time.perf_counter()
     cluster = local_cluster()
     cluster_s = time.perf_counter() - started
@@ -199,10 +199,8 @@ def cluster_part(quick: bool, steps: list[int]) -> dict:
             out = {"nodes": NODES, "cluster_start_s": round(cluster_s, 1),
                    "pipeline_start_s": round(time.perf_counter() - started, 1)}
             try:
-                out["overhead"] = (routing_overhead(client, clip, 2, 4.0, (1, 2)) if quick
-                                   else routing_overhead(client, clip, 4, 20.0, (1, 2, 1)))
-                if not quick:
-                    out["sustained"] = sustained(client, clip, steps, 15.0)
+                out["overhead"] = routing_overhead(client, clip, 4, 20.0, (1, 2, 1))
+                out["sustained"] = sustained(client, clip, steps, 15.0)
             finally:
                 try:
                     client.shutdown()
@@ -233,7 +231,6 @@ def print_cluster(result: dict) -> None:
                                                         else " (a stream's actors off its replica's node)"))
     print(f"control calls (actor `where`, {CONTROL_PROBE_CALLS} at once from this process): "
           f"{overhead['control_calls_per_s']:.0f}/s")
-    if "sustained" in result:
-        one, two = result["sustained"][1], result["sustained"][2]
-        print(f"sustained streams: {one['max_sustained_streams']} with 1 encoder replica, "
-              f"{two['max_sustained_streams']} with 2 (both nodes share this machine's {os.cpu_count()} cores)")
+    one, two = result["sustained"][1], result["sustained"][2]
+    print(f"sustained streams: {one['max_sustained_streams']} with 1 encoder replica, "
+          f"{two['max_sustained_streams']} with 2 (both nodes share this machine's {os.cpu_count()} cores)")

@@ -55,7 +55,7 @@ from actors.wiring import FULL_WIRE_S  # noqa: E402
 from bench.capacity import GPU_ASSUMPTIONS, gpu_model, streams_per_replica, vision_flops_per_frame  # noqa: E402
 from bench.common import BenchRun, bench_parser, print_table, random_llava_onevision  # noqa: E402
 from bench.pipeline import FRAMES_PER_CHUNK, FULL_STEPS, RATE_HZ  # noqa: E402
-from bench.replica_pool import cluster_part, print_cluster  # noqa: E402
+from bench.replica_pool import CONTROL_PROBE_CALLS, cluster_part, print_cluster  # noqa: E402
 from compressor.config import CompressorConfig  # noqa: E402
 from compressor.registry import make_stream_compressor  # noqa: E402
 from stream.codec import Kind, Message, encode  # noqa: E402
@@ -172,8 +172,29 @@ def print_capacity(encoder: dict, memory: dict, model: dict) -> None:
                 [[g["replicas"], g["streams"], g["limit"], g["controller_round_periods"]] for g in gpu["growth"]])
 
 
+def quick_call_rate() -> float:
+    """(c) for --quick: Ray actor calls per second from this process to two trivial actors on a fresh local
+    cluster (127.0.0.1), all submitted at once, then awaited."""
+    import ray
+
+    from actors.cluster import start_local
+    from actors.remote import Located
+
+    start_local(2, "tokdyn-bench-scale", log_to_driver=False)
+    try:
+        probe = ray.remote(num_cpus=0)(type("Probe", (Located,), {}))
+        handles = [probe.remote() for _ in range(2)]
+        ray.get([h.where.remote() for h in handles])  # started
+        started = time.perf_counter()
+        ray.get([handles[i % 2].where.remote() for i in range(CONTROL_PROBE_CALLS)])
+        return CONTROL_PROBE_CALLS / (time.perf_counter() - started)
+    finally:
+        ray.shutdown()
+
+
 def main() -> int:
-    parser = bench_parser(__doc__, "encoder at batch 1 (dtype auto, one timed call) and (a) only, 2 streams (< 60 s)")
+    parser = bench_parser(__doc__, "encoder at batch 1 (dtype auto, one timed call) and the Ray call rate on a local "
+                                   "cluster; (a) and (b) only in the full run (< 60 s)")
     parser.add_argument("--only", choices=("encoder", "cluster"), help="run one half: parts 1-3 or part 4")
     parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")],
                         help="stream counts for (b), comma-separated (default: bench/pipeline.py's)")
@@ -190,13 +211,19 @@ def main() -> int:
             encoder["rows"] += measured.pop("rows")
             encoder.update(measured)
         results.update(encoder=encoder, memory=memory_cost(TEXT_HIDDEN))
+    calls = None
     if args.only != "encoder":
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away cluster on 127.0.0.1
-        results["cluster"] = cluster_part(args.quick, args.steps or list(FULL_STEPS))
-        print_cluster(results["cluster"])
-        print()
+        if args.quick:  # a 2-node cluster and a pipeline alone take 40-70 s here: (a) and (b) are full-run only
+            calls = results["control_calls_per_s"] = quick_call_rate()
+            print(f"control calls (actor `where`, {CONTROL_PROBE_CALLS} at once, local cluster): {calls:.0f}/s; "
+                  "(a) and (b) run without --quick\n")
+        else:
+            results["cluster"] = cluster_part(args.steps or list(FULL_STEPS))
+            calls = results["cluster"]["overhead"]["control_calls_per_s"]
+            print_cluster(results["cluster"])
+            print()
     if "encoder" in results:
-        calls = results["cluster"]["overhead"]["control_calls_per_s"] if "cluster" in results else None
         results["capacity"] = capacity(results["encoder"], results["memory"], calls)
         print_capacity(results["encoder"], results["memory"], results["capacity"])
     run.finish(results, args.json)
