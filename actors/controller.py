@@ -288,13 +288,11 @@ class Controller(PoolControl):
 
     def llm_handles(self) -> dict[str, Any]:
         """Alive LLM replicas by name (the client routes each question to the least busy)."""
-        with self._control:
-            return {m.name: m.handle for m in self.llms.alive()}
+        return {m.name: m.handle for m in self.llms.alive()}
 
     def encoder_handles(self) -> dict[str, Any]:
         """Every encoder replica's handle by name."""
-        with self._control:
-            return {name: m.handle for name, m in self.encoders.members.items()}
+        return {name: m.handle for name, m in self.encoders.members.items()}
 
     def ready(self) -> bool:
         return True

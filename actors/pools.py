@@ -12,6 +12,7 @@ not lost.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,15 +67,18 @@ class Member:
 
 class ReplicaPool:
     """Replicas of one role. `create(name)` starts a new actor; `probe_method` is the cheap call whose answer
-    is the replica's address info ("info" for encoders, "endpoint" for LLMs). Not thread-safe: the
-    controller calls it under its control lock."""
+    is the replica's address info ("info" for encoders, "endpoint" for LLMs). Changes (start, adopt, remove,
+    probe) come from the controller under its control lock; reads (`members`, `alive`, `status`, ...) take
+    a snapshot of the membership and may come from any thread, so telemetry and question routing never wait
+    behind a long reconcile round (a stream being moved)."""
 
     def __init__(self, role: str, create: Callable[[str], Any], probe_method: str, namespace: str) -> None:
         self.role = role
         self.create = create
         self.probe_method = probe_method
         self.namespace = namespace
-        self.members: dict[str, Member] = {}
+        self._members: dict[str, Member] = {}
+        self._lock = threading.Lock()  # membership only: status reads must not wait for a reconcile round
 
     # --- membership -----------------------------------------------------------------------------------
 
@@ -91,7 +95,8 @@ class ReplicaPool:
         now = time.monotonic()
         for m, info, where in zip(new.values(), infos, wheres):
             m.info, m.node_id, m.pid, m.answered_at = info, where["node_id"], where["pid"], now
-        self.members.update(new)
+        with self._lock:
+            self._members.update(new)
 
     def adopt(self, name: str) -> bool:
         """Take over the running replica `name` (after a controller restart); False if it does not exist."""
@@ -99,13 +104,21 @@ class ReplicaPool:
             handle = ray.get_actor(name, namespace=self.namespace)
         except ValueError:
             return False
-        self.members[name] = Member(name, handle)
+        with self._lock:
+            self._members[name] = Member(name, handle)
         return True
 
     def remove(self, name: str) -> None:
         """Kill replica `name` for good."""
-        member = self.members.pop(name)
+        with self._lock:
+            member = self._members.pop(name)
         ray.kill(member.handle, no_restart=True)
+
+    @property
+    def members(self) -> dict[str, Member]:
+        """Replica name -> Member, a snapshot of the membership (the Members themselves are live)."""
+        with self._lock:
+            return dict(self._members)
 
     # --- observation ----------------------------------------------------------------------------------
 
@@ -113,15 +126,16 @@ class ReplicaPool:
         """One round: every replica's address, node and statistics. A replica's questions stay outstanding
         across rounds until it answers, so a slow replica on a busy machine is late, not silent; waits at most
         PROBE_TIMEOUT_S for this round's answers."""
-        for m in self.members.values():
+        members = self.members
+        for m in members.values():
             if m.pending is None:
                 m.pending = [getattr(m.handle, self.probe_method).remote(), m.handle.stats.remote(),
                              m.handle.where.remote()]
                 m.asked_at = time.monotonic()
-        refs = [ref for m in self.members.values() for ref in m.pending]
+        refs = [ref for m in members.values() for ref in m.pending]
         ready = set(ray.wait(refs, num_returns=len(refs), timeout=PROBE_TIMEOUT_S)[0]) if refs else set()
         now = time.monotonic()
-        for m in self.members.values():
+        for m in members.values():
             if not all(ref in ready for ref in m.pending):
                 continue
             try:

@@ -57,13 +57,12 @@ class PoolControl:
         """Every encoder and LLM replica with its telemetry (role, then name order)."""
         with self._lock:
             per_encoder = collections.Counter(s.entry.encoder for s in self._streams.values() if s is not None)
-        with self._control:
-            llm_streams = {m.name: int(m.stats.get("streams", 0)) for m in self.llms.members.values()}
-            return self.encoders.status(dict(per_encoder)) + self.llms.status(llm_streams)
+        llm_streams = {m.name: int(m.stats.get("streams", 0)) for m in self.llms.members.values()}
+        return self.encoders.status(dict(per_encoder)) + self.llms.status(llm_streams)
 
     def scale_events(self) -> list[ScaleEvent]:
         """The pools' recent changes, oldest first."""
-        return list(self._events)
+        return list(self._events.copy())  # deque.copy is one C call: safe while the reconcile thread appends
 
     def scale(self, role: str, count: int) -> list[ReplicaStatus]:
         """Run `count` replicas of `role`: new ones are started (and take streams, for encoders), surplus ones
