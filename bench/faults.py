@@ -5,8 +5,8 @@ One local pipeline (tiny model) with two streams, an RTSP camera served by testk
 both streams over HTTP the whole time. Each cycle injects, one after the other, waiting for each to
 recover before the next: RTSP server killed (recovered = the source reconnects and new chunks arrive),
 RTSP server frozen for twice the read timeout (same), and SIGKILL of the memory actor of "cam", the
-encoder, the LLM and the API actor (recovered = a new pid and, after it, the stream advancing / a 200
-answer / the API answering). The run is bounded: `--cycles` cycles, each fault given RECOVERY_S.
+encoder, the LLM, the API actor and the controller (recovered = a new pid and, after it, the stream
+advancing / a 200 answer / the API answering / the restarted controller reporting "cam" advancing). The run is bounded: `--cycles` cycles, each fault given RECOVERY_S.
 
 Reported: faults injected and recovered (and the slowest recovery), questions answered (200) / 503 /
 other statuses, and what was lost: a stream's snapshot version, media time or compressed-chunk count
@@ -207,7 +207,8 @@ def _inject(cycles: int, client: Any, camera: RtspServer, api: Any, url: str, wa
         for kind, handle, recovered in (("kill memory(cam)", memory, lambda: advanced("cam")),
                                         ("kill encoder", encoder, lambda: advanced("syn")),
                                         ("kill llm", llm, answered_after),
-                                        ("kill api", api, api_answers)):
+                                        ("kill api", api, api_answers),
+                                        ("kill controller", client.controller, lambda: advanced("cam"))):
             faults.append({"fault": kind, "recovery_s": _kill_actor(handle, recovered, watch)})
         print(f"cycle done: {len(faults)} faults so far, questions {dict(questions.statuses)}", flush=True)
     return faults
