@@ -47,6 +47,7 @@ RECONCILE_S = 1.0  # how often the actors are observed and changed wiring is sen
 CALL_TIMEOUT_S = 10.0  # a control call on a healthy actor answers well within this
 MOVES_PER_ROUND = 2  # streams moved to their replica's node per reconcile round (each restarts two actors)
 EVENTS_KEPT = 200  # pool changes kept for telemetry
+ADOPT_WAIT_S = 30.0  # how long a restarted controller waits for the replicas it adopts to answer
 
 
 class Controller(PoolControl):
@@ -110,8 +111,14 @@ class Controller(PoolControl):
                 log.warning("controller: %s replicas %s are gone, starting new ones", pool.role, missing)
                 pool.start([self.table.new_name(prefix) for _ in range(max(len(missing), 1 - len(pool.members)))],
                            START_TIMEOUT_S)
-        self.encoders.probe()
-        self.llms.probe()
+        deadline = time.monotonic() + ADOPT_WAIT_S  # their addresses, before any stream is started on them
+        while True:
+            self.encoders.probe()
+            self.llms.probe()
+            pools = (self.encoders, self.llms)
+            if all(m.info for p in pools for m in p.members.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # a dead replica answers (with an error) at once: do not spin
         for sid, entry in self.table.streams.items():
             try:
                 source = ray.get_actor(entry.source, namespace=self.namespace)
@@ -168,13 +175,6 @@ class Controller(PoolControl):
                 self.wiring.placing.pop(sid, None)
             raise
         return StreamActors(entry, source, memory)
-
-    def _routes_of(self, replica: str) -> dict[str, str]:
-        """Stream id -> tokens address of the streams `replica` serves, those being placed included (caller
-        holds `_lock`): a routing table without them would make the replica drop their first chunks."""
-        served = {sid for sid, a in self._streams.items() if a is not None and a.entry.encoder == replica}
-        served |= {sid for sid, name in self.wiring.placing.items() if name == replica}
-        return {sid: self.wiring.routes[sid] for sid in served if sid in self.wiring.routes}
 
     def _llm_endpoints(self) -> list[str]:
         return sorted(m.info for m in self.llms.alive() if m.info)
