@@ -195,9 +195,7 @@ class Controller(PoolControl):
                 alive = self.encoders.placements()
                 if not alive:
                     raise ScaleRefused("no encoder replica is alive to take a new stream: retry shortly")
-                with self._lock:
-                    assigned = {sid: s.entry.encoder for sid, s in self._streams.items() if s is not None}
-                    fps = {sid: s.entry.spec.sample_rate_hz for sid, s in self._streams.items() if s is not None}
+                assigned, fps, _ = self._view()
                 replica = pick(spec.sample_rate_hz, None, alive, loads(assigned, fps, alive))
             actors = self._start_stream(spec, replica, time.time())
         except BaseException:
@@ -384,9 +382,8 @@ class Controller(PoolControl):
             with self._lock:  # (no removal can have happened: that takes the control lock too)
                 self._streams[sid] = new
                 self.wiring.placing.pop(sid, None)
-            self._events.append(ScaleEvent(time.time(), "encoder", "move", old.entry.encoder,
-                                           len(self.encoders.members),
-                                           f"{sid}: {'its node died' if old.gone else 'to its replica node'}"))
+            self._event("encoder", "move", old.entry.encoder, len(self.encoders.members),
+                        f"{sid}: {'its node died' if old.gone else 'to its replica node'}")
             self._save()
 
 @ray.remote

@@ -55,8 +55,7 @@ class PoolControl:
 
     def replicas(self) -> list[ReplicaStatus]:
         """Every encoder and LLM replica with its telemetry (role, then name order)."""
-        with self._lock:
-            per_encoder = collections.Counter(s.entry.encoder for s in self._streams.values() if s is not None)
+        per_encoder = collections.Counter(self._view()[0].values())
         llm_streams = {m.name: int(m.stats.get("streams", 0)) for m in self.llms.members.values()}
         return self.encoders.status(dict(per_encoder)) + self.llms.status(llm_streams)
 
@@ -92,8 +91,7 @@ class PoolControl:
 
     def _shrink(self, pool: ReplicaPool, n: int, reason: str) -> None:
         """Remove `n` replicas: lost ones first, then the least loaded; their streams move before they go."""
-        with self._lock:
-            served = collections.Counter(s.entry.encoder for s in self._streams.values() if s is not None)
+        served = collections.Counter(self._view()[0].values())
         lost = set(pool.lost())
         victims = sorted(pool.members, key=lambda name: (name not in lost, served.get(name, 0), name))[:n]
         keep = [r for r in pool.placements() if r.name not in victims]
@@ -110,44 +108,47 @@ class PoolControl:
 
     def _check_free(self, role: str, n: int) -> None:
         c = self.config.encoder if role == "encoder" else self.config.llm
-        need = {"CPU": c.num_cpus, "GPU": c.num_gpus, **c.resources}
+        need = {k: v * n for k, v in {"CPU": c.num_cpus, "GPU": c.num_gpus, **c.resources}.items() if v > 0}
         free = ray.available_resources()
-        short = {k: v * n for k, v in need.items() if v > 0 and free.get(k, 0.0) + 1e-9 < v * n}
+        short = [k for k, v in need.items() if free.get(k, 0.0) + 1e-9 < v]
         if short:
-            raise ScaleRefused(f"not enough free resources for {n} more {role} replica(s): they need "
-                               f"{ {k: v * n for k, v in need.items() if v > 0} }, the cluster has "
-                               f"{ {k: round(free.get(k, 0.0), 3) for k in short} } free")
+            raise ScaleRefused(f"not enough free resources for {n} more {role} replica(s): they need {need}, the "
+                               f"cluster has { {k: round(free.get(k, 0.0), 3) for k in short} } free")
 
     def _event(self, role: str, action: str, replica: str, replicas: int, reason: str) -> None:
         self._events.append(ScaleEvent(time.time(), role, action, replica, replicas, reason))
         log.info("%s replica %s: %s (%s); %d now", role, replica, action, reason, replicas)
 
+    def _view(self) -> tuple[dict[str, str], dict[str, float], dict[str, str | None]]:
+        """The stream table as the placement policy sees it: stream id -> its replica, its sampled frames/s,
+        the node its memory runs on (streams being added left out)."""
+        with self._lock:
+            streams = {sid: s for sid, s in self._streams.items() if s is not None}
+        return ({sid: s.entry.encoder for sid, s in streams.items()},
+                {sid: s.entry.spec.sample_rate_hz for sid, s in streams.items()},
+                {sid: s.node_id for sid, s in streams.items()})
+
     def _reassign(self, alive: list[Replica], reason: str) -> None:
         """Streams of replicas not in `alive` go to alive ones (placement.assign)."""
-        with self._lock:
-            current = {sid: s.entry.encoder for sid, s in self._streams.items() if s is not None}
-            fps = {sid: s.entry.spec.sample_rate_hz for sid, s in self._streams.items() if s is not None}
-            nodes = {sid: s.node_id for sid, s in self._streams.items() if s is not None}
+        current, fps, nodes = self._view()
         self._apply_assignments(assign(current, fps, nodes, alive), reason)
 
     def _rebalance(self) -> None:
         alive = self.encoders.placements()
-        with self._lock:
-            current = {sid: s.entry.encoder for sid, s in self._streams.items() if s is not None}
-            fps = {sid: s.entry.spec.sample_rate_hz for sid, s in self._streams.items() if s is not None}
+        current, fps, _ = self._view()
         self._apply_assignments(rebalance(assign(current, fps, {}, alive), fps, alive), "rebalance")
 
     def _apply_assignments(self, new: dict[str, str], reason: str) -> None:
-        changed = False
+        moved = []
         with self._lock:
             for sid, replica in new.items():
                 actors = self._streams.get(sid)
                 if actors is not None and actors.entry.encoder != replica:
-                    self._events.append(ScaleEvent(time.time(), "encoder", "reassign", replica,
-                                                   len(self.encoders.members), f"{sid}: {reason}"))
                     actors.entry.encoder = replica
-                    changed = True
-        if changed:
+                    moved.append((sid, replica))
+        for sid, replica in moved:
+            self._event("encoder", "reassign", replica, len(self.encoders.members), f"{sid}: {reason}")
+        if moved:
             self._save()
 
     def _autoscale(self, action: str, reason: str) -> None:
