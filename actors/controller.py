@@ -11,8 +11,9 @@ calls are idempotent, so an actor Ray restarted on a new port is re-wired within
 Placement: a stream goes to the least-loaded encoder replica by sampled frames/s (actors/placement.py), and
 its source and memory are pinned to that replica's node (Ray node affinity), so frames stay off the network.
 A replica silent for pools.LOST_AFTER_S loses its streams to the others; a stream whose replica changed is
-moved to the new replica's node (memory closed, restored from its checkpoint there), and one whose actors died
-with their node is started again there the same way. Adding a replica rebalances.
+moved to the new replica's node (memory closed, restored from its checkpoint there, its new source going on
+after the memory's newest frame), and one whose actors died with their node is started again there the same
+way. Adding a replica rebalances.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ class Controller(PoolControl):
 
     def _start_stream(self, spec: StreamSpec, replica: str, added_at: float) -> StreamActors:
         """Start a stream's memory on `replica`'s node, route the replica's tokens to it, then start its source
-        there: in that order, so not one chunk of a file reaches a replica that does not know where it goes.
+        there: in that order, so not one chunk of a file reaches a replica that does not know where it goes. The
+        source asks the memory where the stream stands and goes on from there (a moved or restored stream).
         Waits for the memory (up to START_TIMEOUT_S); kills what it started if anything fails."""
         options: dict[str, Any] = {"max_restarts": self.config.ray.max_restarts, "num_cpus": 0,
                                    "lifetime": "detached", "namespace": self.namespace}
@@ -167,7 +169,7 @@ class Controller(PoolControl):
             member = self.encoders.members[replica]
             ray.get(member.handle.set_routes.remote(routes), timeout=CALL_TIMEOUT_S)
             source = SourceActor.options(name=entry.source, **options).remote(
-                spec, member.info["image_size"], self.config.transport, member.info["frames_endpoint"])
+                spec, member.info["image_size"], self.config.transport, member.info["frames_endpoint"], memory)
         except BaseException:
             ray.kill(memory, no_restart=True)  # a half-started stream must not leave actors behind
             with self._lock:

@@ -155,33 +155,42 @@ class EncoderWorker:
         return kept
 
     def _encode(self, batch: list[Message]) -> list[Message]:
-        """TOKENS (and forwarded EOS) messages for a batch, in arrival order; bad chunks counted and skipped."""
+        """TOKENS (and forwarded EOS) messages for a batch, in arrival order (a stream's EOS must not overtake
+        its last chunk, or the memory sees a gap); bad chunks counted and skipped."""
         good: list[tuple[Message, np.ndarray, dict[str, float]]] = []
-        out: list[Message] = []
+        order: list[Message | int] = []  # an EOS as itself, a good chunk as its index in `good`
         for msg in batch:
             if msg.kind is Kind.EOS:
-                out.append(msg)
+                order.append(msg)
                 continue
             try:
                 frames = check_chunk(msg, self.vlm.image_size).frames
                 good.append((msg, frames, with_transport(msg.meta, time.time())))  # meta is untrusted too
+                order.append(len(good) - 1)
             except (ProtocolError, BadMeta) as exc:
                 self.bad_chunks += 1
                 log.warning("encoder: skipped bad chunk #%d: %s", self.bad_chunks, exc)
+        tokens = self._tokens(good)
+        return [item if isinstance(item, Message) else tokens[item] for item in order
+                if isinstance(item, Message) or item < len(tokens)]
+
+    def _tokens(self, good: list[tuple[Message, np.ndarray, dict[str, float]]]) -> list[Message]:
+        """One TOKENS message per good chunk, in order; none when the model rejects the batch."""
         if not good:
-            return out
+            return []
         start = time.perf_counter()
         try:
             encoded = self._encoder.encode([(msg.stream_id, frames) for msg, frames, _ in good])  # [T_i, gh, gw, D]
         except ValueError as exc:  # the model's InputError: frames it cannot take; skip them, keep serving
             self.bad_chunks += len(good)
             log.warning("encoder: skipped a batch of %d chunks the model rejected: %s", len(good), exc)
-            return out
+            return []
         elapsed = time.perf_counter() - start
         self.encode_s += elapsed
         self.batches += 1
         total = sum(len(f) for _, f, _ in good)
         self.frames += total
+        out = []
         for (msg, frames, timings), (_, part) in zip(good, encoded):
             timings["encode"] = elapsed * len(frames) / total  # this chunk's share of the batch
             counters = self._counters[msg.stream_id]

@@ -40,6 +40,7 @@ from compressor.registry import make_stream_compressor, restore_stream_compresso
 from compressor.segments import SegmentStore
 from stream.codec import Kind, Message
 from stream.tensors import from_wire_array
+from stream.timestamps import ResumePoint
 from stream.transport import SequenceTracker, Socket
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class MemoryWorker:
         self.lag_s: float | None = None
         self._sequence = SequenceTracker()  # gaps = chunks lost between source and here (live drops, restarts)
         self._last_t = self.compressor.t_end  # media time of the newest frame (the console's key map view)
+        self._last_arrival: float | None = None  # wall clock that frame arrived (not in the checkpoint)
         self._snapshot = self.compressor.snapshot() if self.compressor.frames_seen else None
         self._loop = LoopThread(f"memory-{spec.stream_id}", self._run, exit_on_crash)
 
@@ -107,6 +109,15 @@ class MemoryWorker:
     def endpoints(self) -> dict:
         """{"tokens": address the encoder pushes this stream's tokens to}."""
         return {"tokens": self._tokens_in.peer_spec()}
+
+    def resume_point(self) -> ResumePoint | None:
+        """Where a source (re)started on this stream goes on from: the newest media time held, when that
+        frame arrived and the next chunk seq expected; None before the first frame."""
+        with self._lock:
+            if not self.compressor.frames_seen:
+                return None
+            return ResumePoint(float(self._last_t), self._last_arrival,
+                               self._sequence.next_seq.get(self.spec.stream_id, 0))
 
     def set_publish_targets(self, endpoints: list[str]) -> None:
         """Where snapshots go: every LLM replica's `pub+connect:...` address (re-set when replicas come and go
@@ -192,9 +203,11 @@ class MemoryWorker:
             tokens = from_wire_array(msg.arrays["tokens"])  # [T, gh, gw, D]
             timestamps = np.asarray(msg.arrays["timestamps"], dtype=np.float64)
             start = time.perf_counter()
+            newest_arrival = _newest_arrival(msg.arrays.get("arrivals"))
             with self._lock:
                 self.compressor.update(tokens, timestamps)
                 self._last_t = float(timestamps[-1])
+                self._last_arrival = newest_arrival
                 data = self.compressor.to_bytes()
             snapshot = self.compressor.snapshot()
             compress_s = time.perf_counter() - start
@@ -214,7 +227,7 @@ class MemoryWorker:
                 log.warning("memory %s: segment update failed: %s", self.spec.stream_id, exc)
         timings["compress"] = compress_s
         self.times.merge(timings)
-        self.lag_s = _lag_s(msg.arrays.get("arrivals"))
+        self.lag_s = seconds(time.time() - newest_arrival) if newest_arrival is not None else None
         self.chunks += 1
         self._snapshot = snapshot
         return True
@@ -229,10 +242,10 @@ class MemoryWorker:
             pub.send(msg, timeout_ms=0)
 
 
-def _lag_s(arrivals: np.ndarray | None) -> float | None:
-    """Seconds from decoding the newest frame (wall clock, from the chunk's [T] `arrivals`) to now; None when
-    the array is missing or holds no usable time (it arrives from the wire: any dtype, NaN, the future)."""
+def _newest_arrival(arrivals: np.ndarray | None) -> float | None:
+    """Wall-clock time the chunk's newest frame was decoded (from its [T] `arrivals`); None when the array is
+    missing or holds no usable time (it arrives from the wire: any dtype, NaN, the future)."""
     if arrivals is None or arrivals.ndim != 1 or not len(arrivals) or arrivals.dtype.kind not in "iuf":
         return None
     newest = seconds(np.max(arrivals.astype(np.float64)).item())
-    return seconds(time.time() - newest) if newest is not None else None
+    return newest if newest is not None and newest <= time.time() else None

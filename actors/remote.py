@@ -2,22 +2,33 @@
 
 Resources are set per actor by the controller with `.options(...)` (num_gpus from the config, 0 CPUs for the
 per-stream actors so many streams fit on a small node); restarts come from `max_restarts`.
+
+A source actor is given its stream's memory actor and asks it where the stream stands each time it starts,
+Ray's restarts included (they re-run the constructor with the same arguments): a restarted source goes on
+from the memory's newest frame instead of from 0.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError, RayError
 
 from actors.config import EncoderConfig, LLMConfig, StreamSpec, TransportConfig
 from actors.encoder import EncoderWorker
 from actors.llm import LLMWorker
 from actors.memory import MemoryWorker
 from actors.source import SourceWorker
+from stream.timestamps import ResumePoint
 from vlm import ModelConfig
+
+log = logging.getLogger(__name__)
+
+RESUME_WAIT_S = 60.0  # a starting source waits this long for its memory (which may be restarting too)
 
 
 class Located:
@@ -34,8 +45,23 @@ class Located:
 @ray.remote
 class SourceActor(SourceWorker, Located):
     def __init__(self, spec: StreamSpec, image_size: int, transport: TransportConfig,
-                 target: str | None = None) -> None:
-        SourceWorker.__init__(self, spec, image_size, transport, target, exit_on_crash=True)
+                 target: str | None = None, memory: Any = None) -> None:
+        SourceWorker.__init__(self, spec, image_size, transport, target, _resume_point(spec, memory),
+                              exit_on_crash=True)
+
+
+def _resume_point(spec: StreamSpec, memory: Any) -> ResumePoint | None:
+    """The stream's memory's resume point (None: no memory given, or it holds nothing yet). A memory that
+    does not answer in RESUME_WAIT_S leaves the source to start from the beginning, said in the log."""
+    if memory is None:
+        return None
+    try:
+        return ray.get(memory.resume_point.remote(), timeout=RESUME_WAIT_S)
+    except (RayError, GetTimeoutError) as exc:
+        log.warning("source %s: its memory did not say where the stream stands (%s); starting from the "
+                    "beginning, so chunks older than the memory's are refused until they pass it",
+                    spec.stream_id, type(exc).__name__)
+        return None
 
 
 @ray.remote

@@ -6,6 +6,9 @@ Wire: PUSH (connected to the encoder's frames endpoint) sends
                                              "decode": s inside the decoder since the previous chunk}}
 and an EOS when a finite file ends. A file waits for the encoder (nothing lost); a live source gives up on a
 chunk after `transport.send_timeout_ms` and counts it as dropped (freshest wins).
+
+A source started on a stream whose memory already holds frames (`resume`, the memory's `resume_point()`) goes
+on after them: media time and sequence numbers continue, a file from where the memory is (stream/sources.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from stream.codec import Message, chunk_to_message, eos
 from stream.frames import Chunk
 from stream.sampling import chunks
 from stream.sources import SourceError, open_source
+from stream.timestamps import ResumePoint
 from stream.transport import Socket
 
 log = logging.getLogger(__name__)
@@ -37,8 +41,9 @@ class SourceWorker:
     """Runs one stream's chunk loop in a thread and pushes the chunks to the encoder."""
 
     def __init__(self, spec: StreamSpec, image_size: int, transport: TransportConfig, target: str | None = None,
-                 exit_on_crash: bool = False) -> None:
+                 resume: ResumePoint | None = None, exit_on_crash: bool = False) -> None:
         self.spec = spec
+        self.resume = resume
         self.image_size = image_size
         self.transport = transport
         self._lock = threading.Lock()
@@ -108,10 +113,11 @@ class SourceWorker:
         spec = self.spec
         config = dataclasses.replace(spec.source, realtime=spec.is_live, loop=spec.loop)
         try:
-            self._source = open_source(spec.url, config)
+            self._source = open_source(spec.url, config, resume=self.resume)
             waited = time.perf_counter()
             decoded_s = 0.0  # the source's decoder seconds when the previous chunk went out
-            next_seq = 0  # the EOS follows the last chunk's seq, so a receiver sees a lost last chunk as a gap
+            # the EOS follows the last chunk's seq, so a receiver sees a lost last chunk as a gap
+            next_seq = self.resume.seq if self.resume is not None else 0
             for chunk in chunks(self._source, spec.sample_rate_hz, spec.frames_per_chunk, self.image_size,
                                 spec.stream_id):
                 blocked = time.perf_counter() - waited

@@ -2,7 +2,8 @@
 
 Sampling is by timestamp, not frame count, so variable frame rates and dropped frames give the same
 grid: the sampler keeps the first frame at or after each point ``t0 + k / rate_hz``. After a long gap it
-resumes on the grid point after the kept frame (no burst of catch-up frames).
+resumes on the grid point after the kept frame (no burst of catch-up frames). A resumed source (its
+``resume`` point: where the stream's memory stands) keeps its grid and chunk numbers going from there.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ GRID_EPS_S = 5e-4
 
 
 class Sampler:
-    """Keeps frames on a ``rate_hz`` grid anchored at the first frame's timestamp."""
+    """Keeps frames on a ``rate_hz`` grid anchored at the first frame's timestamp, or, ``after`` a resume
+    point, at that time as if its frame had been kept (the next one kept is a period later)."""
 
-    def __init__(self, rate_hz: float) -> None:
+    def __init__(self, rate_hz: float, after: float | None = None) -> None:
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected > 0, got {rate_hz}")
         self.period = 1.0 / rate_hz
-        self._t0: float | None = None
-        self._next_k = 0
+        self._t0: float | None = after
+        self._next_k = 0 if after is None else 1
 
     def keep(self, pts: float) -> bool:
         """Whether the frame at media time ``pts`` (seconds, increasing) is sampled."""
@@ -60,13 +62,14 @@ def resize_frames(frames: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
 class Chunker:
     """Groups frames into ``Chunk`` objects of ``frames_per_chunk`` frames with consecutive ``seq``."""
 
-    def __init__(self, frames_per_chunk: int, stream_id: str, size: int | tuple[int, int] | None = None) -> None:
+    def __init__(self, frames_per_chunk: int, stream_id: str, size: int | tuple[int, int] | None = None,
+                 first_seq: int = 0) -> None:
         if frames_per_chunk < 1:
             raise ValueError(f"frames_per_chunk: expected >= 1, got {frames_per_chunk}")
         self.frames_per_chunk = frames_per_chunk
         self.stream_id = stream_id
         self.size = size
-        self.seq = 0
+        self.seq = first_seq
         self._pending: list[Frame] = []
 
     def push(self, frame: Frame) -> Chunk | None:
@@ -99,14 +102,18 @@ def chunks(source: Source | str, rate_hz: float, frames_per_chunk: int, size: in
     source: an open ``Source`` or a URL, opened with ``SourceConfig(policy=policy)`` (``policy`` applies to
         URLs only; None picks by source kind). A URL source is closed when the iterator ends.
     flush_partial: at the end of a finite source, yield the last short chunk too.
+    A source opened with a ``resume`` point goes on from it: the grid continues after its time and the chunks
+    are numbered from its ``seq``.
     """
     owned = isinstance(source, str)
     if owned:
         source = open_source(source, SourceConfig(policy=policy))
     elif policy is not None and BufferPolicy(policy) is not source.policy:
         raise ValueError(f"policy: the source was opened with {source.policy.value}, got {policy!r}")
-    source.set_sampler(Sampler(rate_hz).keep)  # sample inside the source: skipped frames cost no RGB conversion
-    chunker = Chunker(frames_per_chunk, stream_id, size)
+    resume = source.resume
+    # sample inside the source: skipped frames cost no RGB conversion
+    source.set_sampler(Sampler(rate_hz, resume.t if resume is not None else None).keep)
+    chunker = Chunker(frames_per_chunk, stream_id, size, resume.seq if resume is not None else 0)
     try:
         for frame in source:
             chunk = chunker.push(frame)

@@ -8,6 +8,12 @@ recent events, with every URL and error text redacted.
 Threading: with the WAIT policy frames are decoded in the consumer's thread, on demand (nothing lost);
 with DROP_OLDEST a reader thread decodes into a bounded ``FrameBuffer`` (freshest wins, drops counted).
 ``set_sampler`` moves sampling into the source, so frames it skips are never converted to RGB.
+
+Resuming (``resume``, a ``ResumePoint``: the newest media time a stream's memory holds): a source started
+again on a stream (a crash, or a move to another node) goes on from there, never from 0, because a memory
+refuses time that goes backwards. A file or generated video continues its content: it seeks there and skips
+what is not later (a looped file seeks within the loop and continues its clock). A camera cannot seek: its
+clock continues from there, stepped by the wall time since that frame arrived.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import math
 import random
 import threading
 import time
@@ -28,7 +35,7 @@ from stream.buffer import FrameBuffer
 from stream.config import BufferPolicy, SourceConfig, redact_text, redact_url
 from stream.frames import ALLOWED, Frame, SourceState, SourceStatus, StatusEvent
 from stream.synthetic import SyntheticVideo
-from stream.timestamps import TimestampCorrector
+from stream.timestamps import ResumePoint, TimestampCorrector
 from stream.urls import GENERATED_SCHEMES, NETWORK_SCHEMES, SCENE_SCHEME, is_live_url, resolve_url
 
 log = logging.getLogger(__name__)
@@ -57,10 +64,13 @@ class Source:
     live: bool = False  # frames come in real time (network stream or paced file): drop_oldest by default
     live_stream: bool = False  # a network stream that is live by nature (RTSP, RTMP, HLS, ...)
 
-    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
+    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None,
+                 resume: ResumePoint | None = None) -> None:
         self._url = url
         self.url = redact_url(url)
         self.config = config
+        self.resume = resume
+        self._skip_until: float | None = None  # frames at or before this media time are decoded, not handed out
         self.policy = config.policy or (BufferPolicy.DROP_OLDEST if self.live else BufferPolicy.WAIT)
         self.paced = config.realtime and not self.live_stream  # a camera is paced by its own clock
         self._on_event = on_event
@@ -176,6 +186,8 @@ class Source:
         with self._lock:
             index = self._counts["decoded"]
             self._counts["decoded"] += 1
+        if self._skip_until is not None and pts <= self._skip_until:
+            return None  # before the resume point: the memory has it already
         if self._keep is not None and not self._keep(pts):
             return None
         if self.paced:
@@ -225,10 +237,11 @@ class SyntheticSource(Source):
     """Frames of generated video (``synthetic://`` moving squares, ``scene://`` scenes with known truth,
     scenes/) at exactly ``i / fps`` seconds; paced when ``config.realtime``."""
 
-    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
+    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None,
+                 resume: ResumePoint | None = None) -> None:
         self.video = _generated_video(url)
         self.live = config.realtime
-        super().__init__(url, config, on_event)
+        super().__init__(url, config, on_event, resume)
         self._info.update(fps=self.video.fps, width=self.video.width, height=self.video.height, codec="synthetic")
 
     def _image(self, index: int) -> np.ndarray:
@@ -237,7 +250,7 @@ class SyntheticSource(Source):
     def _produce(self) -> Iterator[Frame]:
         clock, pace_from = TimestampCorrector(self.video.fps), []
         self._set_state(SourceState.STREAMING)
-        index = 0
+        index = 0 if self.resume is None else math.floor(self.resume.t * self.video.fps) + 1  # the next frame
         while not self._stop.is_set() and (self.video.num_frames is None or index < self.video.num_frames):
             frame = self._emit(functools.partial(self._image, index), index / self.video.fps, clock, pace_from)
             if frame is not None:
@@ -251,14 +264,15 @@ class AvSource(Source):
     """Anything FFmpeg opens: files (read as fast as consumed, or paced, optionally looped) and network
     URLs (RTSP over TCP/UDP, HTTP, HLS, ...) with timeouts and reconnect-forever."""
 
-    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None) -> None:
+    def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None,
+                 resume: ResumePoint | None = None) -> None:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         self.network = scheme in NETWORK_SCHEMES
         self.live_stream = is_live_url(url)
         self.live = self.live_stream or config.realtime
         self._path = url[len("file://"):] if scheme == "file" else url
-        super().__init__(url, config, on_event)
+        super().__init__(url, config, on_event, resume)
         self._rng = random.Random()
         self._decode_s = 0.0
 
@@ -292,7 +306,10 @@ class AvSource(Source):
             decoded_before = self._counts["decoded"]
             try:
                 stream = self._video_stream(container)
-                clock = clock or TimestampCorrector(self._info["fps"], live=self.live_stream)  # type: ignore[arg-type]
+                if clock is None:
+                    clock = TimestampCorrector(self._info["fps"], live=self.live_stream)  # type: ignore[arg-type]
+                    if self.resume is not None:
+                        self._resume_in(container, stream, clock, self.resume)
                 finished = yield from self._decode(container, stream, clock, pace_from)
                 reason = "end of stream (treated as a disconnect)"
             except (av.FFmpegError, OSError, EOFError) as exc:
@@ -313,6 +330,25 @@ class AvSource(Source):
             attempt = self._backoff(attempt, reason)
         if self._state is not SourceState.FAILED:
             self._set_state(SourceState.ENDED, "closed")
+
+    def _resume_in(self, container, stream, clock: TimestampCorrector, resume: ResumePoint) -> None:
+        """Go on after ``resume.t``: a file seeks there (within the loop for a looped file, whose clock then
+        continues) and skips frames not later; a network stream's clock continues from it."""
+        if self.network:
+            clock.continue_after(resume.t, resume.arrival if resume.arrival is not None else time.time())
+            return
+        duration = _duration_s(container, stream)
+        looped = self.config.loop and duration is not None and resume.t >= duration
+        position = resume.t % duration if looped else resume.t
+        start = stream.start_time if stream.start_time is not None else 0
+        try:  # to the keyframe at or before the position; decoding from the start would only cost time
+            container.seek(start + int(position / stream.time_base), stream=stream, backward=True)
+        except av.FFmpegError as exc:
+            self._error(exc, "seek to the resume point failed, decoding from the start")
+        if looped:
+            clock.continue_after(resume.t, time.time())
+        else:
+            self._skip_until = resume.t
 
     def _backoff(self, attempt: int, reason: str) -> int:
         with self._lock:
@@ -371,26 +407,32 @@ class AvSource(Source):
 
     def _check_complete(self, container, stream, last_raw: float | None) -> None:
         start = stream.start_time * stream.time_base if stream.start_time is not None else 0.0
-        if stream.duration is not None:
-            declared = float(stream.duration * stream.time_base)
-        else:
-            declared = container.duration / 1e6
+        declared = _duration_s(container, stream) or 0.0
         reached = (float(last_raw) - float(start)) if last_raw is not None else 0.0
         if reached < declared - TRUNCATION_SLACK_S - 0.05 * declared:
             raise self._fail(f"file ended at {reached:.2f} s of its declared {declared:.2f} s "
                              "(truncated or corrupt)")
 
 
-def open_source(url: str, config: SourceConfig | None = None, on_event: EventCallback | None = None) -> Source:
+def _duration_s(container, stream) -> float | None:
+    """The file's declared duration (s): its video stream's, else the container's; None when neither says."""
+    if stream.duration is not None:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration is not None else None
+
+
+def open_source(url: str, config: SourceConfig | None = None, on_event: EventCallback | None = None,
+                resume: ResumePoint | None = None) -> Source:
     """Open a video source. ``url``: a file path, ``file://``, ``rtsp://``, ``http(s)://`` (any FFmpeg URL),
     ``sample://vtest`` (a real clip, fetched once), ``synthetic://?width=..&height=..&fps=..`` or
     ``scene://?seed=..&seconds=..`` (scenes/). Nothing is read until the source is iterated.
 
     on_event: called (from the reading thread) with every state change.
+    resume: go on after this point of the stream (see the module docstring), not from the start.
     Raises ValueError for a synthetic or scene URL with bad parameters, SampleUnavailable for a sample
     that cannot be fetched; open/read errors surface while iterating (SourceError) and in ``status()``.
     """
     config = config or SourceConfig()
     if urlsplit(url).scheme in GENERATED_SCHEMES:
-        return SyntheticSource(url, config, on_event)
-    return AvSource(resolve_url(url), config, on_event)
+        return SyntheticSource(url, config, on_event, resume)
+    return AvSource(resolve_url(url), config, on_event, resume)

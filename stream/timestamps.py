@@ -7,8 +7,27 @@ keeps the stream's clock running from where it was instead of letting sampling s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 DEFAULT_FPS = 30.0
 MIN_STEP_S = 1e-6  # smallest step between two corrected timestamps (they must strictly increase)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a stream's memory stands, for a source (re)started on it to go on from there instead of from 0.
+
+    t: the newest media time (s) the memory holds; a restarted source's frames must come after it (media time
+        never goes backwards in a stream: the memory refuses chunks that do).
+    arrival: wall-clock time that frame arrived, or None when unknown (a memory restored from its checkpoint):
+        a live stream's clock then counts the outage too.
+    seq: the chunk sequence number the memory expects next (0 when it has seen none since it started: any
+        number is new to it then).
+    """
+
+    t: float
+    arrival: float | None = None
+    seq: int = 0
 
 
 class TimestampCorrector:
@@ -28,6 +47,12 @@ class TimestampCorrector:
         self.missing = 0
         self._last: float | None = None
         self._last_arrival = 0.0
+
+    def continue_after(self, t: float, arrival: float) -> None:
+        """Go on from media time ``t`` (a resumed stream): the next raw PTS that is not later than ``t`` (or,
+        live, jumps ahead) is a discontinuity, stepped from ``t`` by the fps step or, live, by the wall time
+        since ``arrival``."""
+        self._last, self._last_arrival = t, arrival
 
     def _fallback_step(self, arrival: float) -> float:
         return max(arrival - self._last_arrival, MIN_STEP_S) if self.live else self.step

@@ -140,6 +140,30 @@ def test_killed_compressor_restores_its_checkpoint_and_the_stream_continues(pipe
     client.remove_stream("crash")
 
 
+def test_killed_source_goes_on_from_the_memory_not_from_the_start(pipeline, tmp_path: Path) -> None:
+    """kill -9 the source actor of a file played live, mid-file: Ray restarts it, it asks the stream's memory
+    where the stream stands and goes on from there. Every frame is compressed once; none comes again from the file's
+    start (the memory would refuse those as time going backwards) and no chunk number is skipped."""
+    client, _ = pipeline
+    FRAMES = 40  # 20 s sampled at 2 frames/s, played at its own pace: the pause lands mid-file
+    video = write_video(tmp_path / "resume.mp4", seconds=20.0, seed=5)
+    client.add_stream({"stream_id": "resume", "url": str(video), "live": True})
+    handles = client.stream_handles("resume")
+    wait_for(lambda: (status(client, "resume")["chunks_compressed"] or 0) >= 2, STARTUP_S, "2 chunks")
+    ray.get(handles["source"].pause.remote())
+    wait_for(lambda: (s := status(client, "resume"))["chunks_sent"] == s["chunks_compressed"], FLOW_S,
+             "the chunks in flight")
+    before = status(client, "resume")
+    assert before["tokens_seen"] < FRAMES * 196  # the kill lands mid-file
+    os.kill(ray.get(handles["source"].pid.remote()), signal.SIGKILL)
+
+    final = wait_for(lambda: (s := status(client, "resume"))["tokens_seen"] == FRAMES * 196 and s, FLOW_S,
+                     "the rest of the file after the source restarted")
+    assert final["t_end"] == pytest.approx(19.5) and final["chunks_compressed"] == FRAMES // 4
+    assert final["bad_messages"] == 0 and final["sequence_gaps"] == 0
+    client.remove_stream("resume")
+
+
 def _settled(memory, path: Path) -> str | None:
     first = ray.get(memory.state_digest.remote())
     if not path.exists() or state_digest(path.read_bytes()) != first:

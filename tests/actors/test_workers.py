@@ -12,8 +12,9 @@ from actors.config import EncoderConfig, StreamSpec, TransportConfig
 from actors.encoder import EncoderWorker
 from actors.source import SourceWorker
 from vlm import ModelConfig
-from stream.codec import Kind, Message
+from stream.codec import Kind, Message, eos
 from stream.synthetic import SyntheticVideo, write_video
+from stream.timestamps import ResumePoint
 from stream.transport import Socket
 from tests.helpers import wait_for
 
@@ -56,6 +57,24 @@ def test_source_pushes_sampled_chunks_then_eos() -> None:
         assert recv_until(sink, 1, Kind.EOS)[0].stream_id == "cam"
         status = worker.status()
         assert status.chunks_sent == 2 and status.frames_sampled == 8 and status.state == "ended"
+    finally:
+        worker.close()
+        sink.close()
+
+
+def test_a_resumed_source_goes_on_after_the_memory_with_its_sequence() -> None:
+    """Given a source started on a stream whose memory holds up to 1.0 s and expects chunk 7 next, then its
+    first chunk is seq 7 and starts a sampling period after 1.0 s (not at 0 s and seq 0, which the memory
+    would refuse)."""
+    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8)
+    spec = StreamSpec("cam", "synthetic://?width=64&height=48&fps=10&seconds=4", sample_rate_hz=2.0,
+                      frames_per_chunk=2, live=False)
+    worker = SourceWorker(spec, 32, TRANSPORT, target=sink.peer_spec(), resume=ResumePoint(1.0, seq=7))
+    try:
+        frames = recv_until(sink, 3, Kind.FRAMES)
+        assert [m.seq for m in frames] == [7, 8, 9]
+        np.testing.assert_allclose(frames[0].arrays["timestamps"], [1.5, 2.0])
+        assert recv_until(sink, 1, Kind.EOS)[0].seq == 10
     finally:
         worker.close()
         sink.close()
@@ -127,6 +146,15 @@ def test_encoder_batches_streams_and_routes_tokens_per_stream(encoder: EncoderWo
             s.close()
 
 
+def test_encoder_keeps_a_streams_end_behind_its_last_chunk(encoder: EncoderWorker) -> None:
+    """Given a batch holding a stream's last chunk and then its EOS (a file that ended), when it is encoded,
+    then the EOS comes out after that chunk's tokens: ahead of them the memory would count a lost chunk."""
+    size = encoder.info()["image_size"]
+    out = encoder._encode([_frames_msg("a", 4, size), eos("a", 5, "end of file"), _frames_msg("b", 0, size)])
+    assert [(m.kind, m.stream_id, m.seq) for m in out] == [(Kind.TOKENS, "a", 4), (Kind.EOS, "a", 5),
+                                                           (Kind.TOKENS, "b", 0)]
+
+
 def _tokens_msg(stream_id: str, seq: int, t: int = 2, d: int = 16, grid: int = 4) -> Message:
     rng = np.random.default_rng(seq)
     return Message(Kind.TOKENS, stream_id, seq, {"sent_at": time.time(), "timings": {"encode": 0.01}},
@@ -160,6 +188,8 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
         status = worker.status()
         assert status.bad_messages == 1 and status.chunks == 3 and status.compression_ratio >= 96 / 8
         assert status.sequence_gaps == 0  # the bad message took seq 0 again: a restart, not a loss
+        resume = worker.resume_point()  # where a source started again on this stream goes on from
+        assert (resume.t, resume.seq) == (5.0, 3) and time.time() - 60 < resume.arrival <= time.time()
         digest = worker.state_digest()
         endpoint = worker.endpoints()["tokens"]
         assert digest == state_digest(checkpoint_file(tmp_path, "m").read_bytes())
@@ -169,6 +199,7 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
     again = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=[sub.peer_spec()])
     try:
         assert again.status().restored and again.state_digest() == digest
+        assert again.resume_point() == ResumePoint(5.0)  # when it arrived and the next seq died with the process
         assert again.endpoints()["tokens"] == endpoint  # same port again: the encoder's queue reaches it
         # the restored snapshot is re-published without new input (a restarted LLM gets it)
         msg = sub.recv(int(DEADLINE_S * 1000))

@@ -14,6 +14,7 @@ from stream.config import SourceConfig
 from stream.frames import SourceState
 from testkit.rtsp_server import RtspServer, RtspServerError, free_port, rtsp_server_available
 from stream.sources import SourceError, open_source
+from stream.timestamps import ResumePoint
 
 AVAILABLE, WHY = rtsp_server_available()
 pytestmark = [pytest.mark.rtsp, pytest.mark.skipif(not AVAILABLE, reason=WHY or "no RTSP server")]
@@ -53,6 +54,23 @@ def test_frames_arrive_with_increasing_timestamps(server):
     assert frames[0].image.shape == (240, 320, 3)
     assert (status.codec, status.width, status.height, status.reconnects) == ("h264", 320, 240, 0)
     assert status.state is SourceState.ENDED  # closed by the context manager
+
+
+def test_a_resumed_camera_clock_goes_on_from_the_memory_counting_the_outage(server):
+    """A source started again on a stream whose memory holds media time 500 s, whose newest frame arrived 3 s
+    ago: the camera's own clock starts near 0, so its frames are stepped on from 500 s by the wall time since
+    (not replayed as 0.. s, which the memory would refuse)."""
+    resume = ResumePoint(500.0, arrival=time.time() - 3.0, seq=12)
+    with open_source(server.url, FAST, resume=resume) as source:
+        frames = []
+        for frame in source:
+            frames.append(frame)
+            if len(frames) == 10:
+                break
+    pts = [f.pts for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert pts[0] >= 503.0
+    assert pts[0] == pytest.approx(500.0 + frames[0].arrival - resume.arrival, abs=1.0)  # the outage, no more
 
 
 def test_kill_and_restart_reconnects(server):
