@@ -26,18 +26,18 @@ from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.autoscale import Autoscaler
 from actors.config import PipelineConfig, StreamSpec, stream_spec
+from actors.lifecycle import CALL_TIMEOUT_S, StreamLifecycle, StreamStart
 from actors.errors import ScaleRefused, StreamExists, StreamNotFound
 from actors.loop import LoopThread
 from actors.placement import loads, pick
 from actors.pools import START_TIMEOUT_S, ReplicaPool
 from actors.scaling import PoolControl
-from actors.remote import Located, MemoryActor, SourceActor
+from actors.remote import Located
 from actors.status import STARTING, MemoryTelemetry, ScaleEvent, SourceTelemetry, StreamStatus
-from actors.table import StreamEntry, Table, TableError, TableStore
+from actors.table import Table, TableError, TableStore
 from actors.wiring import StreamActors, Wiring, ask_all
 from stream.config import redact_url
 
@@ -45,13 +45,12 @@ log = logging.getLogger(__name__)
 
 CONTROLLER_NAME = "tokdyn-controller"
 RECONCILE_S = 1.0  # how often the actors are observed and changed wiring is sent
-CALL_TIMEOUT_S = 10.0  # a control call on a healthy actor answers well within this
-MOVES_PER_ROUND = 2  # streams moved to their replica's node per reconcile round (each restarts two actors)
+MOVES_PER_ROUND = 16  # streams moved to their replica's node per reconcile round (started all at once)
 EVENTS_KEPT = 200  # pool changes kept for telemetry
 ADOPT_WAIT_S = 30.0  # how long a restarted controller waits for the replicas it adopts to answer
 
 
-class Controller(PoolControl):
+class Controller(PoolControl, StreamLifecycle):
     """Owns the pipeline's actors. Thread-safe: the Ray shell runs it with several concurrent calls.
 
     Two locks: `_lock` guards the stream dict (short critical sections, never held across a Ray call that
@@ -120,6 +119,7 @@ class Controller(PoolControl):
             if all(m.info for p in pools for m in p.members.values()) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)  # a dead replica answers (with an error) at once: do not spin
+        lost = []
         for sid, entry in self.table.streams.items():
             try:
                 source = ray.get_actor(entry.source, namespace=self.namespace)
@@ -129,57 +129,17 @@ class Controller(PoolControl):
                 alive = self.encoders.placements()
                 replica = entry.encoder if entry.encoder in {r.name for r in alive} else \
                     pick(entry.spec.sample_rate_hz, None, alive, {r.name: 0.0 for r in alive})
-                self._streams[sid] = self._start_stream(entry.spec, replica, entry.added_at)
-                self.wiring.placing.pop(sid, None)
+                lost.append(StreamStart(entry.spec, replica, entry.added_at))
                 continue
             self._streams[sid] = StreamActors(entry, source, memory)
+        for sid, started in self._start_streams(lost).items():
+            if isinstance(started, Exception):
+                raise started  # the restarted controller fails; Ray starts it again, which tries again
+            self._streams[sid] = started
+            self.wiring.placing.pop(sid, None)
         self._save()
         log.info("controller: adopted %d encoder, %d LLM replicas and %d streams", len(self.encoders.members),
                  len(self.llms.members), len(self._streams))
-
-    # --- actors ---------------------------------------------------------------------------------------
-
-    def _start_stream(self, spec: StreamSpec, replica: str, added_at: float) -> StreamActors:
-        """Start a stream's memory on `replica`'s node, route the replica's tokens to it, then start its source
-        there: in that order, so not one chunk of a file reaches a replica that does not know where it goes. The
-        source asks the memory where the stream stands and goes on from there (a moved or restored stream).
-        Waits for the memory (up to START_TIMEOUT_S); kills what it started if anything fails."""
-        options: dict[str, Any] = {"max_restarts": self.config.ray.max_restarts, "num_cpus": 0,
-                                   "lifetime": "detached", "namespace": self.namespace}
-        if self.config.stream_resources:  # the user pins streams to nodes: that wins over placement
-            options["resources"] = self.config.stream_resources
-        else:
-            # Hard affinity: Ray's soft affinity spills to another node whenever the target is busy starting
-            # workers, which put sources off their node in tests. On a dead node a hard-pinned actor is
-            # unschedulable, not restarted elsewhere; the controller then starts it anew on its new replica's node.
-            node = self.encoders.members[replica].node_id if replica in self.encoders.members else None
-            if node is not None:
-                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
-        sid = spec.stream_id
-        entry = StreamEntry(spec, replica, added_at, self.table.new_name(f"tokdyn-source-{sid}"),
-                            self.table.new_name(f"tokdyn-memory-{sid}"))
-        memory = MemoryActor.options(name=entry.memory, **options).remote(
-            spec, self.config.checkpoint_dir, self.config.transport, self._llm_endpoints())
-        try:
-            tokens = ray.get(memory.endpoints.remote(), timeout=START_TIMEOUT_S)["tokens"]
-            with self._lock:
-                self.wiring.routes[sid] = tokens
-                self.wiring.placing[sid] = replica
-                routes = self.wiring.routes_of(replica)
-            member = self.encoders.members[replica]
-            ray.get(member.handle.set_routes.remote(routes), timeout=CALL_TIMEOUT_S)
-            source = SourceActor.options(name=entry.source, **options).remote(
-                spec, member.info["image_size"], self.config.transport, member.info["frames_endpoint"], memory)
-        except BaseException:
-            ray.kill(memory, no_restart=True)  # a half-started stream must not leave actors behind
-            with self._lock:
-                self.wiring.routes.pop(sid, None)
-                self.wiring.placing.pop(sid, None)
-            raise
-        return StreamActors(entry, source, memory)
-
-    def _llm_endpoints(self) -> list[str]:
-        return sorted(m.info for m in self.llms.alive() if m.info)
 
     # --- streams --------------------------------------------------------------------------------------
 
@@ -199,7 +159,9 @@ class Controller(PoolControl):
                     raise ScaleRefused("no encoder replica is alive to take a new stream: retry shortly")
                 assigned, fps, _ = self._view()
                 replica = pick(spec.sample_rate_hz, None, alive, loads(assigned, fps, alive))
-            actors = self._start_stream(spec, replica, time.time())
+            actors = self._start_streams([StreamStart(spec, replica, time.time())])[spec.stream_id]
+            if isinstance(actors, Exception):
+                raise actors
         except BaseException:
             with self._lock:
                 del self._streams[spec.stream_id]
@@ -224,18 +186,8 @@ class Controller(PoolControl):
                 self.wiring.routes.pop(stream_id, None)
             self._save()
             self._wire()
-        self._stop_actors(stream_id, actors, delete_checkpoint=True)
+        self._stop_streams({stream_id: actors}, delete_checkpoint=True)
         log.info("stream %s removed", stream_id)
-
-    def _stop_actors(self, stream_id: str, actors: StreamActors, delete_checkpoint: bool) -> None:
-        """Close the memory cleanly (its checkpoint is complete then), then kill both actors for good."""
-        for handle, call in ((actors.source, actors.source.close), (actors.memory, actors.memory.close)):
-            try:
-                kwargs = {"delete_checkpoint": delete_checkpoint} if handle is actors.memory else {}
-                ray.get(call.remote(**kwargs), timeout=CALL_TIMEOUT_S)
-            except (RayError, GetTimeoutError) as exc:
-                log.warning("stream %s: clean close failed (%s), killing", stream_id, exc)
-            ray.kill(handle, no_restart=True)
 
     def _ids(self) -> list[str]:
         return sorted(sid for sid, s in self._streams.items() if s is not None)
@@ -366,27 +318,32 @@ class Controller(PoolControl):
 
     def _colocate(self) -> None:
         """Start again, on their replica's node, up to MOVES_PER_ROUND streams whose actors are gone or whose
-        memory runs on another node than their replica (it changed)."""
+        memory runs on another node than their replica (it changed): all stopped at once, then all started at
+        once. A stream whose start failed is left without actors, marked gone: the next round tries again."""
         if self.config.stream_resources:
             return  # pinned by the user
         nodes = {m.name: m.node_id for m in self.encoders.alive()}
         with self._lock:
-            strays = [(sid, s) for sid, s in sorted(self._streams.items()) if s is not None
+            strays = {sid: s for sid, s in sorted(self._streams.items()) if s is not None
                       and nodes.get(s.entry.encoder) is not None
-                      and (s.gone or (s.node_id is not None and nodes[s.entry.encoder] != s.node_id))]
-        for sid, old in strays[:MOVES_PER_ROUND]:
-            if old.gone:
-                for handle in (old.source, old.memory):
-                    ray.kill(handle, no_restart=True)
-            else:
-                self._stop_actors(sid, old, delete_checkpoint=False)
-            new = self._start_stream(old.entry.spec, old.entry.encoder, old.entry.added_at)
+                      and (s.gone or (s.node_id is not None and nodes[s.entry.encoder] != s.node_id))}
+        moving = dict(list(strays.items())[:MOVES_PER_ROUND])
+        if not moving:
+            return
+        self._stop_streams(moving, delete_checkpoint=False)
+        started = self._start_streams([StreamStart(old.entry.spec, old.entry.encoder, old.entry.added_at)
+                                       for old in moving.values()])
+        for sid, old in moving.items():
+            new = started[sid]
+            if isinstance(new, Exception):
+                old.gone = True  # stopped above: start it anew next round
+                continue
             with self._lock:  # (no removal can have happened: that takes the control lock too)
                 self._streams[sid] = new
                 self.wiring.placing.pop(sid, None)
             self._event("encoder", "move", old.entry.encoder, len(self.encoders.members),
                         f"{sid}: {'its node died' if old.gone else 'to its replica node'}")
-            self._save()
+        self._save()
 
 @ray.remote
 class ControllerActor(Controller, Located):

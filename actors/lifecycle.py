@@ -1,0 +1,133 @@
+"""The controller's stream-actor half: starting and stopping streams' source and memory actors, many at once.
+
+A stream starts in three steps, each done for every stream of a batch at once (Ray starts the processes in
+parallel, so moving sixteen streams takes about as long as moving one): its memory on its replica's node,
+then its replica's routing table with the memory's address, then its source there, which asks the memory
+where the stream stands and goes on from there. In that order, not one chunk of a file reaches a replica that
+does not know where it goes. Stopping closes every source first, then every memory (each memory's checkpoint
+is complete then), then kills them for good.
+
+`StreamLifecycle` is mixed into `actors.controller.Controller` and works on its state: config, namespace,
+the encoder and LLM pools, the table's names and the wiring (under `_lock`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.config import StreamSpec
+from actors.pools import START_TIMEOUT_S
+from actors.remote import MemoryActor, SourceActor
+from actors.table import StreamEntry
+from actors.wiring import StreamActors
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 10.0  # a control call on a healthy actor answers well within this
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """A stream to start: its spec, the encoder replica that serves it, when it was first added (wall clock)."""
+
+    spec: StreamSpec
+    replica: str
+    added_at: float
+
+
+class StreamLifecycle:
+    """Start and stop methods of the controller (see the module docstring for the state they use)."""
+
+    def _start_streams(self, starts: list[StreamStart]) -> dict[str, StreamActors | Exception]:
+        """Start every stream in `starts` (memories, routes, sources: each step for all at once), waiting up to
+        START_TIMEOUT_S in all for the memories. Returns stream id -> its actors, or the exception its start
+        failed with (what it had started is killed then: a half-started stream leaves no actor behind)."""
+        out: dict[str, StreamActors | Exception] = {}
+        pending = {}  # stream id -> (entry, memory handle, its endpoints() ref)
+        for start in starts:
+            sid = start.spec.stream_id
+            entry = StreamEntry(start.spec, start.replica, start.added_at,
+                                self.table.new_name(f"tokdyn-source-{sid}"), self.table.new_name(f"tokdyn-memory-{sid}"))
+            memory = MemoryActor.options(name=entry.memory, **self._stream_options(start.replica)).remote(
+                start.spec, self.config.checkpoint_dir, self.config.transport, self._llm_endpoints())
+            pending[sid] = (entry, memory, memory.endpoints.remote())
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for sid, (entry, memory, ref) in pending.items():
+            try:
+                tokens = ray.get(ref, timeout=max(deadline - time.monotonic(), 0.0))["tokens"]
+            except (RayError, GetTimeoutError) as exc:
+                out[sid] = self._abandon(sid, memory, exc)
+                continue
+            with self._lock:
+                self.wiring.routes[sid] = tokens
+                self.wiring.placing[sid] = entry.encoder
+        for replica in sorted({entry.encoder for sid, (entry, _, _) in pending.items() if sid not in out}):
+            try:  # the replica routes the new streams' tokens before their first chunk can arrive
+                member = self.encoders.members[replica]
+                with self._lock:
+                    routes = self.wiring.routes_of(replica)
+                ray.get(member.handle.set_routes.remote(routes), timeout=CALL_TIMEOUT_S)
+            except (KeyError, RayError, GetTimeoutError) as exc:  # KeyError: the replica was removed meanwhile
+                for sid, (entry, memory, _) in pending.items():
+                    if entry.encoder == replica and sid not in out:
+                        out[sid] = self._abandon(sid, memory, exc)
+                continue
+            for sid, (entry, memory, _) in pending.items():
+                if entry.encoder == replica and sid not in out:
+                    source = SourceActor.options(name=entry.source, **self._stream_options(replica)).remote(
+                        entry.spec, member.info["image_size"], self.config.transport, member.info["frames_endpoint"],
+                        memory)
+                    out[sid] = StreamActors(entry, source, memory)
+        return out
+
+    def _abandon(self, sid: str, memory: Any, exc: Exception) -> Exception:
+        """Kill a half-started stream's memory and forget its address; returns `exc` (its start's outcome)."""
+        log.warning("stream %s: start failed (%s: %s)", sid, type(exc).__name__, exc)
+        ray.kill(memory, no_restart=True)
+        with self._lock:
+            self.wiring.routes.pop(sid, None)
+            self.wiring.placing.pop(sid, None)
+        return exc
+
+    def _stream_options(self, replica: str) -> dict[str, Any]:
+        """Ray options of a stream's actors: detached and named in the namespace, no CPU reserved, pinned to
+        `replica`'s node (or to the user's `stream_resources`, which win over placement)."""
+        options: dict[str, Any] = {"max_restarts": self.config.ray.max_restarts, "num_cpus": 0,
+                                   "lifetime": "detached", "namespace": self.namespace}
+        if self.config.stream_resources:
+            options["resources"] = self.config.stream_resources
+            return options
+        # Hard affinity: Ray's soft affinity spills to another node whenever the target is busy starting
+        # workers, which put sources off their node in tests. On a dead node a hard-pinned actor is
+        # unschedulable, not restarted elsewhere; the controller then starts it anew on its new replica's node.
+        member = self.encoders.members.get(replica)
+        if member is not None and member.node_id is not None:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(member.node_id, soft=False)
+        return options
+
+    def _llm_endpoints(self) -> list[str]:
+        return sorted(m.info for m in self.llms.alive() if m.info)
+
+    @staticmethod
+    def _stop_streams(streams: dict[str, StreamActors], delete_checkpoint: bool) -> None:
+        """Close every source, then every memory (its checkpoint is complete then), each step for all at once,
+        then kill both actors of each for good. A close that fails or hangs is logged; the kill follows anyway."""
+        for role in ("source", "memory"):
+            kwargs = {"delete_checkpoint": delete_checkpoint} if role == "memory" else {}
+            refs = {sid: getattr(s, role).close.remote(**kwargs) for sid, s in streams.items() if not s.gone}
+            deadline = time.monotonic() + CALL_TIMEOUT_S
+            for sid, ref in refs.items():
+                try:
+                    ray.get(ref, timeout=max(deadline - time.monotonic(), 0.0))
+                except (RayError, GetTimeoutError) as exc:
+                    log.warning("stream %s: clean close of its %s failed (%s), killing", sid, role, exc)
+        for actors in streams.values():
+            for handle in (actors.source, actors.memory):
+                ray.kill(handle, no_restart=True)
