@@ -285,9 +285,9 @@ class Controller(PoolControl, StreamLifecycle):
     def reconcile(self) -> None:
         """One round: probe the replicas, move streams off lost replicas, rebalance when replicas came back,
         re-assert every address (idempotent), co-locate moved streams, autoscale."""
-        if self.wiring.backlogged():
-            return
-        with self._control:
+        with self._control:  # every wiring send happens under it: the pending calls are not shared meanwhile
+            if self.wiring.backlogged():
+                return
             self.encoders.probe()
             self.llms.probe()
             self.wiring.observe()

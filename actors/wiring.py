@@ -81,7 +81,8 @@ class Wiring:
         return {sid: self.routes[sid] for sid in served if sid in self.routes}
 
     def backlogged(self) -> bool:
-        """Whether too many earlier calls are unanswered to send more this round."""
+        """Whether too many earlier calls are unanswered to send more this round. Callers serialise it with
+        `send` (the controller's control lock): both change the list of pending calls."""
         if self._pending:
             _, self._pending = ray.wait(self._pending, num_returns=len(self._pending), timeout=0)
         if len(self._pending) > MAX_PENDING_CALLS:
