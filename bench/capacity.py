@@ -10,6 +10,8 @@ Replicas add up linearly: each has its own streams, whose sources and memories r
 crosses to another replica. What does not grow with encoder replicas, and so caps the sum:
   - the node's CPU, which decodes every camera frame (sampling keeps 2 of 30) and runs every memory's update;
   - the node's network: camera bitrate in, every memory's snapshot out to every LLM replica;
+  - the node's RAM: every stream runs two Python processes there (source and memory), whose private memory
+    (measured) adds up; the shared libraries' pages are counted once per node and left out;
   - each LLM replica's network: it receives every stream's snapshot about once a second (the memory publishes
     on every chunk and re-publishes its newest after REPUBLISH_S idle), however many encoder replicas there are;
 and, not a cap on streams but on how fast the cluster is managed: the one controller re-sends every stream's
@@ -65,7 +67,8 @@ def publishes_per_s(chunk_span_s: float, republish_s: float) -> float:
 
 
 def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, rate_hz: float, chunk_span_s: float,
-              republish_s: float, a: dict[str, Assumption], controller_cap: float | None = None) -> dict[str, Any]:
+              republish_s: float, a: dict[str, Assumption], controller_cap: float | None = None,
+              stream_ram_bytes: float | None = None) -> dict[str, Any]:
     """Streams per GPU encoder replica and per cluster, with the limit that binds at each replica count.
 
     flops: per frame (vision_flops_per_frame); snapshot_bytes: one snapshot message on the wire;
@@ -73,6 +76,7 @@ def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, ra
     `a`: the assumptions by name (GPU_ASSUMPTIONS); controller_cap: streams the one controller re-wires in one
     wiring round's period (None: not measured). It caps no stream (the data plane does not wait for it), but
     past it the round stretches in proportion, and so does every re-wiring after a failure or a move.
+    stream_ram_bytes: private memory of one stream's source and memory processes (None: not measured, no limit).
     """
     u = a["utilisation"].value
     # CPU seconds per second one stream costs its node: every camera frame decoded, one update per chunk.
@@ -86,9 +90,14 @@ def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, ra
     snapshot_rate = snapshot_bytes * publishes_per_s(chunk_span_s, republish_s)  # bytes/s per stream per LLM
     per_stream_node_bytes = a["camera_bits_per_s"].value / 8 + llms * snapshot_rate  # in + out, one NIC
     net_per_replica = nic / per_stream_node_bytes / gpus
-    per_replica = min(encoder, cpu_per_replica, net_per_replica)
-    bound = {encoder: "encoder GPU", cpu_per_replica: "node CPU (decode + memory updates)",
-             net_per_replica: "node network (camera in + snapshots out)"}[per_replica]
+    limits = {"encoder GPU": encoder, "node CPU (decode + memory updates)": cpu_per_replica,
+              "node network (camera in + snapshots out)": net_per_replica}
+    ram_per_replica = None
+    if stream_ram_bytes is not None:
+        ram_per_replica = a["node_ram_bytes"].value * u / stream_ram_bytes / gpus
+        limits["node RAM (two processes per stream)"] = ram_per_replica
+    bound = min(limits, key=limits.get)
+    per_replica = limits[bound]
     cap = nic / snapshot_rate  # streams whose snapshots fill one LLM replica's network
     growth = []
     for replicas in (1, 8, 64, 256, 1024):
@@ -99,7 +108,7 @@ def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, ra
     return {
         "seconds_per_frame": seconds_per_frame, "frames_per_s": 1 / seconds_per_frame,
         "streams_per_replica": {"encoder": encoder, "node_cpu": cpu_per_replica, "node_network": net_per_replica,
-                                "effective": per_replica, "bound_by": bound},
+                                "node_ram": ram_per_replica, "effective": per_replica, "bound_by": bound},
         "cpu_core_s_per_stream_s": cpu_core_s_per_stream, "snapshot_bytes_per_s_per_stream_per_llm": snapshot_rate,
         "linear_until_replicas": math.floor(cap / per_replica), "fanout_cap_streams": math.floor(cap),
         "controller_streams_per_round": None if controller_cap is None else math.floor(controller_cap),
@@ -117,6 +126,7 @@ GPU_ASSUMPTIONS = {x.name: x for x in (
                "waits and bursts so lag stays under 2 s"),
     Assumption("gpus_per_node", 8, "GPUs", "an HGX H100/H200 node"),
     Assumption("cpu_cores_per_node", 112, "cores", "2 x 56-core Xeons, usual in HGX nodes"),
+    Assumption("node_ram_bytes", 2e12, "B", "2 TB of DDR5, the usual memory of an HGX H100/H200 node"),
     Assumption("nic_bits_per_s", 25e9, "bit/s", "the node's Ethernet that ZeroMQ traffic uses (not InfiniBand)"),
     Assumption("camera_bits_per_s", 4e6, "bit/s", "one 1280x720 H.264 camera at 30 fps"),
     Assumption("camera_fps", 30, "frames/s", "the camera's own rate: the source decodes every frame to sample 2"),

@@ -125,6 +125,32 @@ def control_call_rate(client: PipelineClient, ids: list[str]) -> float:
     return CONTROL_PROBE_CALLS / (time.perf_counter() - started)
 
 
+def stream_memory(handles: list[dict]) -> dict:
+    """Resident memory of streams' source and memory processes (this machine's /proc): per role, the mean
+    private (anonymous) MB, which each more stream adds, and the mean resident MB, which counts the shared
+    libraries' pages too (shared by every process of a node). `handles`: per stream {"source", "memory"}."""
+    out = {}
+    for role in ("source", "memory"):
+        rows = [_proc_status(ray.get(h[role].pid.remote(), timeout=CALL_TIMEOUT_S)) for h in handles]
+        out[role] = {"private_mb": float(np.mean([r["RssAnon"] for r in rows])) / 1024,
+                     "resident_mb": float(np.mean([r["VmRSS"] for r in rows])) / 1024}
+    out["stream_private_bytes"] = (out["source"]["private_mb"] + out["memory"]["private_mb"]) * 2 ** 20
+    return out
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    """The kB figures of /proc/<pid>/status (VmRSS, RssAnon, ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        return {key: int(value.split()[0]) for key, value in (line.split(":", 1) for line in f)
+                if value.strip().endswith("kB")}
+
+
+def print_stream_memory(memory: dict) -> None:
+    print("a stream's processes: " + ", ".join(
+        f"{role} {memory[role]['private_mb']:.0f} MB private ({memory[role]['resident_mb']:.0f} MB resident)"
+        for role in ("source", "memory")) + f"; {memory['stream_private_bytes'] / 2 ** 20:.0f} MB private per stream")
+
+
 def per_chunk_s(step: dict) -> float:
     """Source-to-memory seconds per chunk: the sum of the stage means (decode, encode, compress, transport)."""
     return sum(step["stage_s"].get(stage, 0.0) for stage in STAGES)
@@ -152,6 +178,7 @@ def routing_overhead(client: PipelineClient, clip: Path, streams: int, window_s:
                   f"{step['max_lag_s']:.2f} s, sustained {step['sustained']}, co-located {step['colocated']}",
                   flush=True)
         calls_per_s = control_call_rate(client, ids)
+        processes = stream_memory([client.stream_handles(sid) for sid in ids])
     finally:
         for sid in ids:
             client.remove_stream(sid)
@@ -161,9 +188,11 @@ def routing_overhead(client: PipelineClient, clip: Path, streams: int, window_s:
     for step in steps:  # the stages a replica's routing can touch (decode is in the source, before it)
         step["after_decode_s"] = step["per_chunk_s"] - step["stage_s"].get("decode", 0.0)
     ratio = mean(2, "per_chunk_s") / mean(1, "per_chunk_s")
+    singles = [s["per_chunk_s"] for s in steps if s["replicas"] == 1]
     return {"streams": streams, "window_s": window_s, "first_chunks_s": first_chunks_s, "sides": steps,
-            "control_calls_per_s": calls_per_s,
+            "control_calls_per_s": calls_per_s, "stream_memory": processes,
             "ratio": ratio, "ratio_after_decode": mean(2, "after_decode_s") / mean(1, "after_decode_s"),
+            "noise": max(singles) / min(singles),  # the same layout measured again: what a ratio can resolve
             "target": OVERHEAD_TARGET,
             "pass": ratio <= OVERHEAD_TARGET and all(s["sustained"] and s["colocated"] for s in steps)}
 
@@ -199,7 +228,7 @@ def cluster_part(steps: list[int]) -> dict:
             out = {"nodes": NODES, "cluster_start_s": round(cluster_s, 1),
                    "pipeline_start_s": round(time.perf_counter() - started, 1)}
             try:
-                out["overhead"] = routing_overhead(client, clip, 4, 20.0, (1, 2, 1))
+                out["overhead"] = routing_overhead(client, clip, 4, 20.0, (1, 2, 1, 2, 1))
                 out["sustained"] = sustained(client, clip, steps, 15.0)
             finally:
                 try:
@@ -226,11 +255,13 @@ def print_cluster(result: dict) -> None:
                   *(s["stage_s"][k] * 1000 if k in s["stage_s"] else None for k in STAGES), s["max_lag_s"],
                   "yes" if s["colocated"] else "no"] for s in overhead["sides"]])
     print(f"routing + placement overhead: {overhead['ratio']:.3f} per chunk with 2 replicas vs 1 (target <= "
-          f"{OVERHEAD_TARGET}; {overhead['ratio_after_decode']:.3f} after decode) -> "
+          f"{OVERHEAD_TARGET}; {overhead['ratio_after_decode']:.3f} after decode; the 1-replica sides differ by "
+          f"{overhead['noise']:.3f} among themselves) -> "
           f"{'PASS' if overhead['pass'] else 'FAIL'}" + ("" if all(s["colocated"] for s in overhead["sides"])
                                                         else " (a stream's actors off its replica's node)"))
     print(f"control calls (actor `where`, {CONTROL_PROBE_CALLS} at once from this process): "
           f"{overhead['control_calls_per_s']:.0f}/s")
+    print_stream_memory(overhead["stream_memory"])
     one, two = result["sustained"][1], result["sustained"][2]
     print(f"sustained streams: {one['max_sustained_streams']} with 1 encoder replica, "
           f"{two['max_sustained_streams']} with 2 (both nodes share this machine's {os.cpu_count()} cores)")

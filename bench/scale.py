@@ -20,13 +20,16 @@ costs and gives on a 2-node local Ray cluster.
    (a) routing and placement overhead: at a light load one encoder sustains, the mean time per chunk from the
        source to the memory (the stages the pipeline's telemetry measures in the actors: decode, encode,
        compress, transport incl. queueing) with 2 encoder replicas / with 1, the pool scaled at run time on
-       the same streams, 1 -> 2 -> 1 (the 1-replica figure is the mean of both sides, so drift cancels);
-       target <= 1.05.
+       the same streams, 1 -> 2 -> 1 -> 2 -> 1 (each figure the mean of its sides, so drift cancels; the
+       1-replica sides' spread is the noise floor a ratio can resolve); target <= 1.05.
    (b) sustained streams (bench/pipeline.py's step search and criteria: lag < 2 s, pace, no drops) with 1 and
        with 2 encoder replicas. Both nodes share this machine's 2 cores: a second replica adds no compute, so
        (b) shows what the pool costs or saves in scheduling, not a doubling.
    (c) Ray actor calls per second from one process: the controller's wiring round makes CONTROL_CALLS per
        stream every RECONCILE_S, so the capacity model says how many round periods a round takes at each size.
+   (d) the memory of a stream's two processes (source and memory actors, /proc): private MB each adds, which
+       the capacity model turns into the node-RAM limit. --quick measures (c) and (d) on one real stream's
+       actors on a one-node cluster.
 
     .venv/bin/python bench/scale.py --quick --json out/bench-scale.json   # --only encoder|cluster: one half
 """
@@ -55,7 +58,8 @@ from actors.wiring import FULL_WIRE_S  # noqa: E402
 from bench.capacity import GPU_ASSUMPTIONS, gpu_model, streams_per_replica, vision_flops_per_frame  # noqa: E402
 from bench.common import BenchRun, bench_parser, print_table, random_llava_onevision  # noqa: E402
 from bench.pipeline import FRAMES_PER_CHUNK, FULL_STEPS, RATE_HZ  # noqa: E402
-from bench.replica_pool import CONTROL_PROBE_CALLS, cluster_part, print_cluster  # noqa: E402
+from bench.replica_pool import (CONTROL_PROBE_CALLS, cluster_part, print_cluster, print_stream_memory,  # noqa: E402
+                                stream_memory)
 from compressor.config import CompressorConfig  # noqa: E402
 from compressor.registry import make_stream_compressor  # noqa: E402
 from stream.codec import Kind, Message, encode  # noqa: E402
@@ -132,9 +136,11 @@ def memory_cost(dim: int) -> dict:
             "snapshot_bytes": sum(memoryview(part).nbytes for part in wire)}
 
 
-def capacity(encoder: dict, memory: dict, control_calls_per_s: float | None) -> dict:
+def capacity(encoder: dict, memory: dict, control_calls_per_s: float | None, stream_ram_bytes: float | None,
+             ) -> dict:
     """The capacity model on this CPU (measured, dtype auto, the largest batch) and on a GPU (assumed); with the
-    measured control-call rate, the controller's wiring round caps the cluster too."""
+    measured control-call rate, the controller's wiring round caps the cluster too; with the measured private
+    memory of a stream's processes, the node's RAM caps it too."""
     auto = [r for r in encoder["rows"] if r["dtype"] == encoder["dtype_auto"]]
     cpu_row = max(auto, key=lambda r: r["batch"])
     cpu = {"dtype": cpu_row["dtype"], "batch": cpu_row["batch"], "seconds_per_frame": cpu_row["s_per_frame_min"],
@@ -144,7 +150,7 @@ def capacity(encoder: dict, memory: dict, control_calls_per_s: float | None) -> 
     flops = vision_flops_per_frame(config.vision_config, TEXT_HIDDEN)
     controller_cap = None if control_calls_per_s is None else control_calls_per_s * RECONCILE_S / CONTROL_CALLS
     gpu = gpu_model(flops, memory["snapshot_bytes"], memory["compress_s_per_chunk"], RATE_HZ, CHUNK_SPAN_S,
-                    REPUBLISH_S, GPU_ASSUMPTIONS, controller_cap)
+                    REPUBLISH_S, GPU_ASSUMPTIONS, controller_cap, stream_ram_bytes)
     return {"rate_hz": RATE_HZ, "utilisation": UTILISATION, "flops_per_frame": flops,
             "control_calls_per_s": control_calls_per_s, "control_calls_per_stream_round": CONTROL_CALLS,
             "cpu_effective_flops": flops / cpu["seconds_per_frame"], "cpu": cpu, "gpu": gpu}
@@ -165,29 +171,40 @@ def print_capacity(encoder: dict, memory: dict, model: dict) -> None:
     per = gpu["streams_per_replica"]
     print(f"GPU (assumed): {gpu['seconds_per_frame'] * 1000:.2f} ms/frame -> {per['encoder']:.0f} streams per "
           f"replica by the encoder, {per['node_cpu']:.0f} by the node CPU, {per['node_network']:.0f} by the node "
-          f"network: {per['effective']:.0f} ({per['bound_by']}); linear up to {gpu['linear_until_replicas']} "
+          f"network, {'(not measured)' if per['node_ram'] is None else format(per['node_ram'], '.0f')} by the node "
+          f"RAM: {per['effective']:.0f} ({per['bound_by']}); linear up to {gpu['linear_until_replicas']} "
           f"replicas, then capped at {gpu['fanout_cap_streams']} streams by the snapshot fan-out; the controller "
           f"re-wires {gpu['controller_streams_per_round'] or '(not measured)'} streams per round period")
     print_table([("GPU replicas", "d"), ("streams", "d"), ("bound by", ""), ("controller round / period", ".1f")],
                 [[g["replicas"], g["streams"], g["limit"], g["controller_round_periods"]] for g in gpu["growth"]])
 
 
-def quick_call_rate() -> float:
-    """(c) for --quick: Ray actor calls per second from this process to two trivial actors on a fresh local
-    cluster (127.0.0.1), all submitted at once, then awaited."""
+def quick_cluster() -> tuple[float, dict]:
+    """(c) and the stream processes' memory for --quick, on a fresh local cluster (127.0.0.1) holding one
+    stream's real source and memory actors (a synthetic camera, no encoder): Ray actor calls per second from
+    this process to them (all submitted at once, then awaited), and their resident memory."""
+    import tempfile
+
     import ray
 
     from actors.cluster import start_local
-    from actors.remote import Located
+    from actors.config import StreamSpec, TransportConfig
+    from actors.remote import MemoryActor, SourceActor
 
     start_local(2, "tokdyn-bench-scale", log_to_driver=False)
     try:
-        probe = ray.remote(num_cpus=0)(type("Probe", (Located,), {}))
-        handles = [probe.remote() for _ in range(2)]
-        ray.get([h.where.remote() for h in handles])  # started
-        started = time.perf_counter()
-        ray.get([handles[i % 2].where.remote() for i in range(CONTROL_PROBE_CALLS)])
-        return CONTROL_PROBE_CALLS / (time.perf_counter() - started)
+        with tempfile.TemporaryDirectory(prefix="tokdyn-bench-scale-") as tmp:
+            spec = StreamSpec("probe", "synthetic://?width=64&height=48&fps=4", live=True)
+            memory = MemoryActor.options(num_cpus=0).remote(spec, tmp, TransportConfig())
+            handles = [memory, SourceActor.options(num_cpus=0).remote(spec, 32, TransportConfig(), None, memory)]
+            ray.get([h.where.remote() for h in handles])  # started
+            started = time.perf_counter()
+            ray.get([handles[i % 2].where.remote() for i in range(CONTROL_PROBE_CALLS)])
+            calls = CONTROL_PROBE_CALLS / (time.perf_counter() - started)
+            processes = stream_memory([{"source": handles[1], "memory": memory}])
+            for handle in handles:
+                ray.kill(handle, no_restart=True)
+        return calls, processes
     finally:
         ray.shutdown()
 
@@ -211,20 +228,25 @@ def main() -> int:
             encoder["rows"] += measured.pop("rows")
             encoder.update(measured)
         results.update(encoder=encoder, memory=memory_cost(TEXT_HIDDEN))
-    calls = None
+    calls, processes = None, None
     if args.only != "encoder":
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away cluster on 127.0.0.1
         if args.quick:  # a 2-node cluster and a pipeline alone take 40-70 s here: (a) and (b) are full-run only
-            calls = results["control_calls_per_s"] = quick_call_rate()
+            calls, processes = quick_cluster()
+            results.update(control_calls_per_s=calls, stream_memory=processes)
             print(f"control calls (actor `where`, {CONTROL_PROBE_CALLS} at once, local cluster): {calls:.0f}/s; "
-                  "(a) and (b) run without --quick\n")
+                  "(a) and (b) run without --quick")
+            print_stream_memory(processes)
+            print()
         else:
             results["cluster"] = cluster_part(args.steps or list(FULL_STEPS))
             calls = results["cluster"]["overhead"]["control_calls_per_s"]
+            processes = results["cluster"]["overhead"]["stream_memory"]
             print_cluster(results["cluster"])
             print()
     if "encoder" in results:
-        results["capacity"] = capacity(results["encoder"], results["memory"], calls)
+        results["capacity"] = capacity(results["encoder"], results["memory"], calls,
+                                       processes["stream_private_bytes"] if processes else None)
         print_capacity(results["encoder"], results["memory"], results["capacity"])
     run.finish(results, args.json)
     return 0

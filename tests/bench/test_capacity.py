@@ -78,3 +78,14 @@ def test_the_binding_limit_follows_the_assumptions():
     slow = _model(cpu_cores_per_node=1e4, nic_bits_per_s=1e8)
     assert slow["streams_per_replica"]["bound_by"].startswith("node network")
     assert slow["fanout_cap_streams"] < _model()["fanout_cap_streams"]
+
+
+def test_a_streams_processes_bound_the_node_when_they_are_heavy_enough():
+    """Each stream runs two processes on its node: their measured private memory joins the limits when given."""
+    assert _model()["streams_per_replica"]["node_ram"] is None  # not measured: no limit claimed
+    light = gpu_model(6.4e11, 118_000, 0.007, 2.0, 2.0, 1.0, GPU_ASSUMPTIONS, stream_ram_bytes=400e6)
+    assert light["streams_per_replica"]["node_ram"] == pytest.approx(2e12 * 0.7 / 400e6 / 8)  # 437: CPU binds
+    assert light["streams_per_replica"]["bound_by"].startswith("node CPU")
+    heavy = gpu_model(6.4e11, 118_000, 0.007, 2.0, 2.0, 1.0, GPU_ASSUMPTIONS, stream_ram_bytes=4e9)
+    assert heavy["streams_per_replica"]["bound_by"].startswith("node RAM")
+    assert heavy["streams_per_replica"]["effective"] == pytest.approx(2e12 * 0.7 / 4e9 / 8)
