@@ -63,6 +63,7 @@ class Source:
 
     live: bool = False  # frames come in real time (network stream or paced file): drop_oldest by default
     live_stream: bool = False  # a network stream that is live by nature (RTSP, RTMP, HLS, ...)
+    network: bool = False  # read over the network: reconnects, and its errors may be a server's, not the data's
 
     def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None,
                  resume: ResumePoint | None = None) -> None:
@@ -113,6 +114,10 @@ class Source:
         """Redacted one-line description of ``exc``; also stored as ``last_error``."""
         if isinstance(exc, (av.ExitError, av.error.TimeoutError)):  # PyAV's timeout interrupts the read
             exc = TimeoutError(f"no data for {self.config.read_timeout_s:g} s ({exc})")
+        elif isinstance(exc, av.InvalidDataError) and self.network:
+            # FFmpeg says "invalid data" also when a server's reply came too late or held no stream
+            exc = av.InvalidDataError(exc.errno, f"{exc.strerror}: the server's reply was not a playable stream "
+                                      f"within {self.config.read_timeout_s:g} s (late, or no such stream path)")
         text = redact_text(f"{doing}: {type(exc).__name__}: {exc}", self._url)
         self._note_error(text)
         return text

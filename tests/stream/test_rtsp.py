@@ -95,6 +95,17 @@ def test_kill_and_restart_reconnects(server):
     assert states.index("reconnecting") < len(states) - 1 - states[::-1].index("streaming")
 
 
+def test_a_camera_that_does_not_answer_its_first_open_in_time_is_named_as_such(server):
+    """A frozen server accepts the connection but never describes its stream: FFmpeg calls that invalid data.
+    The error says what it means for a camera (no playable stream in time), not only FFmpeg's words."""
+    server.freeze()
+    try:
+        with pytest.raises(SourceError, match="not a playable stream within 2 s"):
+            next(iter(open_source(server.url, FAST)))
+    finally:
+        server.resume()
+
+
 def test_freeze_times_out_then_recovers_after_resume(server):
     with open_source(server.url, FAST) as source:
         frames = iter(source)
