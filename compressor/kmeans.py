@@ -88,7 +88,8 @@ def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator, scale: torch.
     trials = 2 + int(math.log(max(k, 1)))
 
     def dist2(idx: torch.Tensor) -> torch.Tensor:  # [c] candidate rows -> [c, N] squared distances
-        sims = x[idx] @ x.T if scale is None else (x[idx] * scale[idx, None]) @ x.T * scale
+        rows = x.index_select(0, idx)  # = x[idx], several times faster on CPU
+        sims = rows @ x.T if scale is None else (rows * scale[idx, None]) @ x.T * scale
         return (2.0 - 2.0 * sims).clamp_min(0.0)
 
     chosen: list[int] = []
@@ -96,7 +97,7 @@ def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator, scale: torch.
         chosen.append(int(torch.randint(n, (1,), generator=generator)))
         d2 = dist2(torch.tensor(chosen, device=x.device))[0]
     while len(chosen) < k:
-        d2 = torch.where(d2 < _COVERED, torch.zeros_like(d2), d2)
+        d2 = d2.masked_fill(d2 < _COVERED, 0.0)
         weights = d2.cpu().double()
         if float(weights.sum()) <= 0.0:
             break

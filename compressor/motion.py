@@ -62,10 +62,10 @@ class MotionStats:
         rows, cols = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
         self._rows, self._cols = rows.ravel(), cols.ravel()  # [H*W]
 
-    def reset(self, slot: int) -> None:
-        """Forget slot ``slot`` (a new cluster starts there)."""
+    def reset(self, slots: int | np.ndarray) -> None:
+        """Forget ``slots`` (one slot or an int array ``[m]`` of them): new clusters start there."""
         for name, array in self.arrays.items():
-            array[slot] = {"first_t": np.inf, "last_t": -np.inf, "last_frame": -1.0}.get(name, 0.0)
+            array[slots] = {"first_t": np.inf, "last_t": -np.inf, "last_frame": -1.0}.get(name, 0.0)
 
     def update(self, slots: np.ndarray, timestamps: np.ndarray, first_frame: int) -> None:
         """Add a chunk: ``slots [T_c, H*W]`` int64 cluster of every token, ``timestamps [T_c]`` media seconds,

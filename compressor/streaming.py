@@ -162,7 +162,7 @@ class StreamingTokenDynamics(StreamCompressorBase):
 
     def _projected_gram(self) -> np.ndarray:
         """``[K, K]`` float64 Gram matrix of the active clusters' projected sums."""
-        sums = self.sums[self._active()]
+        sums = self.sums.index_select(0, self._active())
         p = self._projection(np.flatnonzero(self.active))
         # float32 products (a float64 copy of the sums cost as much as the assignment matmul), float64 after
         return (sums @ sums.T).cpu().numpy().astype(np.float64) * p[:, None] * p[None, :]
@@ -178,13 +178,17 @@ class StreamingTokenDynamics(StreamCompressorBase):
         act = self._active()                                                 # [K]
         inv = 1.0 / norms.clamp_min(1e-12)                                    # [N]
         xf = flat if flat.dtype == torch.float32 else flat.float()
-        raw, arg = (xf @ self.centroids[act].T).max(dim=1)                  # [N]: argmax of cosine = of raw
+        # Row gathers use index_select: the same rows as x[idx], several times faster on CPU (measured: 500 of
+        # 784 rows of D=896, 70 us vs 390 us), and this update is dominated by per-call costs like that.
+        raw, arg = (xf @ self.centroids.index_select(0, act).T).max(dim=1)  # [N]: argmax of cosine = of raw
         best = raw * inv                                                      # best cosine
         slots = act[arg]
         novel = torch.nonzero(best < c.novelty_threshold).flatten()
         self._merge_loss = None
-        if c.max_new_clusters and novel.numel() and self._may_gain(best[novel]):
-            slots = self._seed_new(xf, inv, best, slots, novel)
+        if c.max_new_clusters and novel.numel():
+            novel_best = best[novel]                                          # [M]
+            if self._may_gain(novel_best):
+                slots = self._seed_new(xf, inv, novel_best, slots, novel)
         group_sums(xf, slots, self.slots, inv, into=self.sums)
         # All S rows in place (free slots' rows are never read): no gather/scatter, no allocation.
         torch.nn.functional.normalize(self.sums, dim=1, eps=1e-12, out=self.centroids)
@@ -200,46 +204,46 @@ class StreamingTokenDynamics(StreamCompressorBase):
             return True
         return float((1.0 - novel_best).sum()) * float(self._projection()[0]) > self._cheapest_merge_loss()
 
-    def _seed_new(self, xf: torch.Tensor, inv: torch.Tensor, best: torch.Tensor, slots: torch.Tensor,
+    def _seed_new(self, xf: torch.Tensor, inv: torch.Tensor, novel_best: torch.Tensor, slots: torch.Tensor,
                   novel: torch.Tensor) -> torch.Tensor:
-        """Seed new clusters among the ``novel [M]`` token indices by k-means++ continued from the current
-        centroids (their D^2 is already known from the assignment); novel tokens closer to a new seed move to
-        it. Returns the chunk's slots ``[N]``."""
+        """Seed new clusters among the ``novel [M]`` token indices (best cosine ``novel_best [M]``) by k-means++
+        continued from the current centroids (their D^2 is already known from the assignment); novel tokens
+        closer to a new seed move to it. Returns the chunk's slots ``[N]``."""
         free = np.flatnonzero(~self.active)[: self.config.max_new_clusters]
         everything = novel.numel() == xf.shape[0]
-        xs = xf if everything else xf[novel]                                    # [M, D] raw novel tokens
+        xs = xf if everything else xf.index_select(0, novel)                    # [M, D] raw novel tokens
         scale = inv if everything else inv[novel]
         generator = torch.Generator().manual_seed(chunk_seed(self.config.seed, self.chunks))
-        seeds = kmeans_pp(xs, len(free), generator, scale=scale, d2=(2.0 - 2.0 * best[novel]).clamp_min(0.0))
+        seeds = kmeans_pp(xs, len(free), generator, scale=scale, d2=(2.0 - 2.0 * novel_best).clamp_min(0.0))
         if seeds.shape[0] == 0:
             return slots
         best_new, arg_new = ((xs @ seeds.T) * scale[:, None]).max(dim=1)         # [M]
         # Summed cosine each seed wins, added up on the CPU in a fixed order ([M] values; GPU atomics would
         # make the acceptance test, hence the whole state, depend on scheduling).
-        won = (best_new - best[novel]).clamp_min(0.0).double().cpu().numpy()
+        won = (best_new - novel_best).clamp_min(0.0).double().cpu().numpy()
         gain = np.bincount(arg_new.cpu().numpy(), weights=won, minlength=seeds.shape[0])
         accepted = self._worth_adding(gain)
         if not accepted.any():
             return slots
+        taken = free[: int(accepted.sum())]                                     # [m] slots of the accepted seeds
         new = torch.full((seeds.shape[0],), -1, dtype=torch.long, device=self.device)
-        new[torch.from_numpy(np.flatnonzero(accepted)).to(self.device)] = torch.from_numpy(
-            free[: int(accepted.sum())]).to(self.device)
+        new[torch.from_numpy(np.flatnonzero(accepted)).to(self.device)] = torch.from_numpy(taken).to(self.device)
         target = new[arg_new]
         slots = slots.clone()
-        slots[novel] = torch.where((best_new > best[novel]) & (target >= 0), target, slots[novel])
-        slots_np = slots.cpu().numpy()
-        for slot in free[: int(accepted.sum())]:
-            members = np.flatnonzero(slots_np == slot)
-            if members.size == 0:  # a seed that won no token stays free
-                continue
-            self.active[slot] = True
-            self.sums[slot] = 0.0
-            self.counts[slot], self.norm_sums[slot] = 0, 0.0
-            self.first[slot] = self.tokens_seen + int(members[0])
-            self.born[slot] = self._now
-            self.keymap.new_label(int(slot))
-            self.motion.reset(int(slot))
-            self.new_clusters += 1
+        slots[novel] = torch.where((best_new > novel_best) & (target >= 0), target, slots[novel])
+        hits = slots.cpu().numpy()[None, :] == taken[:, None]                  # [m, N]
+        won_any = hits.any(axis=1)                                               # a seed that won no token stays free
+        born = taken[won_any]                                                    # [b] ascending
+        if born.size:
+            self.active[born] = True
+            self.sums[torch.from_numpy(born).to(self.device)] = 0.0
+            self.counts[born], self.norm_sums[born] = 0.0, 0.0
+            self.first[born] = self.tokens_seen + hits[won_any].argmax(axis=1)  # its first token in the chunk
+            self.born[born] = self._now
+            for slot in born:
+                self.keymap.new_label(int(slot))
+            self.motion.reset(born)
+            self.new_clusters += int(born.size)
         self._active_idx = None
         return slots
 
@@ -277,10 +281,9 @@ class StreamingTokenDynamics(StreamCompressorBase):
             return
         gram = self._projected_gram()                                          # [K, K] float64
         alive = np.ones(act.size, dtype=bool)
-        while True:
+        survivors = []
+        while int(alive.sum()) > self.k_min:
             k = int(alive.sum())
-            if k <= self.k_min:
-                return
             sq = np.maximum(np.diag(gram), 0.0)
             size = np.sqrt(sq)                                                 # |s_i|
             if k > self.k_max:  # minus the summed cosine (fidelity) lost by merging i and j
@@ -288,25 +291,28 @@ class StreamingTokenDynamics(StreamCompressorBase):
             elif self.config.adaptive:  # centroid cosine
                 score = gram / np.maximum(size[:, None] * size[None, :], 1e-12)
             else:
-                return
+                break
             score[~alive] = -np.inf
             score[:, ~alive] = -np.inf
             np.fill_diagonal(score, -np.inf)
             i, j = divmod(int(np.argmax(score)), act.size)
             if k <= self.k_max and score[i, j] <= self.config.merge_similarity:
-                return
+                break
             dst = self._merge(int(act[i]), int(act[j]))
+            survivors.append(dst)
             keep, drop = (i, j) if dst == act[i] else (j, i)
             gram[keep] += gram[drop]
             gram[:, keep] += gram[:, drop]
             alive[drop] = False
+        if survivors:  # one batched renormalisation of the merged rows instead of one per merge
+            rows = torch.from_numpy(np.unique(survivors)).to(self.device)
+            self.centroids[rows] = normalize_rows(self.sums[rows])
 
     def _merge(self, a: int, b: int) -> int:
         """Merge slots ``a`` and ``b``; the one that appeared first survives (canonical order is stable) and
         is returned."""
         dst, src = (a, b) if self.first[a] <= self.first[b] else (b, a)
-        self.sums[dst] += self.sums[src]
-        self.centroids[dst] = normalize_rows(self.sums[dst][None])[0]
+        self.sums[dst] += self.sums[src]  # its centroid is renormalised by the caller (_merge_down), once
         self.counts[dst] += self.counts[src]
         self.norm_sums[dst] += self.norm_sums[src]
         self.first[dst] = min(self.first[dst], self.first[src])
