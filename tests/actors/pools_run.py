@@ -146,13 +146,18 @@ def run(cluster: Cluster, client: Any, ids: dict[str, str], node_b: Any) -> None
     # Node B dies: its streams go to A's replica and keep advancing from their checkpoints.
     on_b = sorted(sid for sid, v in placement(client).items() if v["replica_node"] == ids["B"])
     seen = tokens_seen(client)
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), time.time()
     cluster.remove_node(node_b)
     wait_for(lambda: advanced_past(client, seen), LONG_S, "every stream advancing after node B died")
     advancing_s = time.monotonic() - killed_at
     moved = wait_for(lambda: colocated(client), LONG_S, "streams co-located again on the survivors")
     statuses = {sid: client.stream_status(sid) for sid in STREAMS}
+    events = [e for e in client.scale_events() if e.at >= killed_wall]
     report("node_lost", on_b=on_b, advancing_s=advancing_s, colocated_s=time.monotonic() - killed_at,
+           # when the controller called B's replica lost (its streams re-assigned) and restarted the last of them
+           reassigned_s=min((e.at - killed_wall for e in events if e.action == "reassign"), default=None),
+           restarted_s=max((e.at - killed_wall for e in events if e.action == "move"), default=None),
+           refused={sid: statuses[sid].bad_messages for sid in on_b},  # chunks sent again from media time 0
            replicas_used=sorted({v["replica_node"] for v in moved.values()}),
            restored={sid: statuses[sid].restored for sid in on_b},
            kept={sid: statuses[sid].tokens_seen >= seen[sid] for sid in STREAMS})

@@ -149,6 +149,7 @@ def test_pools_spread_fail_over_rebalance_and_survive_a_controller_restart() -> 
     assert len(lost["on_b"]) == 3 and len(lost["replicas_used"]) == 1  # all on the survivor
     assert all(lost["restored"].values())  # B's streams resumed from their checkpoints ...
     assert all(lost["kept"].values())  # ... and no stream has fewer tokens than before the loss
+    assert not any(lost["refused"].values())  # their new sources went on from the memories, not from 0
 
     added = phases["node_added"]
     assert added["new_node"] in added["per_node"] and sorted(added["per_node"].values()) == [3, 3]
