@@ -89,14 +89,14 @@ class MotionStats:
         safe = np.maximum(count, 1)
         a["row_ssd"] += np.maximum(rsq - rsum * rsum / safe, 0.0).sum(0)
         a["col_ssd"] += np.maximum(csq - csum * csum / safe, 0.0).sum(0)
-        self._update_recent(present, rsum / safe, csum / safe, timestamps)
+        row_mean, col_mean = rsum / safe, csum / safe                      # [T_c, S] mean position per frame
+        self._update_recent(present, row_mean, col_mean, timestamps)
         # Row 0 of the extended [T_c + 1, S] arrays is the state before the chunk; for every frame, find the
         # cluster's previous appearance (forward fill of the latest row where it was present).
         frame = first_frame + np.arange(t_c, dtype=np.float64)
         ext = np.empty((4, t_c + 1, s))                                    # present, row, col, frame
         ext[:, 0] = a["last_frame"] >= 0, a["last_row"], a["last_col"], a["last_frame"]
-        ext[0, 1:], ext[1, 1:], ext[2, 1:], ext[3, 1:] = present, rsum / np.maximum(count, 1), \
-            csum / np.maximum(count, 1), frame[:, None]
+        ext[0, 1:], ext[1, 1:], ext[2, 1:], ext[3, 1:] = present, row_mean, col_mean, frame[:, None]
         latest = np.maximum.accumulate(np.where(ext[0] > 0, np.arange(t_c + 1)[:, None], -1), axis=0)
         prev = np.maximum(latest[:-1], 0)                                  # [T_c, S] row of the previous appearance
         cluster = np.arange(s)

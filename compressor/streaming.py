@@ -226,9 +226,9 @@ class StreamingTokenDynamics(StreamCompressorBase):
         if not accepted.any():
             return slots
         taken = free[: int(accepted.sum())]                                     # [m] slots of the accepted seeds
-        new = torch.full((seeds.shape[0],), -1, dtype=torch.long, device=self.device)
-        new[torch.from_numpy(np.flatnonzero(accepted)).to(self.device)] = torch.from_numpy(taken).to(self.device)
-        target = new[arg_new]
+        seed_slot = np.full(seeds.shape[0], -1, dtype=np.int64)                 # [m'] slot of each seed, -1: rejected
+        seed_slot[accepted] = taken
+        target = torch.from_numpy(seed_slot).to(self.device)[arg_new]
         slots = slots.clone()
         slots[novel] = torch.where((best_new > novel_best) & (target >= 0), target, slots[novel])
         hits = slots.cpu().numpy()[None, :] == taken[:, None]                  # [m, N]
@@ -282,19 +282,19 @@ class StreamingTokenDynamics(StreamCompressorBase):
         gram = self._projected_gram()                                          # [K, K] float64
         alive = np.ones(act.size, dtype=bool)
         survivors = []
-        while int(alive.sum()) > self.k_min:
-            k = int(alive.sum())
-            sq = np.maximum(np.diag(gram), 0.0)
-            size = np.sqrt(sq)                                                 # |s_i|
+        k = act.size                                                           # clusters still alive
+        while k > self.k_min:
             if k > self.k_max:  # minus the summed cosine (fidelity) lost by merging i and j
                 score = -merge_losses(gram)
             elif self.config.adaptive:  # centroid cosine
+                size = np.sqrt(np.maximum(np.diag(gram), 0.0))                 # |s_i|
                 score = gram / np.maximum(size[:, None] * size[None, :], 1e-12)
+                np.fill_diagonal(score, -np.inf)  # (merge_losses already has inf there)
             else:
                 break
-            score[~alive] = -np.inf
-            score[:, ~alive] = -np.inf
-            np.fill_diagonal(score, -np.inf)
+            dead = ~alive
+            score[dead] = -np.inf
+            score[:, dead] = -np.inf
             i, j = divmod(int(np.argmax(score)), act.size)
             if k <= self.k_max and score[i, j] <= self.config.merge_similarity:
                 break
@@ -304,9 +304,10 @@ class StreamingTokenDynamics(StreamCompressorBase):
             gram[keep] += gram[drop]
             gram[:, keep] += gram[:, drop]
             alive[drop] = False
+            k -= 1
         if survivors:  # one batched renormalisation of the merged rows instead of one per merge
             rows = torch.from_numpy(np.unique(survivors)).to(self.device)
-            self.centroids[rows] = normalize_rows(self.sums[rows])
+            self.centroids[rows] = normalize_rows(self.sums.index_select(0, rows))
 
     def _merge(self, a: int, b: int) -> int:
         """Merge slots ``a`` and ``b``; the one that appeared first survives (canonical order is stable) and

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -56,7 +58,7 @@ def check_finite(values: torch.Tensor, what: str = "tokens") -> None:
     """Reject NaN/Inf. Called on per-token norms: any NaN/Inf element makes its token's norm non-finite,
     so one pass over ``[N]`` norms replaces a second pass over ``[N, D]``. (A sum of finite values that
     overflows is not an error: the element-wise test below then finds nothing.)"""
-    if bool(torch.isfinite(values.sum())):  # one scalar test: NaN/Inf in any element propagates to the sum
+    if math.isfinite(float(values.sum())):  # one scalar test: NaN/Inf in any element propagates to the sum
         return
     bad = ~torch.isfinite(values)
     if bool(bad.any()):
