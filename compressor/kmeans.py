@@ -86,11 +86,16 @@ def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator, scale: torch.
     """
     n = x.shape[0]
     trials = 2 + int(math.log(max(k, 1)))
+    xt = x.T                                                                   # [D, N]
 
     def dist2(idx: torch.Tensor) -> torch.Tensor:  # [c] candidate rows -> [c, N] squared distances
-        rows = x.index_select(0, idx)  # = x[idx], several times faster on CPU
-        sims = rows @ x.T if scale is None else (rows * scale[idx, None]) @ x.T * scale
-        return (2.0 - 2.0 * sims).clamp_min(0.0)
+        # index_select = x[idx], several times faster on CPU; in place after the product (this runs once per
+        # seed, and its cost is the number of calls, not their arithmetic). -2 s + 2 is 2 - 2 s exactly.
+        rows = x.index_select(0, idx)
+        sims = rows @ xt if scale is None else (rows * scale.index_select(0, idx)[:, None]) @ xt
+        if scale is not None:
+            sims.mul_(scale)
+        return sims.mul_(-2.0).add_(2.0).clamp_min_(0.0)
 
     chosen: list[int] = []
     if d2 is None:
@@ -101,10 +106,10 @@ def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator, scale: torch.
         weights = d2.cpu().double()
         if float(weights.sum()) <= 0.0:
             break
-        candidates = torch.multinomial(weights, trials, replacement=True, generator=generator).to(x.device)
-        after = torch.minimum(d2[None, :], dist2(candidates))               # [trials, N]
+        candidates = torch.multinomial(weights, trials, replacement=True, generator=generator)  # CPU [trials]
+        after = torch.minimum(dist2(candidates.to(x.device)), d2)              # [trials, N]
         best = int(torch.argmin(after.sum(dim=1)))
-        chosen.append(int(candidates[best]))
+        chosen.append(candidates.tolist()[best])
         d2 = after[best]
     if not chosen:
         return x[:0].float()
