@@ -212,15 +212,15 @@ class StreamingTokenDynamics(StreamCompressorBase):
         free = np.flatnonzero(~self.active)[: self.config.max_new_clusters]
         everything = novel.numel() == xf.shape[0]
         xs = xf if everything else xf.index_select(0, novel)                    # [M, D] raw novel tokens
-        scale = inv if everything else inv[novel]
+        scale = inv if everything else inv.index_select(0, novel)
         generator = torch.Generator().manual_seed(chunk_seed(self.config.seed, self.chunks))
-        seeds = kmeans_pp(xs, len(free), generator, scale=scale, d2=(2.0 - 2.0 * novel_best).clamp_min(0.0))
+        seeds = kmeans_pp(xs, len(free), generator, scale=scale, d2=novel_best.mul(-2.0).add_(2.0).clamp_min_(0.0))
         if seeds.shape[0] == 0:
             return slots
-        best_new, arg_new = ((xs @ seeds.T) * scale[:, None]).max(dim=1)         # [M]
+        best_new, arg_new = (xs @ seeds.T).mul_(scale[:, None]).max(dim=1)         # [M]
         # Summed cosine each seed wins, added up on the CPU in a fixed order ([M] values; GPU atomics would
         # make the acceptance test, hence the whole state, depend on scheduling).
-        won = (best_new - novel_best).clamp_min(0.0).double().cpu().numpy()
+        won = (best_new - novel_best).clamp_min_(0.0).double().cpu().numpy()
         gain = np.bincount(arg_new.cpu().numpy(), weights=won, minlength=seeds.shape[0])
         accepted = self._worth_adding(gain)
         if not accepted.any():
