@@ -288,8 +288,9 @@ class Controller(PoolControl, StreamLifecycle):
         with self._control:  # every wiring send happens under it: the pending calls are not shared meanwhile
             if self.wiring.backlogged():
                 return
-            self.encoders.probe()
-            self.llms.probe()
+            dead = _dead_nodes()
+            self.encoders.probe(dead)
+            self.llms.probe(dead)
             self.wiring.observe()
             alive = self.encoders.placements()
             names = frozenset(r.name for r in alive)
@@ -299,7 +300,7 @@ class Controller(PoolControl, StreamLifecycle):
                     self._rebalance()
             self._alive_encoders = names
             self._wire(full=None)
-            self._colocate()
+            self._colocate(dead)
             if self.config.encoder.autoscale.enabled:
                 decision = self.autoscaler.decide(self.encoders.status({}), self._lags())
                 if decision is not None:
@@ -316,10 +317,12 @@ class Controller(PoolControl, StreamLifecycle):
         """Send the actors their peers' addresses (actors/wiring.py): all of them, or (None) what changed."""
         self.wiring.send(self.encoders.alive(), self.llms.alive(), full)
 
-    def _colocate(self) -> None:
+    def _colocate(self, dead_nodes: frozenset[str]) -> None:
         """Start again, on their replica's node, up to MOVES_PER_ROUND streams whose actors are gone or whose
         memory runs on another node than their replica (it changed): all stopped at once, then all started at
-        once. A stream whose start failed is left without actors, marked gone: the next round tries again."""
+        once. Actors on a node Ray declared dead (`dead_nodes`) are gone: killed, not asked to close (that call
+        would wait out its timeout). A stream whose start failed is left without actors, marked gone: the next
+        round tries again."""
         if self.config.stream_resources:
             return  # pinned by the user
         nodes = {m.name: m.node_id for m in self.encoders.alive()}
@@ -330,6 +333,8 @@ class Controller(PoolControl, StreamLifecycle):
         moving = dict(list(strays.items())[:MOVES_PER_ROUND])
         if not moving:
             return
+        for old in moving.values():
+            old.gone = old.gone or old.node_id in dead_nodes
         self._stop_streams(moving, delete_checkpoint=False)
         started = self._start_streams([StreamStart(old.entry.spec, old.entry.encoder, old.entry.added_at)
                                        for old in moving.values()])
@@ -344,6 +349,11 @@ class Controller(PoolControl, StreamLifecycle):
             self._event("encoder", "move", old.entry.encoder, len(self.encoders.members),
                         f"{sid}: {'its node died' if old.gone else 'to its replica node'}")
         self._save()
+
+def _dead_nodes() -> frozenset[str]:
+    """Ids of the nodes Ray has declared dead (one GCS call)."""
+    return frozenset(n["NodeID"] for n in ray.nodes() if not n["Alive"])
+
 
 @ray.remote
 class ControllerActor(Controller, Located):

@@ -4,9 +4,10 @@ Replicas are detached, named Ray actors (they outlive a controller restart; the 
 by name) restarted by Ray when their process dies. The pool only observes: once per reconcile round it asks
 every replica for its address and statistics at once, and a replica that has not answered for
 `LOST_AFTER_S` (or whose calls have failed that long) is *lost*: dead, or restarting where there are no
-resources for it (its GPU node is gone); the controller then moves its work elsewhere. A replica that answers
-again is alive again. Questions stay outstanding across rounds, so a slow replica on a busy machine is late,
-not lost.
+resources for it (its GPU node is gone); the controller then moves its work elsewhere. A replica whose node
+Ray has declared dead (a node drained or shut down, or one whose health checks failed) is lost at once,
+without waiting out the silence. A replica that answers again is alive again. Questions stay outstanding
+across rounds, so a slow replica on a busy machine is late, not lost.
 """
 
 from __future__ import annotations
@@ -50,14 +51,17 @@ class Member:
     pending: list[Any] | None = None  # probe calls not answered yet ...
     asked_at: float = 0.0  # ... sent at this monotonic time
     failing_since: float | None = None  # first failed probe since the last answer (dead or restarting)
+    node_dead: bool = False  # Ray declared the node it last ran on dead (until it answers from another)
 
     def up(self, now: float) -> bool:
-        """Answered its latest questions (or is not overdue on them)."""
-        return (self.answered_at is not None and self.failing_since is None
+        """Answered its latest questions (or is not overdue on them), on a node that is not dead."""
+        return (self.answered_at is not None and self.failing_since is None and not self.node_dead
                 and not (self.pending is not None and now - self.asked_at >= LOST_AFTER_S))
 
     def lost(self, now: float) -> bool:
-        """Dead, restarting or silent for LOST_AFTER_S: its work should go elsewhere."""
+        """Dead, restarting, on a dead node or silent for LOST_AFTER_S: its work should go elsewhere."""
+        if self.node_dead:
+            return True
         if self.failing_since is not None:
             return now - self.failing_since >= LOST_AFTER_S
         if self.pending is not None:
@@ -122,12 +126,13 @@ class ReplicaPool:
 
     # --- observation ----------------------------------------------------------------------------------
 
-    def probe(self) -> None:
+    def probe(self, dead_nodes: frozenset[str] = frozenset()) -> None:
         """One round: every replica's address, node and statistics. A replica's questions stay outstanding
         across rounds until it answers, so a slow replica on a busy machine is late, not silent; waits at most
-        PROBE_TIMEOUT_S for this round's answers."""
+        PROBE_TIMEOUT_S for this round's answers. `dead_nodes`: the ids of nodes Ray has declared dead."""
         members = self.members
         for m in members.values():
+            m.node_dead = m.node_id in dead_nodes
             if m.pending is None:
                 m.pending = [getattr(m.handle, self.probe_method).remote(), m.handle.stats.remote(),
                              m.handle.where.remote()]
@@ -148,6 +153,7 @@ class ReplicaPool:
                 m.pending = None
             m.info, m.stats, m.node_id, m.pid, m.answered_at = info, stats, where["node_id"], where["pid"], now
             m.failing_since = None
+            m.node_dead = m.node_id in dead_nodes
             self._rates(m, now)
 
     @staticmethod

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from actors.autoscale import Autoscaler
 from actors.config import AutoscaleConfig, stream_spec
 from actors.placement import Replica, assign, loads, pick, rebalance
+from actors.pools import LOST_AFTER_S, Member
 from actors.routing import SUSPECT_S, LLMRouter
 from actors.status import ALIVE, ReplicaStatus
 from actors.table import StreamEntry, Table, TableError
@@ -89,6 +91,15 @@ def test_autoscale_removes_an_idle_replica_but_never_below_the_minimum() -> None
 
 
 # --- routing -----------------------------------------------------------------------------------------------
+
+def test_a_replica_on_a_node_ray_declared_dead_is_lost_at_once_not_after_the_silence() -> None:
+    now = time.monotonic()
+    member = Member("tokdyn-encoder-1", handle=None, node_id="node-b", answered_at=now)
+    assert member.up(now) and not member.lost(now)
+    member.node_dead = True  # what probe() sets for a member whose node is in Ray's dead list
+    assert member.lost(now) and not member.up(now)
+    assert not Member("tokdyn-encoder-2", handle=None, answered_at=now).lost(now + LOST_AFTER_S / 2)
+
 
 def test_router_sends_each_question_to_the_replica_with_fewest_in_flight() -> None:
     router = LLMRouter(lambda: {})
