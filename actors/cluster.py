@@ -44,6 +44,15 @@ def start_local(num_cpus: int | None, namespace: str, **options: Any) -> None:
              _node_ip_address=LOOPBACK, **options)
 
 
+def head_node_id() -> str | None:
+    """The id of the cluster's head node (where Ray's GCS runs: the node whose loss ends the cluster anyway),
+    or None when no node says it is the head."""
+    import ray
+
+    return next((n["NodeID"] for n in ray.nodes() if n["Alive"] and "node:__internal_head__" in n["Resources"]),
+                None)
+
+
 def join(address: str, namespace: str, **options: Any) -> None:
     """Join the running cluster at `address` ("auto": the one on this machine; "HOST:PORT"; "ray://...").
 

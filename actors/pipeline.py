@@ -8,9 +8,10 @@ the same Ray cluster with `ray.init(address="auto")` and look the controller up 
 from __future__ import annotations
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.client import PipelineClient
-from actors.cluster import join, start_local
+from actors.cluster import head_node_id, join, start_local
 from actors.config import PipelineConfig, RayConfig
 from actors.controller import CONTROLLER_NAME, START_TIMEOUT_S, ControllerActor
 
@@ -34,15 +35,19 @@ def start_pipeline(config: PipelineConfig) -> PipelineClient:
 
     The controller is detached and restarted by Ray when its process dies (the new one re-adopts every
     running actor from the table it keeps in Ray's GCS store), so neither a dead controller nor a dead
-    `tokdyn serve` stops a stream. `client.shutdown()` stops it all (checkpoints stay on disk).
+    `tokdyn serve` stops a stream. It runs on the head node (as Ray Serve's controller does): a worker node's
+    loss then costs its streams a move, not the control plane a restart. `client.shutdown()` stops it all
+    (checkpoints stay on disk).
     """
     init_ray(config.ray)
     try:
         controller, adopted = ray.get_actor(CONTROLLER_NAME, namespace=config.ray.namespace), True
     except ValueError:
+        head = head_node_id()
+        placement = {} if head is None else {"scheduling_strategy": NodeAffinitySchedulingStrategy(head, soft=False)}
         controller = ControllerActor.options(
             name=CONTROLLER_NAME, namespace=config.ray.namespace, lifetime="detached", get_if_exists=True,
-            max_restarts=-1, num_cpus=0, max_concurrency=CONTROLLER_CONCURRENCY,
+            max_restarts=-1, num_cpus=0, max_concurrency=CONTROLLER_CONCURRENCY, **placement,
         ).remote(config)
         adopted = False
     client = PipelineClient(controller, namespace=config.ray.namespace)

@@ -120,7 +120,8 @@ def main() -> None:
 def run(cluster: Cluster, client: Any, ids: dict[str, str], node_b: Any) -> None:
     encoders = [r for r in client.replicas() if r.role == "encoder"]
     report("start", encoder_nodes=sorted(r.node_id for r in encoders), gpu_nodes=sorted([ids["A"], ids["B"]]),
-           llms=len([r for r in client.replicas() if r.role == "llm"]))
+           llms=len([r for r in client.replicas() if r.role == "llm"]),
+           controller_on_head=where(client.controller) == ids["head"])
 
     for sid in STREAMS:
         client.add_stream({"stream_id": sid, "url": "synthetic://?width=64&height=48&fps=4", "live": True,

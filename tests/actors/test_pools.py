@@ -152,6 +152,7 @@ def test_pools_spread_fail_over_rebalance_and_survive_a_controller_restart() -> 
 
     start = phases["start"]
     assert start["encoder_nodes"] == start["gpu_nodes"] and start["llms"] == 2  # one replica per GPU node
+    assert start["controller_on_head"]  # a worker node's loss never takes the control plane with it
     assert sorted(phases["spread"]["per_replica"].values()) == [3, 3] and phases["spread"]["colocated"]
     share = phases["llm_share"]
     assert share["ok"] == 16 and all(n > 0 for n in share["answered"].values())  # both replicas answered
