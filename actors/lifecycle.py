@@ -23,7 +23,7 @@ from ray.exceptions import GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.config import StreamSpec
-from actors.pools import START_TIMEOUT_S
+from actors.pools import START_TIMEOUT_S, llm_endpoints
 from actors.remote import MemoryActor, SourceActor
 from actors.table import StreamEntry
 from actors.wiring import StreamActors
@@ -56,7 +56,7 @@ class StreamLifecycle:
             entry = StreamEntry(start.spec, start.replica, start.added_at,
                                 self.table.new_name(f"tokdyn-source-{sid}"), self.table.new_name(f"tokdyn-memory-{sid}"))
             memory = MemoryActor.options(name=entry.memory, **self._stream_options(start.replica)).remote(
-                start.spec, self.config.checkpoint_dir, self.config.transport, self._llm_endpoints())
+                start.spec, self.config.checkpoint_dir, self.config.transport, llm_endpoints(self.llms.alive()))
             pending[sid] = (entry, memory, memory.endpoints.remote())
         deadline = time.monotonic() + START_TIMEOUT_S
         for sid, (entry, memory, ref) in pending.items():
@@ -111,9 +111,6 @@ class StreamLifecycle:
         if member is not None and member.node_id is not None:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(member.node_id, soft=False)
         return options
-
-    def _llm_endpoints(self) -> list[str]:
-        return sorted(m.info for m in self.llms.alive() if m.info)
 
     @staticmethod
     def _stop_streams(streams: dict[str, StreamActors], delete_checkpoint: bool) -> None:

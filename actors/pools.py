@@ -69,6 +69,11 @@ class Member:
         return self.answered_at is None and now - self.created_at >= LOST_AFTER_S
 
 
+def llm_endpoints(llms: list[Member]) -> list[str]:
+    """The snapshot addresses (`pub+connect:...`) of LLM replicas that have given one, sorted."""
+    return sorted(m.info for m in llms if m.info)
+
+
 class ReplicaPool:
     """Replicas of one role. `create(name)` starts a new actor; `probe_method` is the cheap call whose answer
     is the replica's address info ("info" for encoders, "endpoint" for LLMs). Changes (start, adopt, remove,

@@ -19,7 +19,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError, ActorUnschedulableError, GetTimeoutError, RayError
 
-from actors.pools import Member
+from actors.pools import Member, llm_endpoints
 from actors.table import StreamEntry
 
 log = logging.getLogger(__name__)
@@ -125,19 +125,20 @@ class Wiring:
         with self._lock:
             streams = {sid: s for sid, s in self._streams.items() if s is not None}
             routes = {m.name: self.routes_of(m.name) for m in encoders}
-        llm_endpoints = sorted(m.info for m in llms if m.info)
+        endpoints = llm_endpoints(llms)
+        ids = sorted(streams)
         frames = {m.name: m.info["frames_endpoint"] for m in encoders if isinstance(m.info, dict)}
         calls = []
         for m in encoders:
             if _changed(m, (m.pid, routes[m.name]), full):
                 calls.append(m.handle.set_routes.remote(routes[m.name]))
         for m in llms:
-            if _changed(m, (m.pid, sorted(streams)), full):
-                calls.append(m.handle.set_streams.remote(sorted(streams)))
+            if _changed(m, (m.pid, ids), full):
+                calls.append(m.handle.set_streams.remote(ids))
         for s in streams.values():
             target = frames.get(s.entry.encoder)
-            if _changed(s, (s.pids, tuple(llm_endpoints), target), full):
-                calls.append(s.memory.set_publish_targets.remote(llm_endpoints))
+            if _changed(s, (s.pids, tuple(endpoints), target), full):
+                calls.append(s.memory.set_publish_targets.remote(endpoints))
                 if target is not None:
                     calls.append(s.source.set_target.remote(target))
         self._pending += calls

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from scenes.video import write_scene
 from stream.config import SourceConfig
 from stream.sources import open_source
 from testkit.rtsp_server import RtspServer, RtspServerError, describe, rtsp_server_available
+from tests.helpers import wait_for
 
 AVAILABLE, WHY = rtsp_server_available()
 pytestmark = [pytest.mark.rtsp, pytest.mark.skipif(not AVAILABLE, reason=WHY or "no RTSP server")]
@@ -81,10 +81,8 @@ def test_a_file_played_to_its_end_is_served_again_to_the_reconnecting_source(sce
                     indices.append(int(errors.argmin()) if errors.min() < 8 else -1)
 
             threading.Thread(target=read, daemon=True).start()
-            deadline = time.monotonic() + DEADLINE_S
-            while not (source.status().reconnects >= 1 and len(indices) >= 2 and indices[-1] < max(indices) - 5):
-                assert time.monotonic() < deadline, f"no replay of the file: {indices}, {source.status()}"
-                time.sleep(0.05)
+            wait_for(lambda: source.status().reconnects >= 1 and len(indices) >= 2 and indices[-1] < max(indices) - 5,
+                     DEADLINE_S, "the file replayed from its start after the reconnect")
     assert -1 not in indices, indices  # every frame is one of the scene's
 
 
