@@ -126,13 +126,14 @@ class MemoryWorker:
             self._publish_to = list(endpoints)
 
     def status(self) -> MemoryTelemetry:
-        """Telemetry: tokens held vs seen, compression ratio, span, snapshot version, lag, gaps, stage times."""
+        """Telemetry: tokens held vs seen, compression ratio, span, snapshot version, lag, gaps, stage times.
+        Every state figure comes from one published snapshot, so a reader never sees tokens counted whose
+        snapshot is not out yet (the compressor's own counters move mid-update)."""
         snap = self._snapshot
-        c = self.compressor
         held = snap.tokens_held if snap is not None else 0
+        seen = snap.tokens_seen if snap is not None else 0
         return MemoryTelemetry(
-            tokens_seen=c.tokens_seen, tokens_held=held,
-            compression_ratio=(c.tokens_seen / held) if held else None,
+            tokens_seen=seen, tokens_held=held, compression_ratio=(seen / held) if held else None,
             t_start=snap.t_start if snap else None, t_end=snap.t_end if snap else None,
             snapshot_version=snap.version if snap else None, chunks=self.chunks,
             bad_messages=self.bad_messages + self._tokens_in.stats.bad,

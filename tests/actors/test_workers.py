@@ -231,6 +231,48 @@ def test_memory_counts_chunks_lost_on_the_way_as_sequence_gaps(tmp_path) -> None
         worker.close(delete_checkpoint=True)
 
 
+def test_memory_status_never_counts_tokens_ahead_of_its_snapshot(tmp_path, monkeypatch) -> None:
+    """Given a memory worker in the middle of applying a chunk (held at its checkpoint write), when its status
+    is read, then tokens seen and the snapshot version both still describe the last published snapshot: a
+    reader that sees more tokens also sees a newer snapshot (the API's /metrics promised that and once broke)."""
+    import threading
+
+    import actors.memory as memory
+    from compressor.config import CompressorConfig
+
+    entered, release = threading.Semaphore(0), threading.Event()
+    write = memory.write_atomic
+
+    def held_write(path, data):
+        entered.release()
+        assert release.wait(DEADLINE_S)
+        write(path, data)
+
+    monkeypatch.setattr(memory, "write_atomic", held_write)
+    worker = memory.MemoryWorker(StreamSpec("h", "synthetic://", compressor=CompressorConfig(budget=8)),
+                                 str(tmp_path), TRANSPORT)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    try:
+        assert push.send(_tokens_msg("h", 0), timeout_ms=5000)
+        assert entered.acquire(timeout=DEADLINE_S)  # chunk 0 is in the compressor, not yet published
+        mid = worker.status()
+        assert (mid.tokens_seen, mid.snapshot_version) == (0, None)
+        release.set()
+        first = wait_for(lambda: (s := worker.status()).snapshot_version == 1 and s, DEADLINE_S, "snapshot 1")
+        release.clear()
+        assert push.send(_tokens_msg("h", 1), timeout_ms=5000)
+        assert entered.acquire(timeout=DEADLINE_S)
+        mid = worker.status()
+        assert (mid.tokens_seen, mid.snapshot_version) == (first.tokens_seen, 1) and first.tokens_seen > 0
+        release.set()
+        second = wait_for(lambda: (s := worker.status()).snapshot_version == 2 and s, DEADLINE_S, "snapshot 2")
+        assert second.tokens_seen == 2 * first.tokens_seen
+    finally:
+        release.set()
+        push.close()
+        worker.close(delete_checkpoint=True)
+
+
 def test_llm_answers_from_one_snapshot_and_knows_unknown_and_unready_streams() -> None:
     from actors.errors import StreamNotFound, StreamNotReady
     from actors.llm import LLMWorker
