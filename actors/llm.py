@@ -19,7 +19,6 @@ from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
 from actors.memory import segments_folder
 from actors.meta import optional_seconds
 from vlm import ModelConfig
-from compressor.segments import WindowOutOfRange, window_from_folder
 from compressor.snapshot import Snapshot
 from stream.codec import Kind, Message
 from stream.transport import Socket
@@ -155,6 +154,10 @@ class LLMWorker:
     def _window_snapshot(self, stream_id: str, live: Snapshot, window: tuple[float, float]) -> Snapshot:
         """A snapshot of media time `window` from the stream's segments (cost bounded by the window's
         segments, not the stream's length), with the live memory's K and version."""
+        # Imported here, not at module top: a source actor loads this module through Ray (actors.remote) and
+        # should not pay for torch.
+        from compressor.segments import WindowOutOfRange, window_from_folder
+
         if self.checkpoint_dir is None:
             raise WindowUnavailable(f"stream {stream_id!r}: expected segments to answer a time window, got a "
                                     "pipeline without a checkpoint folder")

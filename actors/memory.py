@@ -35,9 +35,6 @@ from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
 from compressor.serial import write_atomic
 from actors.status import MemoryTelemetry
 from actors.meta import seconds, with_transport
-from compressor.keymap_view import latest_key_map
-from compressor.registry import make_stream_compressor, restore_stream_compressor
-from compressor.segments import SegmentStore
 from stream.codec import Kind, Message
 from stream.tensors import from_wire_array
 from stream.timestamps import ResumePoint
@@ -71,6 +68,10 @@ class MemoryWorker:
         self.transport = transport
         self.path = checkpoint_file(checkpoint_dir, spec.stream_id)
         self.restored_digest: str | None = None
+        # Imported here, not at module top: a source actor that asks this memory where to resume loads this
+        # module through Ray, and should not pay for torch (~130 MB per stream).
+        from compressor.segments import SegmentStore
+
         self.compressor = self._restore_or_new()
         c = spec.compressor
         self.segments = SegmentStore(segments_folder(checkpoint_dir, spec.stream_id), c) \
@@ -90,6 +91,8 @@ class MemoryWorker:
 
     def _restore_or_new(self):
         """The checkpointed compressor if this stream has one with the same method, else a fresh one."""
+        from compressor.registry import make_stream_compressor, restore_stream_compressor  # as in __init__
+
         if self.path.exists():
             data = self.path.read_bytes()
             try:
@@ -145,6 +148,8 @@ class MemoryWorker:
     def keymap_view(self) -> dict | None:
         """The newest frame's key map and each base token's first/last seen (compressor.keymap_view), JSON-ready;
         None before the first chunk or for a method without a key map."""
+        from compressor.keymap_view import latest_key_map  # as in __init__
+
         with self._lock:
             view = latest_key_map(self.compressor, self._last_t)
         return None if view is None else view.to_dict()
