@@ -8,7 +8,10 @@ REPUBLISH_S while idle, so a (re)started LLM gets it without waiting for new vid
 
 Checkpoint: `<checkpoint_dir>/<stream_id>.ckpt` holds `StreamCompressor.to_bytes()`, rewritten atomically
 (tmp file + os.replace) after every chunk; a restarted actor restores it before it takes new tokens, and
-binds the tokens port recorded in `<stream_id>.port` again, so the encoder's queued chunks reach it. A
+binds the tokens port recorded in `<stream_id>.port` again, so the encoder's queued chunks reach it.
+`<stream_id>.resume` (JSON, written after each checkpoint) keeps what the state does not: when the newest
+frame arrived and the next chunk seq, so a source restarted with its memory (a node lost) counts a camera's
+outage in its media clock and goes on numbering. A
 checkpoint made with another method, budget, K range or recent window is refused (kept aside as `.bad`, the
 stream starts afresh), never re-fitted.
 
@@ -21,6 +24,7 @@ Segments (token_dynamics with `compressor.segment_s > 0`): every chunk also goes
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -85,7 +89,8 @@ class MemoryWorker:
         self.lag_s: float | None = None
         self._sequence = SequenceTracker()  # gaps = chunks lost between source and here (live drops, restarts)
         self._last_t = self.compressor.t_end  # media time of the newest frame (the console's key map view)
-        self._last_arrival: float | None = None  # wall clock that frame arrived (not in the checkpoint)
+        self._last_arrival: float | None = None  # wall clock that frame arrived (the .resume file, not the state)
+        self._restore_resume()
         self._snapshot = self.compressor.snapshot() if self.compressor.frames_seen else None
         self._loop = LoopThread(f"memory-{spec.stream_id}", self._run, exit_on_crash)
 
@@ -106,6 +111,23 @@ class MemoryWorker:
             log.info("memory %s: restored %d frames from %s", self.spec.stream_id, restored.frames_seen, self.path)
             return restored
         return make_stream_compressor(self.spec.compressor)
+
+    def _restore_resume(self) -> None:
+        """When the newest frame arrived and the next seq expected, from the `.resume` file written after each
+        checkpoint; kept only when it belongs to the restored state (a crash between the two writes, or a
+        torn or foreign file, leaves them unknown, as before the file existed)."""
+        if not self.compressor.frames_seen:
+            return
+        try:
+            saved = json.loads(self.path.with_suffix(".resume").read_bytes())
+            if float(saved["t"]) != float(self._last_t) or isinstance(saved["seq"], bool):
+                return
+            arrival, seq = seconds(saved["arrival"]), int(saved["seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        self._last_arrival = arrival if arrival is not None and arrival <= time.time() else None
+        if seq >= 0:  # a source still running sends on from here: chunks lost while this was down count
+            self._sequence.next_seq[self.spec.stream_id] = seq
 
     # --- control (any thread) -------------------------------------------------------------------------
 
@@ -165,6 +187,7 @@ class MemoryWorker:
         if delete_checkpoint:
             self.path.unlink(missing_ok=True)
             self.path.with_suffix(".port").unlink(missing_ok=True)
+            self.path.with_suffix(".resume").unlink(missing_ok=True)
             if self.segments is not None:
                 shutil.rmtree(self.segments.folder, ignore_errors=True)
 
@@ -226,6 +249,8 @@ class MemoryWorker:
             return False
         self._sequence.observe(msg)  # only a message that was applied: a hostile seq must not fake gaps
         write_atomic(self.path, data)
+        resume = {"t": self._last_t, "arrival": newest_arrival, "seq": msg.seq + 1}
+        write_atomic(self.path.with_suffix(".resume"), json.dumps(resume).encode(), durable=False)
         if self.segments is not None:
             try:
                 self.segments.update(tokens, timestamps)

@@ -80,12 +80,15 @@ def loads(data: bytes, method: str | None = None) -> tuple[str, dict[str, Any]]:
     return envelope["method"], envelope["state"]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` so a reader (or a restart after kill -9) sees the old file or the new one, never half."""
+def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` so a reader (or a restart after kill -9) sees the old file or the new one, never half.
+    ``durable=False`` skips the fsync: for hints whose loss in a power cut costs nothing (they are checked
+    when read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -199,7 +199,7 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
     again = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=[sub.peer_spec()])
     try:
         assert again.status().restored and again.state_digest() == digest
-        assert again.resume_point() == ResumePoint(5.0)  # when it arrived and the next seq died with the process
+        assert again.resume_point() == resume  # when it arrived and the next seq, from the .resume file
         assert again.endpoints()["tokens"] == endpoint  # same port again: the encoder's queue reaches it
         # the restored snapshot is re-published without new input (a restarted LLM gets it)
         msg = sub.recv(int(DEADLINE_S * 1000))
@@ -209,7 +209,36 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
     finally:
         again.close(delete_checkpoint=True)
         sub.close()
-    assert not checkpoint_file(tmp_path, "m").exists()
+    assert not checkpoint_file(tmp_path, "m").exists() and not checkpoint_file(tmp_path, "m").with_suffix(
+        ".resume").exists()
+
+
+@pytest.mark.parametrize("resume_file", [b'{"t": 4.0, "arrival": 1.0, "seq": 9}', b'{"t": 5.0, "arr', b"\xff",
+                                         b'{"t": 5.0, "arrival": "x", "seq": true}'])
+def test_memory_restored_without_a_matching_resume_file_still_resumes_at_its_newest_frame(tmp_path,
+                                                                                        resume_file) -> None:
+    """Given a checkpoint whose .resume file is from an older chunk (a crash between the two writes), torn, or
+    not what this program writes, when the memory restores, then it resumes at the state's newest frame with
+    arrival and seq unknown, as if the file were missing."""
+    from actors.memory import MemoryWorker, checkpoint_file
+    from compressor.config import CompressorConfig
+
+    spec = StreamSpec("r", "synthetic://", compressor=CompressorConfig(budget=8))
+    worker = MemoryWorker(spec, str(tmp_path), TRANSPORT)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    try:
+        for seq in range(3):
+            assert push.send(_tokens_msg("r", seq), timeout_ms=5000)
+        wait_for(lambda: worker.status().chunks == 3, DEADLINE_S, "3 chunks compressed")
+    finally:
+        push.close()
+        worker.close()
+    checkpoint_file(tmp_path, "r").with_suffix(".resume").write_bytes(resume_file)
+    again = MemoryWorker(spec, str(tmp_path), TRANSPORT)
+    try:
+        assert again.resume_point() == ResumePoint(5.0)
+    finally:
+        again.close(delete_checkpoint=True)
 
 
 def test_memory_counts_chunks_lost_on_the_way_as_sequence_gaps(tmp_path) -> None:
@@ -243,10 +272,11 @@ def test_memory_status_never_counts_tokens_ahead_of_its_snapshot(tmp_path, monke
     entered, release = threading.Semaphore(0), threading.Event()
     write = memory.write_atomic
 
-    def held_write(path, data):
-        entered.release()
-        assert release.wait(DEADLINE_S)
-        write(path, data)
+    def held_write(path, data, **kwargs):
+        if path.suffix == ".ckpt":
+            entered.release()
+            assert release.wait(DEADLINE_S)
+        write(path, data, **kwargs)
 
     monkeypatch.setattr(memory, "write_atomic", held_write)
     worker = memory.MemoryWorker(StreamSpec("h", "synthetic://", compressor=CompressorConfig(budget=8)),
