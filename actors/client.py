@@ -129,6 +129,13 @@ class PipelineClient:
     async def scale_events_async(self) -> list[ScaleEvent]:
         return await self._get_async("scale_events")
 
+    def scale_event_totals(self) -> dict[tuple[str, str], int]:
+        """Pool changes since the controller process began, by (role, action) (a counter: 0 after a restart)."""
+        return self._get("scale_event_totals")
+
+    async def scale_event_totals_async(self) -> dict[tuple[str, str], int]:
+        return await self._get_async("scale_event_totals")
+
     def scale(self, role: str, count: int) -> list[ReplicaStatus]:
         """Set how many replicas of `role` ("encoder" | "llm") run; returns the replicas after the change.
         Raises ConfigError for a bad role or count, ScaleRefused when the cluster cannot host them."""

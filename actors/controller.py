@@ -65,6 +65,7 @@ class Controller(PoolControl, StreamLifecycle):
         self._streams: dict[str, StreamActors | None] = {}  # None: being added
         self.wiring = Wiring(self._streams, self._lock)
         self._events: collections.deque[ScaleEvent] = collections.deque(maxlen=EVENTS_KEPT)
+        self._event_totals: dict[tuple[str, str], int] = {}  # (role, action) -> events since this process began
         self._alive_encoders: frozenset[str] = frozenset()
         self.reconciles = 0
         self.encoders = ReplicaPool("encoder", self._new_encoder, "info", self.namespace)

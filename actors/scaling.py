@@ -63,6 +63,11 @@ class PoolControl:
         """The pools' recent changes, oldest first."""
         return list(self._events.copy())  # deque.copy is one C call: safe while the reconcile thread appends
 
+    def scale_event_totals(self) -> dict[tuple[str, str], int]:
+        """Events since this controller process began, by (role, action): a counter for /metrics that the
+        bounded history above cannot give (it drops old events). Starts again at 0 after a restart."""
+        return self._event_totals  # replaced whole by each event (below), never changed in place
+
     def scale(self, role: str, count: int) -> list[ReplicaStatus]:
         """Run `count` replicas of `role`: new ones are started (and take streams, for encoders), surplus ones
         hand their streams over and are removed. Raises ConfigError for a bad role or count, ScaleRefused when
@@ -117,6 +122,8 @@ class PoolControl:
 
     def _event(self, role: str, action: str, replica: str, replicas: int, reason: str) -> None:
         self._events.append(ScaleEvent(time.time(), role, action, replica, replicas, reason))
+        key = (role, action)  # callers hold _control: one writer; readers on other threads get a whole dict
+        self._event_totals = {**self._event_totals, key: self._event_totals.get(key, 0) + 1}
         log.info("%s replica %s: %s (%s); %d now", role, replica, action, reason, replicas)
 
     def _view(self) -> tuple[dict[str, str], dict[str, float], dict[str, str | None]]:

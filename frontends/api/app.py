@@ -37,7 +37,7 @@ from frontends.api.backend import Backend
 from frontends.api.errors import AUTHENTICATION, ApiError, backend_errors, invalid
 from frontends.api.guard import BrowserGuard
 from frontends.api.live import LiveRoutes
-from frontends.api.metrics import QueryMetrics, ScaleEventCounts, render
+from frontends.api.metrics import QueryMetrics, render
 from frontends.api.parsing import parse_replica_count, parse_replica_role, parse_stream_spec, read_json
 from frontends.api.request_counts import RequestCounter
 from actors.config import ApiConfig, stream_spec
@@ -81,7 +81,6 @@ class Api:
         self.backend = backend
         self.config = config
         self.metrics = QueryMetrics()
-        self.scale_counts = ScaleEventCounts()
         self.chat = chat.ChatHandler(backend, self.metrics, config.max_body_bytes)
 
     async def health(self, request: Request) -> Response:
@@ -145,9 +144,8 @@ class Api:
         with backend_errors():
             statuses = await self.backend.list_streams()  # one call: list entries carry the telemetry
             replicas = await self.backend.replicas()
-            events = await self.backend.scale_events()
-        self.scale_counts.update(events)
-        text = render(self.metrics, statuses, replicas, self.scale_counts)
+            totals = await self.backend.scale_event_totals()
+        text = render(self.metrics, statuses, replicas, totals)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def console(self, request: Request) -> Response:

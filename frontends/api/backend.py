@@ -78,6 +78,10 @@ class Backend(Protocol):
         """The replica pools' recent changes (add, remove, reassign), oldest first."""
         ...
 
+    async def scale_event_totals(self) -> dict[tuple[str, str], int]:
+        """Pool changes counted by (role, action) since the pipeline's control plane began (a counter)."""
+        ...
+
     async def scale(self, role: str, count: int) -> list[ReplicaStatus]:
         """Run `count` replicas of `role` (one of actors.status.ROLES); returns every replica after the change.
         Raises ConfigError for a bad role or count, ScaleRefused when the cluster cannot host them."""

@@ -1,7 +1,7 @@
 """Prometheus metrics for `GET /metrics`: per-stream and per-replica telemetry, and per-query latency.
 
 Stream and replica telemetry lives in the pipeline's actors, so it is read at scrape time (one stream list,
-one replica list, the scale events) and rendered as fresh metric families: nothing goes stale after a
+one replica list, the controller's scale event totals) and rendered as fresh metric families: nothing goes stale after a
 stream or a replica is removed. Query metrics
 are measured here, in the API process, as histograms in a registry owned by one app (so several apps in
 one process, as in the tests, do not collide).
@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
+from actors.status import ReplicaStatus, StreamStatus
 
 PREFIX = "tokdyn"
 # Seconds; a tiny CPU model answers in tens of ms, a real 0.5B model on CPU in seconds.
@@ -101,27 +101,10 @@ def stream_families(statuses: Iterable[StreamStatus]) -> list[Metric]:
     return [up, *families.values()]
 
 
-class ScaleEventCounts:
-    """Scale events counted by (role, action), each once, across scrapes. The controller lists only its
-    recent events (a bounded history), so counting the list itself would go down as old events fall off;
-    instead an event counts when a scrape first sees it (a fresh API process counts the history it finds).
-    Exact while fewer events than the history holds happen between two scrapes."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {}
-        self._listed: set[ScaleEvent] = set()  # the previous scrape's events
-
-    def update(self, events: Iterable[ScaleEvent]) -> None:
-        listed = set(events)
-        for event in listed - self._listed:
-            key = (event.role, event.action)
-            self.counts[key] = self.counts.get(key, 0) + 1
-        self._listed = listed
-
-
-def replica_families(replicas: Iterable[ReplicaStatus], scale_counts: ScaleEventCounts) -> list[Metric]:
+def replica_families(replicas: Iterable[ReplicaStatus], scale_totals: dict[tuple[str, str], int]) -> list[Metric]:
     """Metric families for the replica pools: gauges labelled role + replica (and state for `replica_up`),
-    and the scale events counted so far by role + action."""
+    and the controller's scale event totals by role + action (`scale_totals`; they start again at 0 when the
+    controller restarts, which Prometheus reads as a counter reset)."""
     families = {name: GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=["role", "replica"])
                 for name, _, doc in REPLICA_METRICS}
     up = GaugeMetricFamily(f"{PREFIX}_replica_up", "1 per replica, labelled with its state (alive, unavailable).",
@@ -134,7 +117,7 @@ def replica_families(replicas: Iterable[ReplicaStatus], scale_counts: ScaleEvent
                 families[name].add_metric([replica.role, replica.name], float(value))
     scale = CounterMetricFamily(f"{PREFIX}_scale_events", "Replica pool changes the controller reported, by role "
                                 "and action (add, remove, reassign, ...).", labels=["role", "action"])
-    for (role, action), count in sorted(scale_counts.counts.items()):
+    for (role, action), count in sorted(scale_totals.items()):
         scale.add_metric([role, action], float(count))
     return [up, *families.values(), scale]
 
@@ -150,7 +133,7 @@ class _Families:
 
 
 def render(queries: QueryMetrics, statuses: Iterable[StreamStatus], replicas: Iterable[ReplicaStatus],
-           scale_counts: ScaleEventCounts) -> bytes:
+           scale_totals: dict[tuple[str, str], int]) -> bytes:
     """The Prometheus text exposition of the query registry plus the stream and replica telemetry."""
-    families = stream_families(statuses) + replica_families(replicas, scale_counts)
+    families = stream_families(statuses) + replica_families(replicas, scale_totals)
     return generate_latest(queries.registry) + generate_latest(_Families(families))

@@ -55,6 +55,9 @@ class RayBackend:
     async def scale_events(self) -> list[ScaleEvent]:
         return await self.client.scale_events_async()
 
+    async def scale_event_totals(self) -> dict[tuple[str, str], int]:
+        return await self.client.scale_event_totals_async()
+
     async def scale(self, role: str, count: int) -> list[ReplicaStatus]:
         return await self.client.scale_async(role, count)
 

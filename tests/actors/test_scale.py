@@ -4,6 +4,7 @@ adopting the running pipeline."""
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 
@@ -91,6 +92,8 @@ def test_scale_by_hand_moves_streams_and_refuses_what_the_cluster_cannot_host(ra
         assert actions.count(("encoder", "remove", "requested")) == 1
         assert ("llm", "add", "requested") in actions
         assert any(action == "reassign" for _, action, _ in actions)
+        totals = client.scale_event_totals()  # what /metrics counts: every event, not only those still listed
+        assert totals == dict(collections.Counter((role, action) for role, action, _ in actions))
     finally:
         client.shutdown()
 

@@ -6,6 +6,7 @@ pools are bookkeeping over that same work (which replica encoded which chunk, an
 from __future__ import annotations
 
 import asyncio
+import collections
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -76,6 +77,7 @@ class LocalBackend:
         self._folder = tempfile.TemporaryDirectory(prefix="tokdyn-local-backend-")  # segments, removed with self
         self.pools: dict[str, list[_Replica]] = {role: [_Replica(role, replica_name(role, 0))] for role in ROLES}
         self.events: list[ScaleEvent] = []
+        self.event_totals: collections.Counter[tuple[str, str]] = collections.Counter()
 
     def feed(self, stream_id: str, chunks: int = 1, frames_per_chunk: int = 2) -> None:
         """Decode, encode and compress `chunks` chunks of the stream's synthetic video."""
@@ -193,6 +195,9 @@ class LocalBackend:
     async def scale_events(self) -> list[ScaleEvent]:
         return list(self.events)
 
+    async def scale_event_totals(self) -> dict[tuple[str, str], int]:
+        return dict(self.event_totals)
+
     async def scale(self, role: str, count: int) -> list[ReplicaStatus]:
         if role not in ROLES:
             raise ConfigError(f"role: expected one of {list(ROLES)}, got {role!r}")
@@ -209,4 +214,5 @@ class LocalBackend:
             else:
                 action, name = "remove", pool.pop().name
             self.events.append(ScaleEvent(time.time(), role, action, name, len(pool), "requested"))
+            self.event_totals[role, action] += 1
         return await self.replicas()
