@@ -98,8 +98,10 @@ def test_scale_by_hand_moves_streams_and_refuses_what_the_cluster_cannot_host(ra
         client.shutdown()
 
 
-def test_autoscale_adds_a_replica_while_streams_lag_and_records_why(ray_local, tmp_path) -> None:
-    # Every live stream lags a few ms at least: a 1 ms bound held for 0 s asks for a replica at once.
+def test_autoscale_adds_a_replica_while_streams_lag_removes_it_once_idle_and_records_why(ray_local,
+                                                                                         tmp_path) -> None:
+    # Every live stream lags a few ms at least: a 1 ms bound held for 0 s asks for a replica at once; while
+    # the stream plays it stays "slow", so nothing is removed until it is gone and the pool's frames/s fall.
     autoscale = AutoscaleConfig(enabled=True, max_lag_s=0.001, window_s=0, cooldown_s=0, max_replicas=2)
     config = PipelineConfig(model=ModelConfig(path="tiny", max_new_tokens=4),
                             encoder=EncoderConfig(autoscale=autoscale), llm=LLMConfig(),
@@ -112,6 +114,11 @@ def test_autoscale_adds_a_replica_while_streams_lag_and_records_why(ray_local, t
         assert event.role == "encoder" and event.reason.startswith("autoscale: lag") and event.replicas == 2
         assert len(_encoders(client)) == 2  # max_replicas holds: no third one
         assert ray.get(ray.get_actor(event.replica, namespace=config.ray.namespace).info.remote())["image_size"]
+        # when the load goes away, the pool shrinks back to min_replicas, and says why
+        client.remove_stream("cam")
+        wait_for(lambda: len(_encoders(client)) == 1, STARTUP_S, "the autoscaler to remove the idle replica")
+        (removed,) = [e for e in client.scale_events() if e.action == "remove"]
+        assert removed.reason.startswith("autoscale: ") and "busiest" in removed.reason and removed.replicas == 1
     finally:
         client.shutdown()
 
