@@ -8,11 +8,13 @@ node address (`transport.bind: node`). Streams are bench/pipeline.py's (a 640x48
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from ray.exceptions import RayError
 
 from actors.client import PipelineClient
 from actors.cluster import LOCAL_ONLY_ENV, LOOPBACK, join
-from actors.config import EncoderConfig, PipelineConfig, RayConfig, TransportConfig
+from actors.config import AutoscaleConfig, EncoderConfig, PipelineConfig, RayConfig, TransportConfig
 from actors.errors import PipelineUnavailable
 from actors.pipeline import start_pipeline
 from bench.common import print_table
@@ -215,21 +217,25 @@ def sustained(client: PipelineClient, clip: Path, steps: list[int], window_s: fl
     return out
 
 
-def cluster_part(steps: list[int]) -> dict:
-    """(a) and (b) on a fresh 2-node cluster; everything started here is stopped here."""
+@contextlib.contextmanager
+def pool_pipeline(autoscale: AutoscaleConfig | None = None) -> Iterator[tuple[PipelineClient, Path, dict]]:
+    """A fresh NODES-node cluster running a pipeline of `pool_config` (encoder autoscale as given), and
+    bench/pipeline.py's clip: yields (client, clip, {"cluster_start_s", "pipeline_start_s"}). Everything started
+    here is stopped on exit."""
     started = time.perf_counter()
     cluster = local_cluster()
     cluster_s = time.perf_counter() - started
     try:
         with tempfile.TemporaryDirectory(prefix="tokdyn-bench-scale-") as tmp:
             clip = write_clip(Path(tmp))
+            config = pool_config(str(Path(tmp) / "checkpoints"))
+            if autoscale is not None:
+                config = dataclasses.replace(config, encoder=dataclasses.replace(config.encoder, autoscale=autoscale))
             started = time.perf_counter()
-            client = start_pipeline(pool_config(str(Path(tmp) / "checkpoints")))
-            out = {"nodes": NODES, "cluster_start_s": round(cluster_s, 1),
-                   "pipeline_start_s": round(time.perf_counter() - started, 1)}
+            client = start_pipeline(config)
             try:
-                out["overhead"] = routing_overhead(client, clip, 4, 20.0, (1, 2, 1, 2, 1))
-                out["sustained"] = sustained(client, clip, steps, 15.0)
+                yield client, clip, {"cluster_start_s": round(cluster_s, 1),
+                                     "pipeline_start_s": round(time.perf_counter() - started, 1)}
             finally:
                 try:
                     client.shutdown()
@@ -238,7 +244,13 @@ def cluster_part(steps: list[int]) -> dict:
     finally:
         ray.shutdown()
         cluster.shutdown()
-    return out
+
+
+def cluster_part(steps: list[int]) -> dict:
+    """(a) and (b) on a fresh 2-node cluster."""
+    with pool_pipeline() as (client, clip, startup):
+        return {"nodes": NODES, **startup, "overhead": routing_overhead(client, clip, 4, 20.0, (1, 2, 1, 2, 1)),
+                "sustained": sustained(client, clip, steps, 15.0)}
 
 
 def print_cluster(result: dict) -> None:

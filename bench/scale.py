@@ -30,8 +30,10 @@ costs and gives on a 2-node local Ray cluster.
    (d) the memory of a stream's two processes (source and memory actors, /proc): private MB each adds, which
        the capacity model turns into the node-RAM limit. --quick measures (c) and (d) on one real stream's
        actors on a one-node cluster.
+5. The autoscaler under a load curve (bench/load_curve.py) on the same kind of cluster: 2 -> 24 -> 2 streams with
+   `encoder.autoscale` on; when it adds and removes a replica, and the worst lag before and after. Full run only.
 
-    .venv/bin/python bench/scale.py --quick --json out/bench-scale.json   # --only encoder|cluster: one half
+    .venv/bin/python bench/scale.py --quick --json out/bench-scale.json   # --only encoder|cluster|autoscale: one part
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from actors.memory import REPUBLISH_S  # noqa: E402
 from actors.wiring import FULL_WIRE_S  # noqa: E402
 from bench.capacity import GPU_ASSUMPTIONS, gpu_model, streams_per_replica, vision_flops_per_frame  # noqa: E402
 from bench.common import BenchRun, bench_parser, print_table, random_llava_onevision  # noqa: E402
+from bench.load_curve import load_curve_part, print_load_curve  # noqa: E402
 from bench.pipeline import FRAMES_PER_CHUNK, FULL_STEPS, RATE_HZ  # noqa: E402
 from bench.replica_pool import (CONTROL_PROBE_CALLS, cluster_part, print_cluster, print_stream_memory,  # noqa: E402
                                 stream_memory)
@@ -212,13 +215,16 @@ def quick_cluster() -> tuple[float, dict]:
 def main() -> int:
     parser = bench_parser(__doc__, "encoder at batch 1 (dtype auto, one timed call) and the Ray call rate on a local "
                                    "cluster; (a) and (b) only in the full run (< 60 s)")
-    parser.add_argument("--only", choices=("encoder", "cluster"), help="run one half: parts 1-3 or part 4")
+    parser.add_argument("--only", choices=("encoder", "cluster", "autoscale"),
+                        help="run one part: 1-3 (encoder), 4 (cluster) or 5 (autoscale)")
     parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")],
                         help="stream counts for (b), comma-separated (default: bench/pipeline.py's)")
     args = parser.parse_args()
+    if args.quick and args.only == "autoscale":
+        parser.error("--only autoscale: part 5 runs minutes, so it has no --quick form")
     run = BenchRun("scale", args.quick, started=STARTED)
     results = {}
-    if args.only != "cluster":
+    if args.only in (None, "encoder"):
         dtype_auto = resolve_dtype("cpu")[0]
         dtypes = [dtype_auto] if args.quick else sorted({"float32", dtype_auto})
         plan = ((1, 1),) if args.quick else ((1, 2), (8, 1))  # (batch, timed calls): batch 8 takes 45-80 s here
@@ -231,6 +237,7 @@ def main() -> int:
     calls, processes = None, None
     if args.only != "encoder":
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away cluster on 127.0.0.1
+    if args.only in (None, "cluster"):
         if args.quick:  # a 2-node cluster and a pipeline alone take 40-70 s here: (a) and (b) are full-run only
             calls, processes = quick_cluster()
             results.update(control_calls_per_s=calls, stream_memory=processes)
@@ -244,6 +251,10 @@ def main() -> int:
             processes = results["cluster"]["overhead"]["stream_memory"]
             print_cluster(results["cluster"])
             print()
+    if args.only in (None, "autoscale") and not args.quick:
+        results["load_curve"] = load_curve_part()
+        print_load_curve(results["load_curve"])
+        print()
     if "encoder" in results:
         results["capacity"] = capacity(results["encoder"], results["memory"], calls,
                                        processes["stream_private_bytes"] if processes else None)
