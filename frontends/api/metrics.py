@@ -1,10 +1,9 @@
 """Prometheus metrics for `GET /metrics`: per-stream and per-replica telemetry, and per-query latency.
 
 Stream and replica telemetry lives in the pipeline's actors, so it is read at scrape time (one stream list,
-one replica list, the controller's scale event totals) and rendered as fresh metric families: nothing goes stale after a
-stream or a replica is removed. Query metrics
-are measured here, in the API process, as histograms in a registry owned by one app (so several apps in
-one process, as in the tests, do not collide).
+one replica list, the controller's scale event totals) and rendered as fresh metric families: nothing goes
+stale after a stream or a replica is removed. Query metrics are measured here, in the API process, as
+histograms in a registry owned by one app (so several apps in one process, as in the tests, do not collide).
 """
 
 from __future__ import annotations
