@@ -2,8 +2,9 @@
 
 More: a stream's lag (decode -> memory) stays above `max_lag_s` for `window_s` while the pool is below
 `max_replicas` (the controller then checks the cluster has the resources, or records a refused decision).
-Fewer: no stream lags and the pool's frames/s stays at or below `idle_fraction` of its busiest since the last
-change for `window_s` while above `min_replicas`. After any decision nothing happens for `cooldown_s`: a new replica
+Fewer: no stream lags, every stream's memory answers (one restarting or moving says nothing of its load), and
+the pool's frames/s stays at or below `idle_fraction` of its busiest since the last change for `window_s`
+while above `min_replicas`. After any decision nothing happens for `cooldown_s`: a new replica
 needs time to load its model and take streams before the lag it was added for can fall.
 """
 
@@ -26,9 +27,10 @@ class Autoscaler:
         self._lagging_since: float | None = None
         self._idle_since: float | None = None
 
-    def decide(self, replicas: list[ReplicaStatus], lags_s: list[float], now: float | None = None,
-               ) -> tuple[str, str] | None:
-        """("add" | "remove", why) or None. `replicas`: the encoder pool; `lags_s`: every stream's lag."""
+    def decide(self, replicas: list[ReplicaStatus], lags_s: list[float], unheard: int = 0,
+               now: float | None = None) -> tuple[str, str] | None:
+        """("add" | "remove", why) or None. `replicas`: the encoder pool; `lags_s`: the lag of every stream
+        whose memory answered; `unheard`: streams whose memory did not (restarting, moving)."""
         c = self.config
         if not c.enabled:
             return None
@@ -38,7 +40,7 @@ class Autoscaler:
         worst = max(lags_s, default=0.0)
         slow = worst > c.max_lag_s
         lagging = slow and len(replicas) < c.max_replicas
-        idle = not slow and len(replicas) > c.min_replicas and fps <= c.idle_fraction * self._peak_fps
+        idle = not slow and not unheard and len(replicas) > c.min_replicas and fps <= c.idle_fraction * self._peak_fps
         self._lagging_since = (self._lagging_since or now) if lagging else None
         self._idle_since = (self._idle_since or now) if idle else None
         if now - self._last_action < c.cooldown_s:

@@ -303,16 +303,19 @@ class Controller(PoolControl, StreamLifecycle):
             self._wire(full=None)
             self._colocate(dead)
             if self.config.encoder.autoscale.enabled:
-                decision = self.autoscaler.decide(self.encoders.status({}), self._lags())
+                decision = self.autoscaler.decide(self.encoders.status({}), *self._lags())
                 if decision is not None:
                     self._autoscale(*decision)
         self.reconciles += 1
 
-    def _lags(self) -> list[float]:
-        """Every stream's lag (s), for the autoscaler; streams that do not answer are left out."""
+    def _lags(self) -> tuple[list[float], int]:
+        """For the autoscaler: the lag (s) of every stream whose memory answered and has one, and how many
+        memories did not answer (restarting, moving: their load is unknown)."""
         with self._lock:
             memories = {sid: (s.memory.status,) for sid, s in self._streams.items() if s is not None}
-        return [got[0].lag_s for got in ask_all(memories).values() if got is not None and got[0].lag_s is not None]
+        answers = ask_all(memories)
+        heard = [got[0] for got in answers.values() if got is not None]
+        return [m.lag_s for m in heard if m.lag_s is not None], len(memories) - len(heard)
 
     def _wire(self, full: bool | None = True) -> None:
         """Send the actors their peers' addresses (actors/wiring.py): all of them, or (None) what changed."""

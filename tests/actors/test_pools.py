@@ -83,7 +83,9 @@ def test_autoscale_removes_an_idle_replica_but_never_below_the_minimum() -> None
     scaler.acted(now=0.0)
     assert scaler.decide(_pool(2, 20), [0.5], now=1.0) is None  # busy: the peak is 20 frames/s
     assert scaler.decide(_pool(2, 2), [0.5], now=2.0) is None  # idle, not for the window yet
-    assert scaler.decide(_pool(2, 2), [0.5], now=8.0)[0] == "remove"
+    assert scaler.decide(_pool(2, 2), [], unheard=1, now=8.0) is None  # a memory restarting: its load unknown
+    assert scaler.decide(_pool(2, 2), [0.5], now=9.0) is None  # ... which started the window again
+    assert scaler.decide(_pool(2, 2), [0.5], now=14.0)[0] == "remove"
     alone = Autoscaler(AutoscaleConfig(enabled=True, cooldown_s=0, window_s=0))
     alone.acted(now=0.0)
     assert alone.decide(_pool(1, 0), [], now=9.0) is None
