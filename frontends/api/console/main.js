@@ -1,9 +1,10 @@
 // Wires the console together: the API key prompt, the pipeline banner, the stream list (GET /v1/events),
-// the selected stream's live view and status (GET /v1/streams/{id}/events) and its chat.
+// the selected stream's live view and status (GET /v1/streams/{id}/events), its chat, and the replica pools.
 
 import { apiKey, follow, setApiKey } from "./api.js";
 import { ChatPanel } from "./chat.js";
 import { LiveView } from "./live.js";
+import { ReplicaPanel } from "./replicas.js";
 import { StreamList, bindAddForm } from "./streams.js";
 
 const $ = (id) => document.getElementById(id);
@@ -95,6 +96,7 @@ $("key-form").addEventListener("submit", (event) => {
 $("key-button").addEventListener("click", () => askForKey("API key for this server (this tab only)."));
 
 bindAddForm((status) => select(status.stream_id));
+new ReplicaPanel(); // polls GET /v1/replicas while its panel is open
 
 const wanted = /^#stream=(.+)$/.exec(location.hash);
 if (wanted) select(decodeURIComponent(wanted[1]));

@@ -11,12 +11,12 @@ const FIELDS = ["id", "url", "sample_rate_hz", "budget", "method", "live"];
 // mapped to the form's field names.
 const ALIASES = { stream_id: "id", k: "budget", k_max: "budget" };
 
-function fmt(value, digits = 0, unit = "") {
+export function fmt(value, digits = 0, unit = "") {
   if (value === null || value === undefined) return "–";
   return `${Number(value).toFixed(digits)}${unit}`;
 }
 
-function el(tag, className, text) {
+export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;

@@ -155,3 +155,39 @@ def test_add_watch_overlay_ask_and_remove_a_stream(serve, browser):
           "the stream gone from the list")
     assert serve.http().get("/v1/streams/cam").status_code == 404
     screenshot(browser, "removed")
+
+
+def _replica_rows(driver) -> dict[str, tuple[str, str]]:
+    """Replica name -> (state, details line) in the replicas panel, read in one script: the page replaces the
+    list every poll, so elements found one call earlier can be gone."""
+    rows = driver.execute_script("return [...document.querySelectorAll('#replica-list li')].map((li) => "
+                                 "[li.dataset.replica, li.querySelector('.state').textContent, "
+                                 "li.querySelector('div').textContent])")
+    return {name: (state, details) for name, state, details in rows}
+
+
+def _scale_events(driver) -> str:
+    return driver.execute_script("return document.getElementById('scale-events').innerText")
+
+
+def test_the_replica_panel_shows_each_pool_and_why_it_changed(serve, browser):
+    open_console(browser, serve, API_KEY)
+    # given the replicas panel opened: one encoder and one LLM replica, alive, each with its load
+    browser.find_element(By.CSS_SELECTOR, "#replicas-details summary").click()
+    until(browser, lambda d: len(rows := _replica_rows(d)) == 2 and all(s == "alive" for s, _ in rows.values()),
+          STARTUP_S, "both replicas alive")
+    encoder, llm = [details for _, (_, details) in sorted(_replica_rows(browser).items())]  # by name
+    assert encoder.startswith("encoder · node ") and "frames/s" in encoder and "queued" in encoder
+    assert llm.startswith("llm · node ") and "answering" in llm
+    # when the encoder pool is scaled to 2 and back to 1 through the API, then the page shows the new replica
+    # while it runs, and both changes with their reason, newest first
+    with serve.http() as http:
+        assert http.post("/v1/replicas/encoder", json={"replicas": 2}).status_code == 200
+        until(browser, lambda d: len(_replica_rows(d)) == 3, STARTUP_S, "the second encoder replica")
+        until(browser, lambda d: "encoder add" in _scale_events(d), UI_S, "the add event")
+        screenshot(browser, "replicas")
+        assert http.post("/v1/replicas/encoder", json={"replicas": 1}).status_code == 200
+    until(browser, lambda d: len(_replica_rows(d)) == 2 and "encoder remove" in _scale_events(d), UI_S,
+          "the removal")
+    newest = _scale_events(browser).splitlines()[0]
+    assert "encoder remove" in newest and "(1 now): requested" in newest
