@@ -19,10 +19,9 @@ class ResumePoint:
 
     t: the newest media time (s) the memory holds; a restarted source's frames must come after it (media time
         never goes backwards in a stream: the memory refuses chunks that do).
-    arrival: wall-clock time that frame arrived, or None when unknown (a memory restored from its checkpoint):
-        a live stream's clock then counts the outage too.
-    seq: the chunk sequence number the memory expects next (0 when it has seen none since it started: any
-        number is new to it then).
+    arrival: wall-clock time that frame arrived (a live stream's clock then counts the outage too), or None
+        when unknown (a memory restored without a matching `.resume` file next to its checkpoint).
+    seq: the chunk sequence number the memory expects next (0 when unknown: any number is new to it then).
     """
 
     t: float
