@@ -1,6 +1,6 @@
 """The pipeline's errors: one vocabulary for the controller, the LLM actor, the HTTP API and the CLI.
 
-Raised inside actors, they cross Ray as the `cause` of a RayTaskError (actors/client.py unwraps them), so
+Raised inside actors, they cross Ray as the `cause` of a RayTaskError (actors/client/client.py unwraps them), so
 callers catch these classes and nothing Ray-specific. Each front-end maps a class to one outcome (the API:
 one HTTP status each, see frontends/api/errors.py; the CLI: one exit code). Bad configs are
 `actors.config.ConfigError` and bad questions `vlm.base.InputError`: those name a key or a message field,

@@ -34,7 +34,7 @@ import httpx  # noqa: E402
 import ray  # noqa: E402
 
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, RayConfig, TransportConfig  # noqa: E402
-from actors.pipeline import start_pipeline  # noqa: E402
+from actors.client.pipeline import start_pipeline  # noqa: E402
 from bench.common import BenchRun, bench_parser, print_table  # noqa: E402
 from frontends.api.server import start_api  # noqa: E402
 from testkit.rtsp_server import RtspServer, rtsp_server_available  # noqa: E402

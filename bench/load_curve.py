@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from actors.client import PipelineClient
+from actors.client.client import PipelineClient
 from actors.config import AutoscaleConfig
 from actors.errors import PipelineUnavailable
 from actors.status import ALIVE, ScaleEvent

@@ -44,9 +44,9 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import ray  # noqa: E402
 
-from actors.client import PipelineClient  # noqa: E402
+from actors.client.client import PipelineClient  # noqa: E402
 from actors.config import ApiConfig, EncoderConfig, PipelineConfig, RayConfig, TransportConfig  # noqa: E402
-from actors.pipeline import start_pipeline  # noqa: E402
+from actors.client.pipeline import start_pipeline  # noqa: E402
 from bench.common import BenchRun, bench_parser, load_average, print_table  # noqa: E402
 from stream.synthetic import SyntheticVideo, write_video  # noqa: E402
 from vlm import ModelConfig  # noqa: E402

@@ -22,11 +22,11 @@ import ray
 from ray.cluster_utils import Cluster
 from ray.exceptions import RayError
 
-from actors.client import PipelineClient
-from actors.cluster import LOCAL_ONLY_ENV, LOOPBACK, join
+from actors.client.client import PipelineClient
+from actors.client.cluster import LOCAL_ONLY_ENV, LOOPBACK, join
 from actors.config import AutoscaleConfig, EncoderConfig, PipelineConfig, RayConfig, TransportConfig
 from actors.errors import PipelineUnavailable
-from actors.pipeline import start_pipeline
+from actors.client.pipeline import start_pipeline
 from bench.common import print_table
 from bench.pipeline import (SETTLE_S, STAGES, add_streams, print_steps, ramp, run_step, summary, wait_first_chunks,
                             write_clip)
@@ -45,7 +45,7 @@ COLOCATE_TIMEOUT_S = 30.0  # after serving, for the controller to move streams t
 def local_cluster() -> Cluster:
     """NODES Ray nodes on this machine, on 127.0.0.1 only, each declaring one GPU (encoder replicas that reserve
     one land one per node; every model still runs on the CPU); this process joins it."""
-    os.environ.update(LOCAL_ONLY_ENV)  # inherited by every Ray process the nodes start: see actors/cluster.py
+    os.environ.update(LOCAL_ONLY_ENV)  # inherited by every Ray process the nodes start: see actors/client/cluster.py
     node = {"num_cpus": CPUS_PER_NODE, "num_gpus": 1, "node_ip_address": LOOPBACK}
     cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     for _ in range(NODES - 1):

@@ -54,9 +54,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import LlavaOnevisionConfig, Qwen2Config  # noqa: E402
 
-from actors.controller import RECONCILE_S  # noqa: E402
-from actors.memory import REPUBLISH_S  # noqa: E402
-from actors.wiring import FULL_WIRE_S  # noqa: E402
+from actors.control.controller import RECONCILE_S  # noqa: E402
+from actors.workers.memory import REPUBLISH_S  # noqa: E402
+from actors.control.wiring import FULL_WIRE_S  # noqa: E402
 from bench.capacity import GPU_ASSUMPTIONS, gpu_model, streams_per_replica, vision_flops_per_frame  # noqa: E402
 from bench.common import BenchRun, bench_parser, print_table, random_llava_onevision  # noqa: E402
 from bench.load_curve import load_curve_part, print_load_curve  # noqa: E402
@@ -75,7 +75,7 @@ TEXT_HIDDEN = 896  # Qwen2-0.5B's width: the projector's output
 BUDGET = 32
 UTILISATION = GPU_ASSUMPTIONS["utilisation"].value  # the same headroom on the CPU as on a GPU
 MEMORY_CHUNKS, MEMORY_WARMUP = 40, 10  # memory updates timed, after this many untimed ones
-# Ray calls the controller makes per stream per wiring round (actors/wiring.py): a quiet round asks where its
+# Ray calls the controller makes per stream per wiring round (actors/control/wiring.py): a quiet round asks where its
 # memory and source run (2); every FULL_WIRE_S it re-sends both their addresses (2 more).
 CONTROL_CALLS = 2 + 2 * RECONCILE_S / FULL_WIRE_S
 
@@ -190,9 +190,9 @@ def quick_cluster() -> tuple[float, dict]:
 
     import ray
 
-    from actors.cluster import start_local
+    from actors.client.cluster import start_local
     from actors.config import StreamSpec, TransportConfig
-    from actors.remote import MemoryActor, SourceActor
+    from actors.workers.remote import MemoryActor, SourceActor
 
     start_local(2, "tokdyn-bench-scale", log_to_driver=False)
     try:

@@ -19,13 +19,13 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from actors.cluster import check_reachable
+from actors.client.cluster import check_reachable
 from actors.errors import PipelineError
 from actors.status import ROLES
 from stream import probe
 
 if TYPE_CHECKING:
-    from actors.client import PipelineClient
+    from actors.client.client import PipelineClient
     from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 EVENTS_SHOWN = 10  # `tokdyn scale` lists the pools' last events under the replicas
@@ -55,7 +55,7 @@ def format_span(done: dict[str, Any]) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import ray
 
-    from actors.pipeline import start_pipeline
+    from actors.client.pipeline import start_pipeline
 
     from actors.config import load_config
 
@@ -99,7 +99,7 @@ def _watch(client: PipelineClient) -> None:
 
 
 def _client(args: argparse.Namespace) -> PipelineClient:
-    from actors.pipeline import connect
+    from actors.client.pipeline import connect
 
     return connect(args.address, args.namespace)
 

@@ -16,10 +16,10 @@ from typing import Any, Iterable, Iterator, TextIO
 
 import ray
 
-from actors.client import PipelineClient
+from actors.client.client import PipelineClient
 from actors.config import load_config
 from actors.errors import PipelineError, StreamFailed
-from actors.pipeline import start_pipeline
+from actors.client.pipeline import start_pipeline
 from actors.status import StreamStatus
 from frontends.cli import format_span, print_answer, status_line
 from frontends.quiz import Scorecard, quiz_for

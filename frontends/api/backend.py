@@ -2,7 +2,7 @@
 
 The app (frontends/api/app.py) only talks to a `Backend`, so it runs in-process in tests against any object
 with these methods, and in production against `RayBackend` (frontends/api/ray_backend.py), a thin layer over
-`actors.client.PipelineClient`. A Backend raises the pipeline's own errors (actors/errors.py), `ConfigError`
+`actors.client.client.PipelineClient`. A Backend raises the pipeline's own errors (actors/errors.py), `ConfigError`
 for a bad stream spec and `InputError` for bad messages; the app maps each to one HTTP status
 (frontends/api/errors.py), and nothing else crosses the boundary.
 """

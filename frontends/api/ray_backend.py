@@ -1,4 +1,4 @@
-"""`RayBackend`: the Backend protocol over a running pipeline, through `actors.client.PipelineClient`.
+"""`RayBackend`: the Backend protocol over a running pipeline, through `actors.client.client.PipelineClient`.
 
 Stream management goes to the controller actor; questions go straight to the LLM actor as a Ray streaming
 generator (one object per answer event), so text reaches the HTTP client while it is generated. The client
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from actors.client import PipelineClient
+from actors.client.client import PipelineClient
 from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 READY_TIMEOUT_S = 5.0

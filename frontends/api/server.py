@@ -25,7 +25,7 @@ from frontends.api.app import create_app
 from frontends.api.backend import Backend
 from frontends.api.ray_backend import RayBackend
 from actors.config import ApiConfig
-from actors.controller import CONTROLLER_NAME
+from actors.control.controller import CONTROLLER_NAME
 
 log = logging.getLogger(__name__)
 

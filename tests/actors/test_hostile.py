@@ -23,7 +23,7 @@ import ray
 
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
 from actors.errors import StreamFailed
-from actors.pipeline import start_pipeline
+from actors.client.pipeline import start_pipeline
 from frontends.api.ray_backend import RayBackend
 from frontends.api.server import ApiServer
 from frontends.cli import main as cli_main

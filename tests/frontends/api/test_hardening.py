@@ -131,7 +131,7 @@ def test_a_pipeline_failure_is_a_500_that_names_no_internals(guarded):
     server, headers, backend = guarded
     _post(server, headers, "/v1/streams", {"id": "cam", "url": "synthetic://"}, **{"Content-Type": "application/json"})
     backend.feed("cam")
-    backend.fail_next_ask = RuntimeError('\x1b[31mTraceback: File "/work/main/actors/llm.py", pid=4242, '
+    backend.fail_next_ask = RuntimeError('\x1b[31mTraceback: File "/work/main/actors/workers/llm.py", pid=4242, '
                                          'ip=192.0.2.2, actor_id=abc123\x1b[0m')
     response = _post(server, headers, "/v1/chat/completions", {"messages": video_question("cam")},
                      **{"Content-Type": "application/json"})

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from frontends.api.server import start_api
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
-from actors.pipeline import start_pipeline
+from actors.client.pipeline import start_pipeline
 from vlm import ModelConfig
 from tests.frontends.api.conftest import video_question
 from tests.helpers import wait_for

@@ -159,7 +159,7 @@ def test_unreachable_pipeline_is_503(http, backend):
 
 def test_an_unexpected_failure_is_500_without_internals(http, backend):
     async def broken(role, count):
-        raise RuntimeError('Traceback: File "/work/main/actors/controller.py", pid=4242 on 10.1.2.3')
+        raise RuntimeError('Traceback: File "/work/main/actors/control/controller.py", pid=4242 on 10.1.2.3')
 
     backend.scale = broken
     assert_clean_error(http.post("/v1/replicas/llm", json={"replicas": 2}), 500, "backend_error")

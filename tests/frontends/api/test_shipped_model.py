@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
-from actors.pipeline import start_pipeline
+from actors.client.pipeline import start_pipeline
 from frontends.api.server import start_api
 from frontends.quiz import Quiz
 from scenes.questions import is_correct

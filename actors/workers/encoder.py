@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from actors.config import EncoderConfig, TransportConfig
-from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec, open_sticky
-from actors.meta import BadMeta, with_transport
+from actors.workers.loop import POLL_MS, LoopThread, bind_host, bind_spec, open_sticky
+from actors.workers.meta import BadMeta, with_transport
 from vlm import ModelConfig
 from stream.codec import Kind, Message, ProtocolError, message_to_chunk
 from stream.frames import Chunk

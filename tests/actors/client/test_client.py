@@ -7,7 +7,7 @@ import pickle
 import pytest
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayTaskError
 
-from actors.client import unwrap
+from actors.client.client import unwrap
 from configs.schema import ConfigError
 from actors.errors import (
     PipelineUnavailable,

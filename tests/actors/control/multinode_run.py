@@ -15,7 +15,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from actors.config import EncoderConfig, LLMConfig, PipelineConfig, RayConfig, TransportConfig
-from actors.pipeline import start_pipeline
+from actors.client.pipeline import start_pipeline
 from vlm import ModelConfig
 from tests.helpers import wait_for, write_video
 

@@ -20,7 +20,7 @@ import time
 from collections import deque
 
 from actors.config import StreamSpec, TransportConfig
-from actors.loop import POLL_MS, LoopThread
+from actors.workers.loop import POLL_MS, LoopThread
 from actors.status import FAILED, STARTING, SourceTelemetry
 from stream.codec import Message, chunk_to_message, eos
 from stream.frames import Chunk

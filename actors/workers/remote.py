@@ -19,10 +19,10 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.config import EncoderConfig, LLMConfig, StreamSpec, TransportConfig
-from actors.encoder import EncoderWorker
-from actors.llm import LLMWorker
-from actors.memory import MemoryWorker
-from actors.source import SourceWorker
+from actors.workers.encoder import EncoderWorker
+from actors.workers.llm import LLMWorker
+from actors.workers.memory import MemoryWorker
+from actors.workers.source import SourceWorker
 from stream.timestamps import ResumePoint
 from vlm import ModelConfig
 

@@ -19,8 +19,8 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError, ActorUnschedulableError, GetTimeoutError, RayError
 
-from actors.pools import Member, llm_endpoints
-from actors.table import StreamEntry
+from actors.control.pools import Member, llm_endpoints
+from actors.control.table import StreamEntry
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from actors.config import StreamSpec, TransportConfig
-from actors.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
+from actors.workers.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
 from compressor.serial import write_atomic
 from actors.status import MemoryTelemetry
-from actors.meta import seconds, with_transport
+from actors.workers.meta import seconds, with_transport
 from stream.codec import Kind, Message
 from stream.tensors import from_wire_array
 from stream.timestamps import ResumePoint

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from actors.config import StreamSpec, TransportConfig
-from actors.memory import MemoryWorker, checkpoint_file, segments_folder
+from actors.workers.memory import MemoryWorker, checkpoint_file, segments_folder
 from compressor.config import CompressorConfig
 from compressor.segments import window_from_folder
 from stream.codec import Kind, Message

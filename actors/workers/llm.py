@@ -15,9 +15,9 @@ from typing import Any
 
 from actors.config import LLMConfig, TransportConfig
 from actors.errors import PipelineUnavailable, StreamNotFound, StreamNotReady, WindowUnavailable
-from actors.loop import POLL_MS, LoopThread, bind_host, bind_spec
-from actors.memory import segments_folder
-from actors.meta import optional_seconds
+from actors.workers.loop import POLL_MS, LoopThread, bind_host, bind_spec
+from actors.workers.memory import segments_folder
+from actors.workers.meta import optional_seconds
 from vlm import ModelConfig
 from compressor.snapshot import Snapshot
 from stream.codec import Kind, Message
@@ -154,7 +154,7 @@ class LLMWorker:
     def _window_snapshot(self, stream_id: str, live: Snapshot, window: tuple[float, float]) -> Snapshot:
         """A snapshot of media time `window` from the stream's segments (cost bounded by the window's
         segments, not the stream's length), with the live memory's K and version."""
-        # Imported here, not at module top: a source actor loads this module through Ray (actors.remote) and
+        # Imported here, not at module top: a source actor loads this module through Ray (actors.workers.remote) and
         # should not pay for torch.
         from compressor.segments import WindowOutOfRange, window_from_folder
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.client import PipelineClient
-from actors.cluster import head_node_id, join, start_local
+from actors.client.client import PipelineClient
+from actors.client.cluster import head_node_id, join, start_local
 from actors.config import PipelineConfig, RayConfig
-from actors.controller import CONTROLLER_NAME, START_TIMEOUT_S, ControllerActor
+from actors.control.controller import CONTROLLER_NAME, START_TIMEOUT_S, ControllerActor
 
 CONTROLLER_CONCURRENCY = 16  # control calls served at once (status polls must not wait behind add_stream)
 

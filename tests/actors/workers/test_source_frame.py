@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from actors.config import StreamSpec, TransportConfig
-from actors.source import SourceWorker
+from actors.workers.source import SourceWorker
 from stream.codec import Kind
 from stream.transport import Socket
 

@@ -1,6 +1,6 @@
 """Controller: the encoder and LLM replica pools, the streams and their placement, re-wired once a second.
 
-Every actor it starts is detached and named, and the table of what exists (actors/table.py) is kept in Ray's
+Every actor it starts is detached and named, and the table of what exists (actors/control/table.py) is kept in Ray's
 GCS store, so when the controller's process dies Ray restarts it and the new one re-adopts every running
 actor: no stream stops, and management is back once it has started. Wiring is declarative: a reconcile
 thread observes every actor once per RECONCILE_S (where it runs, in which process) and sends the addresses it
@@ -8,7 +8,7 @@ should talk to (sources -> their encoder replica, each replica -> its streams' m
 replica) to those whose wiring changed or whose process is new, and to all of them every FULL_WIRE_S. The
 calls are idempotent, so an actor Ray restarted on a new port is re-wired within a second, whoever it was.
 
-Placement: a stream goes to the least-loaded encoder replica by sampled frames/s (actors/placement.py), and
+Placement: a stream goes to the least-loaded encoder replica by sampled frames/s (actors/control/placement.py), and
 its source and memory are pinned to that replica's node (Ray node affinity), so frames stay off the network.
 A replica silent for pools.LOST_AFTER_S loses its streams to the others; a stream whose replica changed is
 moved to the new replica's node (memory closed, restored from its checkpoint there, its new source going on
@@ -27,18 +27,18 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
-from actors.autoscale import Autoscaler
+from actors.control.autoscale import Autoscaler
 from actors.config import PipelineConfig, StreamSpec, stream_spec
-from actors.lifecycle import CALL_TIMEOUT_S, StreamLifecycle, StreamStart
+from actors.control.lifecycle import CALL_TIMEOUT_S, StreamLifecycle, StreamStart
 from actors.errors import ScaleRefused, StreamExists, StreamNotFound
-from actors.loop import LoopThread
-from actors.placement import loads, pick
-from actors.pools import START_TIMEOUT_S, ReplicaPool
-from actors.scaling import PoolControl
-from actors.remote import Located
+from actors.workers.loop import LoopThread
+from actors.control.placement import loads, pick
+from actors.control.pools import START_TIMEOUT_S, ReplicaPool
+from actors.control.scaling import PoolControl
+from actors.workers.remote import Located
 from actors.status import STARTING, MemoryTelemetry, ScaleEvent, SourceTelemetry, StreamStatus
-from actors.table import Table, TableError, TableStore
-from actors.wiring import StreamActors, Wiring, ask_all
+from actors.control.table import Table, TableError, TableStore
+from actors.control.wiring import StreamActors, Wiring, ask_all
 from stream.config import redact_url
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ class Controller(PoolControl, StreamLifecycle):
         return [m.lag_s for m in heard if m.lag_s is not None], len(memories) - len(heard)
 
     def _wire(self, full: bool | None = True) -> None:
-        """Send the actors their peers' addresses (actors/wiring.py): all of them, or (None) what changed."""
+        """Send the actors their peers' addresses (actors/control/wiring.py): all of them, or (None) what changed."""
         self.wiring.send(self.encoders.alive(), self.llms.alive(), full)
 
     def _colocate(self, dead_nodes: frozenset[str]) -> None:

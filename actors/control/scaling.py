@@ -1,7 +1,7 @@
 """The controller's replica-pool half: scaling by hand and by the autoscaler, and which replica serves which
 stream (re-assigned when a replica is lost, rebalanced when one comes back or is added).
 
-`PoolControl` is mixed into `actors.controller.Controller` and works on its state: the pools (`encoders`,
+`PoolControl` is mixed into `actors.control.controller.Controller` and works on its state: the pools (`encoders`,
 `llms`), the stream table (`_streams` under `_lock`), the control lock `_control` (held by every caller
 that changes the pools), the events, the table store (`_save`) and the wiring (`_wire`). It holds no state
 of its own, so the controller stays one object Ray restarts and re-adopts as a whole.
@@ -19,9 +19,9 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from actors.config import MAX_REPLICAS
 from actors.errors import ScaleRefused
-from actors.placement import Replica, assign, rebalance
-from actors.pools import START_TIMEOUT_S, ReplicaPool
-from actors.remote import EncoderActor, LLMActor
+from actors.control.placement import Replica, assign, rebalance
+from actors.control.pools import START_TIMEOUT_S, ReplicaPool
+from actors.workers.remote import EncoderActor, LLMActor
 from actors.status import ROLES, ReplicaStatus, ScaleEvent
 from configs.schema import check
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.ray
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_actors_on_two_nodes_exchange_chunks_over_tcp() -> None:
     # Its own process: a process holds one Ray connection, and the session's local cluster is another.
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "tests.actors.multinode_run"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "tests.actors.control.multinode_run"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

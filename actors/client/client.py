@@ -19,8 +19,8 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from actors.errors import PipelineError, PipelineUnavailable, StreamFailed, StreamNotFound, StreamNotReady
-from actors.routing import LLMRouter
-from actors.table import stop_all
+from actors.client.routing import LLMRouter
+from actors.control.table import stop_all
 from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,14 @@ def unwrap(exc: BaseException) -> BaseException:
 
 
 class PipelineClient:
-    """Calls on one pipeline's controller (an ActorHandle of actors.controller.ControllerActor)."""
+    """Calls on one pipeline's controller (an ActorHandle of actors.control.controller.ControllerActor)."""
 
     def __init__(self, controller: Any, call_timeout_s: float = CALL_TIMEOUT_S, namespace: str = "tokdyn") -> None:
         """`namespace`: the Ray namespace the pipeline lives in (its table, for a shutdown without it)."""
         self.controller = controller
         self.namespace = namespace
         self.call_timeout_s = call_timeout_s
-        self.adopted = False  # set by actors.pipeline.start_pipeline: it found this pipeline running
+        self.adopted = False  # set by actors.client.pipeline.start_pipeline: it found this pipeline running
         self.router = LLMRouter(lambda: self._get("llm_handles"))
 
     # --- plumbing ---------------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ from typing import Any
 import ray
 from ray.cluster_utils import Cluster
 
-from actors.cluster import local_only
+from actors.client.cluster import local_only
 from actors.config import EncoderConfig, LLMConfig, PipelineConfig, RayConfig, TransportConfig
-from actors.controller import CONTROLLER_NAME
+from actors.control.controller import CONTROLLER_NAME
 from actors.errors import PipelineUnavailable
-from actors.pipeline import start_pipeline
+from actors.client.pipeline import start_pipeline
 from tests.helpers import wait_for
 from vlm import ModelConfig
 

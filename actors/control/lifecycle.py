@@ -7,7 +7,7 @@ where the stream stands and goes on from there. In that order, not one chunk of 
 does not know where it goes. Stopping closes every source first, then every memory (each memory's checkpoint
 is complete then), then kills them for good.
 
-`StreamLifecycle` is mixed into `actors.controller.Controller` and works on its state: config, namespace,
+`StreamLifecycle` is mixed into `actors.control.controller.Controller` and works on its state: config, namespace,
 the encoder and LLM pools, the table's names and the wiring (under `_lock`).
 """
 
@@ -23,10 +23,10 @@ from ray.exceptions import GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.config import StreamSpec
-from actors.pools import START_TIMEOUT_S, llm_endpoints
-from actors.remote import MemoryActor, SourceActor
-from actors.table import StreamEntry
-from actors.wiring import StreamActors
+from actors.control.pools import START_TIMEOUT_S, llm_endpoints
+from actors.workers.remote import MemoryActor, SourceActor
+from actors.control.table import StreamEntry
+from actors.control.wiring import StreamActors
 
 log = logging.getLogger(__name__)
 

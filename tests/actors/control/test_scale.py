@@ -13,7 +13,7 @@ import ray
 
 from actors.config import AutoscaleConfig, EncoderConfig, LLMConfig, PipelineConfig
 from actors.errors import PipelineUnavailable, ScaleRefused
-from actors.pipeline import start_pipeline
+from actors.client.pipeline import start_pipeline
 from configs.schema import ConfigError
 from tests.helpers import wait_for
 from vlm import ModelConfig

@@ -9,8 +9,8 @@ import pytest
 import zmq
 
 from actors.config import EncoderConfig, StreamSpec, TransportConfig
-from actors.encoder import EncoderWorker
-from actors.source import SourceWorker
+from actors.workers.encoder import EncoderWorker
+from actors.workers.source import SourceWorker
 from vlm import ModelConfig
 from stream.codec import Kind, Message, eos
 from stream.synthetic import SyntheticVideo, write_video
@@ -165,7 +165,7 @@ def _tokens_msg(stream_id: str, seq: int, t: int = 2, d: int = 16, grid: int = 4
 def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None:
     """Given a memory worker, when token chunks (and one bad message) arrive, then it publishes versioned
     snapshots, its checkpoint equals its state, and a new worker restores exactly that state."""
-    from actors.memory import MemoryWorker, checkpoint_file, state_digest
+    from actors.workers.memory import MemoryWorker, checkpoint_file, state_digest
     from compressor.config import CompressorConfig
     from compressor.snapshot import Snapshot
 
@@ -220,7 +220,7 @@ def test_memory_restored_without_a_matching_resume_file_still_resumes_at_its_new
     """Given a checkpoint whose .resume file is from an older chunk (a crash between the two writes), torn, or
     not what this program writes, when the memory restores, then it resumes at the state's newest frame with
     arrival and seq unknown, as if the file were missing."""
-    from actors.memory import MemoryWorker, checkpoint_file
+    from actors.workers.memory import MemoryWorker, checkpoint_file
     from compressor.config import CompressorConfig
 
     spec = StreamSpec("r", "synthetic://", compressor=CompressorConfig(budget=8))
@@ -244,7 +244,7 @@ def test_memory_restored_without_a_matching_resume_file_still_resumes_at_its_new
 def test_memory_counts_chunks_lost_on_the_way_as_sequence_gaps(tmp_path) -> None:
     """Given a memory worker, when chunks 0, 1, 4 arrive (2 and 3 were dropped on the way), then its
     telemetry counts 2 lost chunks and it compresses the 3 that came."""
-    from actors.memory import MemoryWorker
+    from actors.workers.memory import MemoryWorker
     from compressor.config import CompressorConfig
 
     spec = StreamSpec("g", "synthetic://", compressor=CompressorConfig(budget=8))
@@ -266,7 +266,7 @@ def test_memory_status_never_counts_tokens_ahead_of_its_snapshot(tmp_path, monke
     reader that sees more tokens also sees a newer snapshot (the API's /metrics promised that and once broke)."""
     import threading
 
-    import actors.memory as memory
+    import actors.workers.memory as memory
     from compressor.config import CompressorConfig
 
     entered, release = threading.Semaphore(0), threading.Event()
@@ -305,7 +305,7 @@ def test_memory_status_never_counts_tokens_ahead_of_its_snapshot(tmp_path, monke
 
 def test_llm_answers_from_one_snapshot_and_knows_unknown_and_unready_streams() -> None:
     from actors.errors import StreamNotFound, StreamNotReady
-    from actors.llm import LLMWorker
+    from actors.workers.llm import LLMWorker
     from actors.config import LLMConfig
     from compressor.snapshot import Snapshot
 

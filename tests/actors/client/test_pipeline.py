@@ -13,8 +13,8 @@ from ray.exceptions import RayActorError
 from actors.config import EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
 from configs.schema import ConfigError
 from actors.errors import PipelineUnavailable, StreamExists, StreamNotFound, StreamNotReady
-from actors.memory import checkpoint_file, state_digest
-from actors.pipeline import start_pipeline
+from actors.workers.memory import checkpoint_file, state_digest
+from actors.client.pipeline import start_pipeline
 from vlm import ModelConfig
 from tests.helpers import wait_for, write_video
 

@@ -1,5 +1,5 @@
 """Replica pools: the placement, autoscale, routing and table logic on their own, then the whole pool on a
-3-node Ray cluster whose nodes declare GPUs (tests/actors/pools_run.py, in its own process)."""
+3-node Ray cluster whose nodes declare GPUs (tests/actors/control/pools_run.py, in its own process)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.autoscale import Autoscaler
+from actors.control.autoscale import Autoscaler
 from actors.config import AutoscaleConfig, stream_spec
-from actors.placement import Replica, assign, loads, pick, rebalance
-from actors.pools import LOST_AFTER_S, Member
-from actors.routing import SUSPECT_S, LLMRouter
+from actors.control.placement import Replica, assign, loads, pick, rebalance
+from actors.control.pools import LOST_AFTER_S, Member
+from actors.client.routing import SUSPECT_S, LLMRouter
 from actors.status import ALIVE, ReplicaStatus
-from actors.table import StreamEntry, Table, TableError
+from actors.control.table import StreamEntry, Table, TableError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TWO = [Replica("e1", "n1"), Replica("e2", "n2")]
 
 
@@ -146,7 +146,7 @@ def test_table_round_trips_and_refuses_what_it_did_not_write() -> None:
 def test_pools_spread_fail_over_rebalance_and_survive_a_controller_restart() -> None:
     """Three nodes (a head, A and B with one GPU each), encoder.replicas auto, two LLM replicas, six streams."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "tests.actors.pools_run"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "tests.actors.control.pools_run"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1500)
     phases = {p["phase"]: p for p in map(json.loads, (line for line in done.stdout.splitlines()
                                                       if line.startswith('{"phase"')))}

@@ -22,7 +22,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
-from actors.placement import Replica
+from actors.control.placement import Replica
 from actors.status import ALIVE, UNAVAILABLE, ReplicaStatus
 
 log = logging.getLogger(__name__)
