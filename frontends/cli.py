@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from actors.client.cluster import check_reachable
 from actors.errors import PipelineError
 from actors.status import ROLES
+import scenes.video  # noqa: F401  registers scene:// for `probe` and `compress` (stream/ imports no scenes)
 from stream import probe
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from scenes.scene import Scene, SceneSpec, make_scene
+from stream.urls import SCENE_SCHEME, register_generator
 
 
 class SceneVideo:
@@ -48,3 +49,6 @@ def write_scene(path: str | Path, spec: SceneSpec, codec: str = "libx264") -> li
 
     video = SceneVideo(spec)
     return write_video(path, video.frames(), codec=codec, fps=spec.fps)
+
+
+register_generator(SCENE_SCHEME, SceneVideo.from_url)  # open_source plays scene:// URLs once this module is imported

@@ -33,7 +33,8 @@ from stream.frames import Frame, SourceState
 from stream.source_base import EventCallback, Source, SourceError
 from stream.synthetic import SyntheticVideo
 from stream.timestamps import ResumePoint, TimestampCorrector
-from stream.urls import GENERATED_SCHEMES, NETWORK_SCHEMES, SCENE_SCHEME, is_live_url, resolve_url
+from stream.urls import (GENERATED_SCHEMES, NETWORK_SCHEMES, SYNTHETIC_SCHEME, generated_video, is_live_url,
+                         register_generator, resolve_url)
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,7 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float, jitter: float, r
     return min(max_s, initial_s * 2.0 ** min(attempt, 60)) * (1.0 - jitter * rng.random())
 
 
-def _generated_video(url: str):
-    """The frame generator behind a ``synthetic://`` or ``scene://`` URL (fps, width, height, num_frames,
-    frame(index)). scenes/ is imported only for scene:// URLs: stream/ does not depend on it."""
-    if urlsplit(url).scheme == SCENE_SCHEME:
-        from scenes.video import SceneVideo
-
-        return SceneVideo.from_url(url)
-    return SyntheticVideo.from_url(url)
+register_generator(SYNTHETIC_SCHEME, SyntheticVideo.from_url)  # scene:// is registered by scenes.video
 
 
 class SyntheticSource(Source):
@@ -65,7 +59,7 @@ class SyntheticSource(Source):
 
     def __init__(self, url: str, config: SourceConfig, on_event: EventCallback | None = None,
                  resume: ResumePoint | None = None) -> None:
-        self.video = _generated_video(url)
+        self.video = generated_video(url)
         self.live = config.realtime
         super().__init__(url, config, on_event, resume)
         self._info.update(fps=self.video.fps, width=self.video.width, height=self.video.height, codec="synthetic")

@@ -14,10 +14,34 @@ NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", 
 # when the server declares no duration; a plain file over HTTP is read like a local file.
 LIVE_SCHEMES = NETWORK_SCHEMES - {"http", "https"}
 SYNTHETIC_SCHEME, SAMPLE_SCHEME = "synthetic", "sample"
-SCENE_SCHEME = "scene"  # procedural scenes with known truth (scenes/): generated in-process like synthetic://
+SCENE_SCHEME = "scene"  # scenes with known truth, generated in-process like synthetic:// (scenes/ registers it)
 GENERATED_SCHEMES = frozenset({SYNTHETIC_SCHEME, SCENE_SCHEME})
 # What a stream URL may start with ("" is a plain file path).
 URL_SCHEMES = frozenset({"", "file", SAMPLE_SCHEME}) | GENERATED_SCHEMES | NETWORK_SCHEMES
+
+
+# The frame generator behind each generated scheme (fps, width, height, num_frames, frame(index)), registered by
+# the package that owns it: stream.sources registers synthetic://, scenes.video registers scene://. stream/
+# imports no owner: whoever opens a scene:// URL imports scenes.video first (the source worker, the CLI do).
+_GENERATORS: dict[str, Callable[[str], object]] = {}
+
+
+def register_generator(scheme: str, factory: Callable[[str], object]) -> None:
+    """Make ``open_source`` play ``scheme://...`` URLs as the video ``factory(url)`` returns."""
+    if scheme not in GENERATED_SCHEMES:
+        raise ValueError(f"generated scheme: expected one of {sorted(GENERATED_SCHEMES)}, got {scheme!r}")
+    _GENERATORS[scheme] = factory
+
+
+def generated_video(url: str) -> object:
+    """The frame generator behind a generated-scheme URL, from the factory its owner registered.
+    Raises ValueError when no owner has registered the scheme (its package was never imported)."""
+    scheme = urlsplit(url).scheme.lower()
+    factory = _GENERATORS.get(scheme)
+    if factory is None:
+        raise ValueError(f"{scheme}:// URLs: no generator registered (import the package that provides it, "
+                         f"e.g. scenes.video for scene://)")
+    return factory(url)
 
 
 def is_live_url(url: str) -> bool:

@@ -22,6 +22,7 @@ from collections import deque
 from actors.config import StreamSpec, TransportConfig
 from actors.workers.loop import POLL_MS, LoopThread
 from actors.status import FAILED, STARTING, SourceTelemetry
+import scenes.video  # noqa: F401  registers the scene:// camera with stream.sources (stream/ imports no scenes)
 from stream.codec import Message, chunk_to_message, eos
 from stream.frames import Chunk
 from stream.sampling import chunks
