@@ -21,7 +21,7 @@ from actors.config import load_config
 from actors.errors import PipelineError, StreamFailed
 from actors.client.pipeline import start_pipeline
 from actors.status import StreamStatus
-from frontends.cli import format_span, print_answer, status_line
+from frontends.display import format_span, print_answer, status_line
 from frontends.quiz import Scorecard, quiz_for
 from scenes.questions import QA
 from stream.config import redact_url
