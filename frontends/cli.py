@@ -195,7 +195,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from frontends.offline import compress_file
 
     summary = compress_file(args.video, args.output, config=load_config(args.config).model,
-                            rate_hz=args.rate, k=args.k, max_frames=args.max_frames, seed=args.seed)
+                            rate_hz=args.rate, budget=args.budget, max_frames=args.max_frames, seed=args.seed)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output", required=True, help="output file (.tdz)")
     comp.add_argument("-c", "--config", default="default", help="config whose model encodes the frames")
     comp.add_argument("--rate", type=float, default=2.0, help="sampled frames per second")
-    comp.add_argument("--k", type=int, default=32, help="base tokens kept")
+    comp.add_argument("--budget", type=int, default=32, help="visual tokens kept (K, as in `streams add --budget`)")
     comp.add_argument("--max-frames", type=int, default=256, help="stop after this many sampled frames")
     comp.add_argument("--seed", type=int, default=0)
     comp.set_defaults(func=cmd_compress)

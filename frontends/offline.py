@@ -28,7 +28,7 @@ VERSION = 1
 THUMB = 96  # thumbnail side stored per sampled frame (px), for `inspect`
 
 
-def compress_file(video: str, output: str, config: ModelConfig, rate_hz: float = 2.0, k: int = 32,
+def compress_file(video: str, output: str, config: ModelConfig, rate_hz: float = 2.0, budget: int = 32,
                   max_frames: int = 256, seed: int = 0) -> dict:
     """Compress `video` offline into `output`; returns the figures (also stored in the file)."""
     started = time.perf_counter()
@@ -48,7 +48,7 @@ def compress_file(video: str, output: str, config: ModelConfig, rate_hz: float =
     tokens = np.concatenate([vlm.encode_frames(part).float().numpy()  # [T, gh, gw, D]
                              for part in np.array_split(video_frames, max(1, len(video_frames) // 16))])
     encoded = time.perf_counter()
-    result = token_dynamics(tokens, k=min(k, tokens.shape[0] * tokens.shape[1] * tokens.shape[2]), seed=seed)
+    result = token_dynamics(tokens, k=min(budget, tokens.shape[0] * tokens.shape[1] * tokens.shape[2]), seed=seed)
     compressed = time.perf_counter()
     state = {
         "format": FORMAT, "version": VERSION, "video": redact_url(str(video)), "model": vlm.name, "rate_hz": rate_hz,

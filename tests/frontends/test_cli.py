@@ -142,7 +142,7 @@ def test_replica_table_and_event_line() -> None:
 def test_compress_and_inspect_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     video = write_video(tmp_path / "v.mp4", seconds=3.0)
     out = tmp_path / "v.tdz"
-    assert main(["compress", str(video), "-o", str(out), "--k", "16"]) == 0
+    assert main(["compress", str(video), "-o", str(out), "--budget", "16"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["frames"] == 6 and figures["base_tokens"] == 16
     assert figures["compression_ratio"] == 6 * 196 / 16
