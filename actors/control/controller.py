@@ -50,7 +50,7 @@ EVENTS_KEPT = 200  # pool changes kept for telemetry
 ADOPT_WAIT_S = 30.0  # how long a restarted controller waits for the replicas it adopts to answer
 
 
-class Controller(PoolControl, StreamLifecycle):
+class Controller(PoolControl, StreamLifecycle):  # state declared in actors/control/state.py
     """Owns the pipeline's actors. Thread-safe: the Ray shell runs it with several concurrent calls.
 
     Two locks: `_lock` guards the stream dict (short critical sections, never held across a Ray call that

@@ -7,8 +7,9 @@ where the stream stands and goes on from there. In that order, not one chunk of 
 does not know where it goes. Stopping closes every source first, then every memory (each memory's checkpoint
 is complete then), then kills them for good.
 
-`StreamLifecycle` is mixed into `actors.control.controller.Controller` and works on its state: config, namespace,
-the encoder and LLM pools, the table's names and the wiring (under `_lock`).
+`StreamLifecycle` is mixed into `actors.control.controller.Controller` and works on its state, declared in
+`actors.control.state.ControllerState`: config, namespace, the encoder and LLM pools, the table's names and
+the wiring (under `_lock`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from actors.control.pools import START_TIMEOUT_S, llm_endpoints
 from actors.workers.remote import MemoryActor, SourceActor
 from actors.control.table import StreamEntry
 from actors.control.wiring import StreamActors
+from actors.control.state import ControllerState
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class StreamStart:
     added_at: float
 
 
-class StreamLifecycle:
+class StreamLifecycle(ControllerState):
     """Start and stop methods of the controller (see the module docstring for the state they use)."""
 
     def _start_streams(self, starts: list[StreamStart]) -> dict[str, StreamActors | Exception]:

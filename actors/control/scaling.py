@@ -1,10 +1,11 @@
 """The controller's replica-pool half: scaling by hand and by the autoscaler, and which replica serves which
 stream (re-assigned when a replica is lost, rebalanced when one comes back or is added).
 
-`PoolControl` is mixed into `actors.control.controller.Controller` and works on its state: the pools (`encoders`,
-`llms`), the stream table (`_streams` under `_lock`), the control lock `_control` (held by every caller
-that changes the pools), the events, the table store (`_save`) and the wiring (`_wire`). It holds no state
-of its own, so the controller stays one object Ray restarts and re-adopts as a whole.
+`PoolControl` is mixed into `actors.control.controller.Controller` and works on its state, declared in
+`actors.control.state.ControllerState`: the pools (`encoders`, `llms`), the stream table (`_streams` under
+`_lock`), the control lock `_control` (held by every caller that changes the pools), the events, the table
+store (`_save`) and the wiring (`_wire`). It holds no state of its own, so the controller stays one object Ray restarts
+and re-adopts as a whole.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from actors.config import MAX_REPLICAS
 from actors.errors import ScaleRefused
 from actors.control.placement import Replica, assign, rebalance
 from actors.control.pools import START_TIMEOUT_S, ReplicaPool
+from actors.control.state import ControllerState
 from actors.workers.remote import EncoderActor, LLMActor
 from actors.status import ROLES, ReplicaStatus, ScaleEvent
 from configs.schema import check
@@ -28,7 +30,7 @@ from configs.schema import check
 log = logging.getLogger(__name__)
 
 
-class PoolControl:
+class PoolControl(ControllerState):
     """Scaling and assignment methods of the controller (see the module docstring for the state they use)."""
 
     def _count(self, role: str) -> int:
