@@ -1,6 +1,7 @@
 # One-command set-up for a fresh machine (Debian, Python 3.11, no GPU needed).
 #   make demo   -> installs everything into .venv and runs `tokdyn demo` on the embedded default
 #   make test   -> installs everything (incl. the Debian RTSP server packages) and runs the test suite
+#   make test-fast -> the inner loop: no Ray cluster, no browser, no RTSP server, nothing marked slow
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ APT_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreame
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
 	chromium chromium-driver
 
-.PHONY: setup apt demo test bench clean
+.PHONY: setup apt demo test test-fast bench clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +40,9 @@ demo: setup
 
 test: setup apt
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not ray and not browser and not rtsp and not slow and not gpu" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/compressor.py --quick --json out/bench-compressor.json

@@ -15,6 +15,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+# What `make test` installs (apt: the RTSP server, Chromium + chromedriver; the vtest sample clip): under
+# CI=true a test skipped for want of one of them fails, so a broken install cannot pass silently.
+CI_REQUIRED_MARKERS = ("rtsp", "browser")
+CI_REQUIRED_WORDS = ("rtsp", "gstrtspserver", "chromium", "chromedriver", "vtest")
+
+
 def _cuda_available() -> bool:
     try:
         import torch
@@ -32,6 +38,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Under CI=true, a skip for infrastructure `make test` installs is a failure (see CI_REQUIRED_*)."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") != "true" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+    if any(item.get_closest_marker(m) for m in CI_REQUIRED_MARKERS) or \
+            any(word in reason.lower() for word in CI_REQUIRED_WORDS):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: skipped for want of something `make test` installs: {reason}"
 
 
 @pytest.fixture(scope="session")
