@@ -35,6 +35,7 @@ def spherical_distortion(xn: torch.Tensor, centres: torch.Tensor) -> float:
     return float((2.0 - 2.0 * (xn @ normalize_rows(centres.float()).T).max(dim=1).values).sum())
 
 
+@pytest.mark.slow  # 36 s on 2 cores: ten seeds of ours and scikit-learn on a real clip (make test runs it)
 def test_median_seed_within_1_02_of_scikit_learn() -> None:
     # given real tokens and scikit-learn's best of 10 k-means runs on them
     xn = vtest_tokens()
