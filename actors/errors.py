@@ -48,3 +48,7 @@ class PipelineUnavailable(PipelineError):
 class ScaleRefused(PipelineError, ValueError):
     """A scale request the cluster cannot meet now (no free resources for another replica, or the last
     replica of a role): HTTP 409, with what is missing."""
+
+
+class AlertNotFound(PipelineError, LookupError):
+    """An operation named an alert rule id that the pipeline does not have (HTTP 404)."""

@@ -19,6 +19,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from actors.errors import PipelineError, PipelineUnavailable, StreamFailed, StreamNotFound, StreamNotReady
+from actors.client.alerts import AlertClient
 from actors.client.routing import LLMRouter
 from actors.control.table import stop_all
 from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
@@ -54,6 +55,7 @@ class PipelineClient:
         self.call_timeout_s = call_timeout_s
         self.adopted = False  # set by actors.client.pipeline.start_pipeline: it found this pipeline running
         self.router = LLMRouter(lambda: self._get("llm_handles"))
+        self.alerts = AlertClient(self)  # alert rules and firings (actors/client/alerts.py)
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
@@ -99,12 +101,12 @@ class PipelineClient:
     async def stream_status_async(self, stream_id: str) -> StreamStatus:
         return await self._get_async("stream_status", stream_id)
 
-    def remove_stream(self, stream_id: str) -> None:
-        """Stop a stream and delete its memory. Raises StreamNotFound."""
-        self._get("remove_stream", stream_id)
+    def remove_stream(self, stream_id: str) -> int:
+        """Stop a stream and delete its memory and alert rules (returns how many rules). Raises StreamNotFound."""
+        return self._get("remove_stream", stream_id)
 
-    async def remove_stream_async(self, stream_id: str) -> None:
-        await self._get_async("remove_stream", stream_id)
+    async def remove_stream_async(self, stream_id: str) -> int:
+        return await self._get_async("remove_stream", stream_id)
 
     def stream_handles(self, stream_id: str) -> dict[str, Any]:
         """The stream's actor handles {"source", "memory"} (tests and tools: pids, digests, kills)."""

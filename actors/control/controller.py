@@ -27,7 +27,10 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
+from actors.control.alert_control import AlertControl
+from actors.control.alerts import AlertBook, KVStore
 from actors.control.autoscale import Autoscaler
+from actors.control.webhooks import WebhookSender
 from actors.config import PipelineConfig, StreamSpec, stream_spec
 from actors.control.lifecycle import CALL_TIMEOUT_S, StreamLifecycle, StreamStart
 from actors.errors import ScaleRefused, StreamExists, StreamNotFound
@@ -50,7 +53,7 @@ EVENTS_KEPT = 200  # pool changes kept for telemetry
 ADOPT_WAIT_S = 30.0  # how long a restarted controller waits for the replicas it adopts to answer
 
 
-class Controller(PoolControl, StreamLifecycle):  # state declared in actors/control/state.py
+class Controller(PoolControl, StreamLifecycle, AlertControl):  # state declared in actors/control/state.py
     """Owns the pipeline's actors. Thread-safe: the Ray shell runs it with several concurrent calls.
 
     Two locks: `_lock` guards the stream dict (short critical sections, never held across a Ray call that
@@ -86,6 +89,11 @@ class Controller(PoolControl, StreamLifecycle):  # state declared in actors/cont
             for spec in config.streams:
                 self.add_stream(spec)
         self._loop = LoopThread("controller-reconcile", self._reconcile_forever, exit_on_crash)
+        self.alerts = AlertBook(KVStore(self.namespace))  # rules and events, durable (actors/control/alerts.py)
+        self.webhooks = WebhookSender(self.alerts.delivered)
+        self._alert_owners, self._alert_drains = {}, {}
+        self._start_alerts()
+        self._alert_loop = LoopThread("controller-alerts", self._alerts_forever, exit_on_crash)
 
     # --- the table ------------------------------------------------------------------------------------
 
@@ -176,8 +184,9 @@ class Controller(PoolControl, StreamLifecycle):  # state declared in actors/cont
         log.info("stream %s added on %s (%s)", spec.stream_id, replica, redact_url(spec.url))
         return self._status(actors, SourceTelemetry(STARTING), MemoryTelemetry())
 
-    def remove_stream(self, stream_id: str) -> None:
-        """Stop a stream, delete its checkpoint and kill its actors (no restart)."""
+    def remove_stream(self, stream_id: str) -> int:
+        """Stop a stream, delete its checkpoint and kill its actors (no restart); delete its alert rules and
+        return how many there were."""
         with self._control:
             with self._lock:
                 actors = self._streams.get(stream_id)
@@ -188,7 +197,9 @@ class Controller(PoolControl, StreamLifecycle):  # state declared in actors/cont
             self._save()
             self._wire()
         self._stop_streams({stream_id: actors}, delete_checkpoint=True)
-        log.info("stream %s removed", stream_id)
+        rules = self.alerts.remove_stream(stream_id)
+        log.info("stream %s removed with %d alert rules", stream_id, rules)
+        return rules
 
     def _ids(self) -> list[str]:
         return sorted(sid for sid, s in self._streams.items() if s is not None)
@@ -253,6 +264,9 @@ class Controller(PoolControl, StreamLifecycle):  # state declared in actors/cont
     def shutdown(self) -> None:
         """Stop every stream (keeping checkpoints) and replica, and forget the table."""
         self._loop.stop()
+        self._alert_loop.stop()
+        self.webhooks.stop()
+        self.alerts.clear()
         with self._control:
             with self._lock:
                 streams = [s for s in self._streams.values() if s is not None]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actors.config import PipelineConfig
+    from actors.control.alerts import AlertBook
+    from actors.control.webhooks import WebhookSender
     from actors.control.autoscale import Autoscaler
     from actors.control.pools import ReplicaPool
     from actors.control.table import Table
@@ -38,6 +40,12 @@ class ControllerState:
     table: Table  # the durable copy of the pools and streams, written by `_save`
     _events: collections.deque[ScaleEvent]  # the latest pool changes (bounded)
     _event_totals: dict[tuple[str, str], int]  # (role, action) -> events since this process began
+    # alerts (actors/control/alert_control.py): the rule book (its own lock), the webhook sender, and, touched
+    # only by the alert thread, each stream's owner replica and the drain calls still unanswered per replica
+    alerts: AlertBook
+    webhooks: WebhookSender
+    _alert_owners: dict[str, str]
+    _alert_drains: dict[str, Any]
 
     def _save(self) -> None:
         """Write the pools and streams to the durable table (Controller)."""

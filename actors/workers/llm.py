@@ -15,6 +15,7 @@ from typing import Any
 
 from actors.config import LLMConfig, TransportConfig
 from actors.errors import PipelineUnavailable, StreamNotFound, StreamNotReady, WindowUnavailable
+from actors.workers.alerting import AlertEvaluator
 from actors.workers.loop import POLL_MS, LoopThread, bind_host, bind_spec
 from actors.workers.memory import segments_folder
 from actors.workers.meta import optional_seconds
@@ -98,6 +99,8 @@ class LLMWorker:
         self.in_flight = 0  # answers being generated now (the pool's routing and telemetry)
         self._count_lock = threading.Lock()
         self._loop = LoopThread("llm-snapshots", self._run, exit_on_crash)
+        # alert rules of the streams the controller made this replica the owner of (actors/workers/alerting.py)
+        self.alerts = AlertEvaluator(self.vlm, self.store, exit_on_crash)
 
     def endpoint(self) -> str:
         """The address memory actors publish snapshots to (`pub+connect:...`)."""
@@ -167,7 +170,20 @@ class LLMWorker:
         except WindowOutOfRange as exc:
             raise WindowUnavailable(f"stream {stream_id!r}: {exc}") from None
 
+    def set_alert_rules(self, rules: dict[str, list[dict[str, str]]]) -> None:
+        """The streams whose alert rules this replica evaluates: {stream id: [{"id", "prompt"}]} (controller)."""
+        self.alerts.set_rules(rules)
+
+    def drain_alert_results(self) -> list[dict[str, Any]]:
+        """Alert evaluation results since the last call, oldest first (the controller collects them)."""
+        return self.alerts.drain()
+
+    def alert_status(self) -> dict[str, Any]:
+        """Alert evaluations, snapshots checked and skipped, streams and rules owned here."""
+        return self.alerts.status()
+
     def close(self) -> None:
+        self.alerts.close()
         self._loop.stop()
 
     def _run(self, stop: threading.Event) -> None:

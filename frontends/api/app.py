@@ -13,6 +13,8 @@ Routes (all but /health need ``Authorization: Bearer <api_key>`` when `config.ap
     GET    /v1/replicas             encoder and LLM replicas with telemetry, and the pools' recent events
     POST   /v1/replicas/{role}      set how many replicas of a role run: {"replicas": N}
     GET    /metrics                 Prometheus text format (frontends/api/metrics.py)
+    POST/GET /v1/alerts, GET/DELETE /v1/alerts/{id}, GET /v1/alerts/events
+                                    alert rules and their firings (frontends/api/alerts.py)
     GET    /v1/streams/{id}/frame.jpg, /v1/streams/{id}/keymap, /v1/streams/{id}/events, /v1/events
                                     watching streams (frontends/api/live.py)
     GET    /, /console/...          the web console (frontends/api/console/), open: it asks for the key itself
@@ -33,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from frontends.api import chat
+from frontends.api.alerts import AlertRoutes, render_alert_metrics
 from frontends.api.backend import Backend
 from frontends.api.errors import AUTHENTICATION, ApiError, backend_errors, invalid
 from frontends.api.guard import BrowserGuard
@@ -114,8 +117,8 @@ class Api:
     async def remove_stream(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
         with backend_errors(stream_id):
-            await self.backend.remove_stream(stream_id)
-        return JSONResponse({"id": stream_id, "object": "stream", "deleted": True})
+            rules = await self.backend.remove_stream(stream_id)
+        return JSONResponse({"id": stream_id, "object": "stream", "deleted": True, "alerts_removed": rules or 0})
 
     async def models(self, request: Request) -> Response:
         with backend_errors():
@@ -145,7 +148,10 @@ class Api:
             statuses = await self.backend.list_streams()  # one call: list entries carry the telemetry
             replicas = await self.backend.replicas()
             totals = await self.backend.scale_event_totals()
+            alerts = await self.backend.alert_stats() if hasattr(self.backend, "alert_stats") else None
         text = render(self.metrics, statuses, replicas, totals)
+        if alerts is not None:  # (an in-process test backend may have no alerts)
+            text += render_alert_metrics(alerts)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def console(self, request: Request) -> Response:
@@ -173,6 +179,7 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
     """The HTTP API over `backend`; `config` gives the API key and the body size limit (actors.config.ApiConfig)."""
     api = Api(backend, config)
     live = LiveRoutes(backend)
+    alerts = AlertRoutes(backend, config.max_body_bytes)
     routes = [
         Route("/health", api.health, methods=["GET"]),
         Route("/ready", api.ready, methods=["GET"]),
@@ -185,6 +192,11 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
         Route("/v1/replicas", api.list_replicas, methods=["GET"]),
         Route("/v1/replicas/{role}", api.scale, methods=["POST"]),
         Route("/metrics", api.metrics_text, methods=["GET"]),
+        Route("/v1/alerts", alerts.add, methods=["POST"]),
+        Route("/v1/alerts", alerts.list, methods=["GET"]),
+        Route("/v1/alerts/events", alerts.events, methods=["GET"]),
+        Route("/v1/alerts/{rule_id}", alerts.get, methods=["GET"]),
+        Route("/v1/alerts/{rule_id}", alerts.delete, methods=["DELETE"]),
         Route("/v1/streams/{stream_id}/frame.jpg", live.frame_jpeg, methods=["GET"]),
         Route("/v1/streams/{stream_id}/keymap", live.key_map, methods=["GET"]),
         Route("/v1/streams/{stream_id}/events", live.stream_events, methods=["GET"]),

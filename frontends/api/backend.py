@@ -32,9 +32,25 @@ class Backend(Protocol):
         """Telemetry of one stream. Raises StreamNotFound."""
         ...
 
-    async def remove_stream(self, stream_id: str) -> None:
-        """Stop a stream and release its actors. Raises StreamNotFound."""
+    async def remove_stream(self, stream_id: str) -> int | None:
+        """Stop a stream and release its actors; how many alert rules went with it. Raises StreamNotFound."""
         ...
+
+    # Alerts (frontends/api/alerts.py; actors/control/alerts.py has the rule and event shapes). Raise
+    # ConfigError naming the field, StreamNotFound, AlertNotFound.
+    async def add_alert(self, spec: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def list_alerts(self, stream_id: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def get_alert(self, rule_id: str) -> dict[str, Any]: ...
+
+    async def delete_alert(self, rule_id: str) -> None: ...
+
+    async def alert_events(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Retained firings with id > `after`, oldest first, at most `limit`."""
+        ...
+
+    async def alert_stats(self) -> dict[str, Any]: ...
 
     def ask(
         self, stream_id: str, messages: list[dict[str, Any]], max_tokens: int, temperature: float,

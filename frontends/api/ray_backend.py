@@ -31,8 +31,26 @@ class RayBackend:
     async def stream_status(self, stream_id: str) -> StreamStatus:
         return await self.client.stream_status_async(stream_id)
 
-    async def remove_stream(self, stream_id: str) -> None:
-        await self.client.remove_stream_async(stream_id)
+    async def remove_stream(self, stream_id: str) -> int:
+        return await self.client.remove_stream_async(stream_id)
+
+    async def add_alert(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return await self.client.alerts.add_async(spec)
+
+    async def list_alerts(self, stream_id: str | None = None) -> list[dict[str, Any]]:
+        return await self.client.alerts.list_async(stream_id)
+
+    async def get_alert(self, rule_id: str) -> dict[str, Any]:
+        return await self.client.alerts.get_async(rule_id)
+
+    async def delete_alert(self, rule_id: str) -> None:
+        await self.client.alerts.delete_async(rule_id)
+
+    async def alert_events(self, after: int, limit: int) -> list[dict[str, Any]]:
+        return await self.client.alerts.events_async(after, limit)
+
+    async def alert_stats(self) -> dict[str, Any]:
+        return await self.client.alerts.stats_async()
 
     async def latest_frame(self, stream_id: str, at: float | None = None) -> dict[str, Any] | None:
         # Straight to the stream's source actor: the frame (up to 384x384x3) never passes the controller.
