@@ -23,6 +23,7 @@ from configs.schema import build, check, config_path
 from vlm.config import ModelConfig
 from compressor.config import CompressorConfig
 from stream.config import SourceConfig, redact_url
+from stream.curve import CurveKeys
 from stream.urls import URL_SCHEMES, is_live_url
 
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -74,14 +75,27 @@ class TransportConfig:
                      (needed when actors sit on different nodes).
     hwm:             high-water mark in messages per socket (backpressure: senders wait or drop beyond it).
     send_timeout_ms: how long a sender waits on a full queue before it counts a drop (ms).
+    curve:           CURVE-authenticate and encrypt every data socket (default); false only to measure
+                     plain sockets against it (bench/transport.py).
+    keys:            never in YAML: this deployment's CURVE keys, made when the config is built (once per
+                     pipeline start-up) and handed to every actor inside this config through Ray; not in
+                     repr, equality or the controller's table.
     """
 
     bind: str = "loopback"
     hwm: int = 8
     send_timeout_ms: int = 1000
+    curve: bool = True
+    keys: CurveKeys | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check(self.bind in BIND_HOSTS, "bind", f"one of {BIND_HOSTS}", self.bind)
+        check(self.keys is None or isinstance(self.keys, CurveKeys), "keys",
+              "none in YAML (made at start-up)", type(self.keys).__name__)
+        if self.curve and self.keys is None:
+            object.__setattr__(self, "keys", CurveKeys.generate())
+        elif not self.curve:
+            object.__setattr__(self, "keys", None)
         check(self.hwm >= 1, "hwm", ">= 1", self.hwm)
         check(self.send_timeout_ms >= 0, "send_timeout_ms", ">= 0", self.send_timeout_ms)
 
@@ -232,6 +246,9 @@ class StreamSpec:
     compressor:       the memory: method by name, token budget, ... (compressor/config.py).
     source:           decoding / reconnect options (stream/config.py); `realtime` and `loop` follow the keys
                       above.
+    max_media_lead_s: live streams: how far (s) a chunk's media time may run ahead of the memory's arrival
+                      clock (newest media time held + wall time since it arrived); a chunk further ahead is
+                      refused, never checkpointed (a forged or broken clock must not freeze the stream).
     """
 
     stream_id: str
@@ -242,9 +259,11 @@ class StreamSpec:
     loop: bool = False
     compressor: CompressorConfig = field(default_factory=CompressorConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    max_media_lead_s: float = 30.0
 
     def __post_init__(self) -> None:
         check(bool(STREAM_ID_RE.match(self.stream_id or "")), "stream_id", "[A-Za-z0-9_.-]{1,64}", self.stream_id)
+        check(self.max_media_lead_s > 0, "max_media_lead_s", "> 0", self.max_media_lead_s)
         check(bool(self.url), "url", "a video URL or path", self.url)
         check(urlsplit(self.url).scheme.lower() in URL_SCHEMES, "url",
                f"a file path or a URL with one of {sorted(URL_SCHEMES - {''})}", redact_url(self.url))

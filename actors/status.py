@@ -15,13 +15,15 @@ from typing import Any
 # A stream's state as clients see it: the source's life cycle (stream.frames.SourceState values), plus
 # "starting" (actors not up yet) and "restarting" (an actor is being restarted by Ray).
 STARTING, RESTARTING, FAILED = "starting", "restarting", "failed"
+STREAMING, STALLED = "streaming", "stalled"  # stalled: the source streams, its memory refuses every chunk
 
 
 @dataclass(frozen=True)
 class SourceTelemetry:
     """What a stream's source actor reports: counters since that actor started.
 
-    state: starting | connecting | streaming | reconnecting | ended | failed. frames_in: frames decoded;
+    state: starting | connecting | streaming | reconnecting | ended | failed (the stream's status adds
+    stalled: streaming, but its memory refuses every chunk). frames_in: frames decoded;
     frames_sampled: frames the sampler kept; dropped: sampled frames given up because the pipeline was
     behind (live only: in the source's buffer, or whole chunks the encoder did not take in time);
     reconnects: reconnections that got frames again; reconnect_attempts: every try after a disconnect or a
@@ -51,7 +53,9 @@ class MemoryTelemetry:
     snapshot spans; snapshot_version; chunks: chunks compressed; bad_messages: messages rejected (bad
     shape, dtype, kind); sequence_gaps: chunks that never arrived (holes in the sequence numbers); lag_s:
     wall-clock seconds from decoding the newest frame to holding it; restored: resumed from a checkpoint;
-    stage_s: mean seconds per chunk by pipeline stage; stage_totals: {stage: [total seconds, chunks]}.
+    stage_s: mean seconds per chunk by pipeline stage; stage_totals: {stage: [total seconds, chunks]};
+    stalled: why every chunk has been refused for a while (None: chunks are being applied); refused_peers:
+    peers whose handshake the tokens socket refused (no or wrong CURVE keys).
     """
 
     tokens_seen: int = 0
@@ -67,6 +71,8 @@ class MemoryTelemetry:
     restored: bool = False
     stage_s: dict[str, float] = field(default_factory=dict)
     stage_totals: dict[str, list[float]] = field(default_factory=dict)
+    stalled: str | None = None
+    refused_peers: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,8 @@ class StreamStatus:
     restored: bool | None = None
     stage_s: dict[str, float] | None = None
     stage_totals: dict[str, list[float]] | None = None
+    state_reason: str | None = None  # why the stream is in its state (stalled: the memory's refusal)
+    refused_peers: int | None = None
 
     @classmethod
     def join(cls, stream_id: str, url: str, live: bool, method: str, sample_rate_hz: float,
@@ -122,7 +130,10 @@ class StreamStatus:
                        compression_ratio=memory.compression_ratio, t_start=memory.t_start, t_end=memory.t_end,
                        snapshot_version=memory.snapshot_version, chunks_compressed=memory.chunks,
                        bad_messages=memory.bad_messages, sequence_gaps=memory.sequence_gaps,
-                       restored=memory.restored, stage_s=memory.stage_s, stage_totals=memory.stage_totals)
+                       restored=memory.restored, stage_s=memory.stage_s, stage_totals=memory.stage_totals,
+                       refused_peers=memory.refused_peers)
+            if memory.stalled is not None and state == STREAMING:  # the source runs, the memory takes nothing
+                state, out["state_reason"] = STALLED, memory.stalled
         return cls(stream_id=stream_id, url=url, state=state, live=live, method=method,
                    sample_rate_hz=sample_rate_hz, **out)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from stream.codec import MAX_MESSAGE_BYTES, Kind, Message, ProtocolError, decode, encode
+from stream.curve import CurveKeys, secure
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ MAX_GAPS = 100  # recent gaps a SequenceTracker keeps for inspection (totals are
 
 _PATTERNS = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB}
 _PEER = {"push": "pull", "pull": "push", "pub": "sub", "sub": "pub"}
+_REFUSED_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                   | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 _SPEC = re.compile(r"^(push|pull|pub|sub)\+(bind|connect):((tcp)://(\[[^\]]+\]|[^:/\[\]]+):(\*|\d{1,5})"
                    r"|(ipc)://.+|(inproc)://.+)$")
 
@@ -77,6 +80,7 @@ class SocketStats:
     send_timeouts: int = 0
     received: int = 0
     bad: int = 0
+    refused: int = 0  # peers whose handshake failed (no or wrong CURVE keys): nothing of theirs was read
     last_error: str | None = None
 
 
@@ -86,22 +90,28 @@ class Socket:
     Use ``Socket.open(spec)``; ``endpoint`` is the real address (ephemeral port resolved) after bind.
     """
 
-    def __init__(self, address: Address, sock: zmq.Socket, max_bytes: int) -> None:
+    def __init__(self, address: Address, sock: zmq.Socket, max_bytes: int, secured: bool = False) -> None:
         self.address = address
         self._sock = sock
         self._max_bytes = max_bytes
         self._poller = zmq.Poller()
         self._poller.register(sock, zmq.POLLIN)
+        # A secured bound socket watches its handshakes, to count the peers it refused (read in recv).
+        self._monitor = sock.get_monitor_socket(_REFUSED_EVENTS) if secured and address.action == "bind" else None
+        if self._monitor is not None:
+            self._poller.register(self._monitor, zmq.POLLIN)
         self.stats = SocketStats()
         self.endpoint = (sock.getsockopt_string(zmq.LAST_ENDPOINT) if address.action == "bind"
                          else address.endpoint)
 
     @classmethod
     def open(cls, spec: str | Address, hwm: int = DEFAULT_HWM, ctx: zmq.Context | None = None,
-             max_bytes: int = MAX_MESSAGE_BYTES) -> "Socket":
+             max_bytes: int = MAX_MESSAGE_BYTES, keys: CurveKeys | None = None) -> "Socket":
         """Create, configure (HWM both ways, linger 0, SUB subscribes to all) and bind/connect a socket.
 
-        ``ctx`` defaults to the process-wide ``zmq.Context.instance()`` (never terminated here).
+        ``ctx`` defaults to the process-wide ``zmq.Context.instance()`` (never terminated here). With ``keys``
+        the socket speaks CURVE (``stream.curve``): a bound one is the server and admits only peers holding
+        the deployment's client key (refused handshakes are counted in ``stats.refused``).
         Raises AddressError for bad specs and zmq.ZMQError when the bind fails (e.g. port in use).
         """
         address = spec if isinstance(spec, Address) else parse_address(spec)
@@ -114,6 +124,8 @@ class Socket:
             sock.setsockopt(zmq.RCVHWM, hwm)
             if address.pattern == "sub":
                 sock.setsockopt(zmq.SUBSCRIBE, b"")
+            if keys is not None:
+                secure(sock, keys, server=address.action == "bind")
             if address.action == "bind":
                 sock.bind(address.endpoint)
             else:
@@ -121,7 +133,7 @@ class Socket:
         except Exception:
             sock.close(linger=0)
             raise
-        return cls(address, sock, max_bytes)
+        return cls(address, sock, max_bytes, secured=keys is not None)
 
     @property
     def raw(self) -> zmq.Socket:
@@ -159,12 +171,23 @@ class Socket:
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
             wait = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not self._poller.poll(wait):
+            ready = dict(self._poller.poll(wait))
+            if not ready:
                 return None
-            msg = self._recv_now()
-            if msg is not None:
-                return msg
-            # A bad message was skipped: keep going (past the deadline only while more are queued).
+            if self._monitor is not None and self._monitor in ready:
+                self._count_refused()
+            if self._sock in ready:
+                msg = self._recv_now()
+                if msg is not None:
+                    return msg
+            # A bad message was skipped or a refused peer counted: keep going (past the deadline only while
+            # more is queued).
+
+    def _count_refused(self) -> None:
+        """Drain the handshake monitor: each event is one peer refused before any of its messages was read."""
+        while self._monitor.poll(0):
+            self._monitor.recv_multipart()
+            self.stats.refused += 1
 
     def _recv_now(self) -> Message | None:
         """One message that is ready now: decoded, or None if it was bad (counted)."""
@@ -197,6 +220,9 @@ class Socket:
         sender that must deliver its last messages, such as an EOS before exiting, passes a bound).
         Never waits longer than that. Idempotent."""
         if not self._sock.closed:
+            if self._monitor is not None:
+                self._sock.disable_monitor()
+                self._monitor.close(linger=0)
             self._sock.close(linger=linger_ms)
 
     def __enter__(self) -> "Socket":

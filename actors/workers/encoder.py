@@ -65,8 +65,8 @@ class EncoderWorker:
         self.config = encoder
         self.transport = transport
         host = bind_host(transport.bind)
-        self._frames_in = (open_sticky("pull", host, Path(port_file), transport.hwm) if port_file
-                           else Socket.open(bind_spec("pull", host), hwm=transport.hwm))
+        self._frames_in = (open_sticky("pull", host, Path(port_file), transport.hwm, transport.keys) if port_file
+                           else Socket.open(bind_spec("pull", host), hwm=transport.hwm, keys=transport.keys))
         self._routes: dict[str, str] = {}
         self._lock = threading.Lock()
         self._counters: dict[str, StreamCounters] = collections.defaultdict(StreamCounters)
@@ -209,7 +209,7 @@ class EncoderWorker:
             if endpoint not in wanted:
                 outs.pop(endpoint).close()
         for endpoint in wanted - set(outs):
-            outs[endpoint] = Socket.open(endpoint, hwm=self.transport.hwm)
+            outs[endpoint] = Socket.open(endpoint, hwm=self.transport.hwm, keys=self.transport.keys)
 
     def _flush(self, pending: dict[str, collections.deque[Message]], outs: dict[str, Socket],
                routes: dict[str, str]) -> None:

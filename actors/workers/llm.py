@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from actors.config import LLMConfig, TransportConfig
@@ -32,11 +32,13 @@ MAX_UNTOLD_STREAMS = 1024  # snapshots kept before the controller has named the 
 class SnapshotStore:
     """Newest snapshot per stream, for the streams the controller says exist (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fits: Callable[[Snapshot], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._streams: set[str] | None = None  # None until the controller has said which streams exist
         self._snapshots: dict[str, tuple[Snapshot, dict[str, Any]]] = {}
+        self._fits = fits  # raises ValueError for a snapshot the model cannot read
         self.bad_snapshots = 0
+        self.unfit_snapshots = 0  # well-formed snapshots refused because they do not fit the model
 
     def set_streams(self, stream_ids: list[str]) -> None:
         with self._lock:
@@ -49,10 +51,22 @@ class SnapshotStore:
         try:
             if msg.kind is not Kind.SNAPSHOT:
                 raise ValueError(f"expected a snapshot message, got {msg.kind.value}")
+            dtypes = sorted({str(a.dtype) for a in msg.arrays.values()})
+            if dtypes != ["float32"]:  # what memories send; anything else was not made by one
+                self.unfit_snapshots += 1
+                raise ValueError(f"snapshot: expected float32 arrays, got {dtypes}")
             snapshot = Snapshot.from_wire(msg.meta, msg.arrays)
             extra = {"lag_s": optional_seconds(msg.meta, "lag_s"), "received_at": time.time()}
         except (ValueError, TypeError, KeyError) as exc:
             self.bad_snapshots += 1
+            log.warning("llm: skipped bad snapshot #%d for %s: %s", self.bad_snapshots, msg.stream_id, exc)
+            return
+        try:
+            if self._fits is not None:
+                self._fits(snapshot)
+        except ValueError as exc:  # never kept: a question would otherwise fail inside the model (a 500)
+            self.bad_snapshots += 1
+            self.unfit_snapshots += 1
             log.warning("llm: skipped bad snapshot #%d for %s: %s", self.bad_snapshots, msg.stream_id, exc)
             return
         with self._lock:
@@ -93,8 +107,9 @@ class LLMWorker:
         self.answerer = Answerer(self.vlm, max_tokens_limit=model.max_new_tokens, max_prompt_tokens=self.prompt_cap)
         self.config = llm
         self.checkpoint_dir = checkpoint_dir  # where the memories' segments are (questions about a window)
-        self.store = SnapshotStore()
-        self._sub = Socket.open(bind_spec("sub", bind_host(transport.bind)), hwm=max(transport.hwm, 64))
+        self.store = SnapshotStore(self._fits)
+        self._sub = Socket.open(bind_spec("sub", bind_host(transport.bind)), hwm=max(transport.hwm, 64),
+                                keys=transport.keys)
         self.answers = 0
         self.in_flight = 0  # answers being generated now (the pool's routing and telemetry)
         self._count_lock = threading.Lock()
@@ -121,6 +136,7 @@ class LLMWorker:
         the prompt cap in tokens, and the snapshot loop's error if it died."""
         return {"answers": self.answers, "answers_in_flight": self.in_flight,
                 "streams": len(self.store.info()), "bad_snapshots": self.store.bad_snapshots + self._sub.stats.bad,
+                "unfit_snapshots": self.store.unfit_snapshots, "refused_peers": self._sub.stats.refused,
                 "max_prompt_tokens": self.prompt_cap, "loop_error": self._loop.error}
 
     def ask(self, stream_id: str, messages: Any, max_tokens: int = 64, temperature: float = 0.0,
@@ -153,6 +169,20 @@ class LLMWorker:
         finally:
             with self._count_lock:
                 self.in_flight -= 1
+
+    def _fits(self, snapshot: Snapshot) -> None:
+        """Raise ValueError unless the model can read `snapshot`: width = the model's hidden size, motion
+        features the model's (or none), 1..prompt cap - 1 visual tokens."""
+        if snapshot.base.shape[1] != self.vlm.hidden_size:
+            raise ValueError(f"snapshot: expected tokens {self.vlm.hidden_size} wide (the model's hidden size), "
+                             f"got {snapshot.base.shape[1]}")
+        dynamics = getattr(self.vlm, "dynamics", None)
+        features = snapshot.motion.shape[1]
+        if dynamics is not None and features not in (0, dynamics.motion_dim):
+            raise ValueError(f"snapshot: expected 0 or {dynamics.motion_dim} motion features, got {features}")
+        if not 0 < snapshot.tokens_held < self.prompt_cap:
+            raise ValueError(f"snapshot: expected 1..{self.prompt_cap - 1} visual tokens (K + R, under the prompt "
+                             f"cap), got {snapshot.tokens_held}")
 
     def _window_snapshot(self, stream_id: str, live: Snapshot, window: tuple[float, float]) -> Snapshot:
         """A snapshot of media time `window` from the stream's segments (cost bounded by the window's

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import zmq
 
+from stream.curve import CurveKeys
 from stream.transport import Socket
 
 log = logging.getLogger(__name__)
@@ -40,19 +41,19 @@ def bind_spec(pattern: str, host: str) -> str:
     return f"{pattern}+bind:tcp://{host}:*"
 
 
-def open_sticky(pattern: str, host: str, port_file: Path, hwm: int) -> Socket:
+def open_sticky(pattern: str, host: str, port_file: Path, hwm: int, keys: CurveKeys | None = None) -> Socket:
     """Bind `pattern` on `host`, on the port recorded in `port_file` if it is still free, else on a new
-    ephemeral port (recorded for next time).
+    ephemeral port (recorded for next time). With `keys` it is a CURVE server of that deployment.
 
     A restarted actor thus usually comes back on the address its peers already connect to: ZeroMQ peers
     reconnect by themselves and the messages they queued meanwhile are delivered instead of lost.
     """
     if port_file.exists():
         try:
-            return Socket.open(f"{pattern}+bind:tcp://{host}:{int(port_file.read_text())}", hwm=hwm)
+            return Socket.open(f"{pattern}+bind:tcp://{host}:{int(port_file.read_text())}", hwm=hwm, keys=keys)
         except (zmq.ZMQError, ValueError) as exc:
             log.info("%s: recorded port unusable (%s), binding a new one", port_file.name, exc)
-    sock = Socket.open(bind_spec(pattern, host), hwm=hwm)
+    sock = Socket.open(bind_spec(pattern, host), hwm=hwm, keys=keys)
     port_file.parent.mkdir(parents=True, exist_ok=True)
     port_file.write_text(sock.endpoint.rsplit(":", 1)[1])
     return sock

@@ -47,6 +47,11 @@ from stream.transport import SequenceTracker, Socket
 log = logging.getLogger(__name__)
 
 REPUBLISH_S = 1.0  # idle re-publish period of the newest snapshot (late or restarted subscribers)
+STALL_AFTER_S = 10.0  # a stream whose every chunk was refused for this long reports itself stalled
+
+
+class MediaAhead(ValueError):
+    """A live chunk whose media time runs further ahead of the arrival clock than the stream allows."""
 
 
 def segments_folder(checkpoint_dir: str | Path, stream_id: str) -> Path:
@@ -80,7 +85,8 @@ class MemoryWorker:
         c = spec.compressor
         self.segments = SegmentStore(segments_folder(checkpoint_dir, spec.stream_id), c) \
             if c.segment_s and c.method == "token_dynamics" else None
-        self._tokens_in = open_sticky("pull", bind_host(transport.bind), self.path.with_suffix(".port"), transport.hwm)
+        self._tokens_in = open_sticky("pull", bind_host(transport.bind), self.path.with_suffix(".port"), transport.hwm,
+                                      transport.keys)
         self._lock = threading.Lock()
         self._publish_to = list(publish_to or [])
         self.times = StageTimes()
@@ -91,6 +97,12 @@ class MemoryWorker:
         self._last_t = self.compressor.t_end  # media time of the newest frame (the console's key map view)
         self._last_arrival: float | None = None  # wall clock that frame arrived (the .resume file, not the state)
         self._restore_resume()
+        # The arrival clock: the newest media time held and the wall time it arrived (this process's clock
+        # since; the .resume file's across a restart). Live media time may not run far ahead of it.
+        self._anchor = (float(self._last_t), self._last_arrival or time.time()) if self.compressor.frames_seen \
+            else None
+        self._refusing_since: float | None = None  # wall time of the first chunk refused since one was applied
+        self._refusal: str | None = None  # why the latest chunk of this stream was refused
         self._snapshot = self.compressor.snapshot() if self.compressor.frames_seen else None
         self._loop = LoopThread(f"memory-{spec.stream_id}", self._run, exit_on_crash)
 
@@ -165,7 +177,15 @@ class MemoryWorker:
             sequence_gaps=self._sequence.missing(self.spec.stream_id), lag_s=self.lag_s,
             restored=self.restored_digest is not None, stage_s=self.times.means(),
             stage_totals={k: [v, self.times.counts[k]] for k, v in self.times.totals.items()},
+            stalled=self._stalled(), refused_peers=self._tokens_in.stats.refused,
         )
+
+    def _stalled(self) -> str | None:
+        """Why the stream is stalled: every chunk of it refused for STALL_AFTER_S (None: it is not)."""
+        since = self._refusing_since
+        if since is None or time.time() - since < STALL_AFTER_S:
+            return None
+        return f"every chunk refused for {time.time() - since:.0f} s: {self._refusal}"
 
     def keymap_view(self) -> dict | None:
         """The newest frame's key map and each base token's first/last seen (compressor.keymap_view), JSON-ready;
@@ -204,7 +224,7 @@ class MemoryWorker:
                     for endpoint in set(pubs) - set(targets):
                         pubs.pop(endpoint).close()
                     for endpoint in set(targets) - set(pubs):
-                        pubs[endpoint] = Socket.open(endpoint, hwm=self.transport.hwm)
+                        pubs[endpoint] = Socket.open(endpoint, hwm=self.transport.hwm, keys=self.transport.keys)
                     last_publish = 0.0  # a new replica gets the newest snapshot now
                 msg = self._tokens_in.recv(POLL_MS)
                 updated = msg is not None and self._apply(msg)
@@ -233,6 +253,7 @@ class MemoryWorker:
             timestamps = np.asarray(msg.arrays["timestamps"], dtype=np.float64)
             start = time.perf_counter()
             newest_arrival = _newest_arrival(msg.arrays.get("arrivals"))
+            self._check_lead(timestamps)
             with self._lock:
                 self.compressor.update(tokens, timestamps)
                 self._last_t = float(timestamps[-1])
@@ -244,9 +265,13 @@ class MemoryWorker:
             # The compressor validates shapes/dtypes/timestamps and raises ValueError subclasses:
             # one bad chunk must not take the stream's memory down.
             self.bad_messages += 1
+            if msg.stream_id == self.spec.stream_id:
+                self._refusal = f"{exc}"[:200]
+                self._refusing_since = self._refusing_since or time.time()
             log.warning("memory %s: skipped bad message #%d (seq %d): %s", self.spec.stream_id,
                         self.bad_messages, msg.seq, exc)
             return False
+        self._anchor, self._refusing_since = (self._last_t, time.time()), None
         self._sequence.observe(msg)  # only a message that was applied: a hostile seq must not fake gaps
         write_atomic(self.path, data)
         resume = {"t": self._last_t, "arrival": newest_arrival, "seq": msg.seq + 1}
@@ -262,6 +287,18 @@ class MemoryWorker:
         self.chunks += 1
         self._snapshot = snapshot
         return True
+
+    def _check_lead(self, timestamps: np.ndarray) -> None:
+        """Live streams: raise MediaAhead when the chunk's newest media time runs more than
+        `max_media_lead_s` ahead of the arrival clock (newest media time held + wall time since it came)."""
+        if not self.spec.is_live or self._anchor is None or not len(timestamps):
+            return
+        newest = float(np.max(timestamps))
+        media, wall = self._anchor
+        ahead = newest - media - (time.time() - wall)
+        if ahead > self.spec.max_media_lead_s:
+            raise MediaAhead(f"media time {newest:.6g} s runs {ahead:.6g} s ahead of the arrival clock: expected "
+                             f"at most max_media_lead_s = {self.spec.max_media_lead_s:g} s")
 
     def _publish(self, pubs: list[Socket]) -> None:
         """The newest snapshot to every LLM replica; a replica that is not taking messages misses it (never

@@ -162,7 +162,8 @@ class SourceWorker:
         if target != self._sock_target:
             if self._sock is not None:
                 self._sock.close()
-            self._sock, self._sock_target = Socket.open(target, hwm=self.transport.hwm), target
+            self._sock = Socket.open(target, hwm=self.transport.hwm, keys=self.transport.keys)
+            self._sock_target = target
         return self._sock
 
     def _deliver(self, msg: Message, stop: threading.Event) -> bool:

@@ -37,13 +37,14 @@ STARTUP_S = 180.0
 FLOW_S = 120.0
 SEND_MS = 5000
 BATCH = 16  # hostile messages in flight at once (below every socket's high-water mark)
+TRANSPORT = TransportConfig(hwm=32, send_timeout_ms=500)  # its CURVE keys sign the hostile messages
 
 
 @pytest.fixture(scope="module")
 def pipeline(ray_local, tmp_path_factory: pytest.TempPathFactory):
     """A pipeline with one live synthetic camera "cam" that has a few snapshots already."""
     config = PipelineConfig(
-        transport=TransportConfig(hwm=32, send_timeout_ms=500),
+        transport=TRANSPORT,
         model=ModelConfig(path="tiny", max_new_tokens=4),
         encoder=EncoderConfig(batch_frames=8, max_wait_ms=20),
         llm=LLMConfig(max_concurrent=2),
@@ -69,7 +70,7 @@ def _deliver(endpoint: str, messages: list, bad_count, canary=None) -> None:
     """Send `messages` to `endpoint` in batches and wait until `bad_count()` has risen by exactly their
     number. `canary`: a bad message sent first until it is counted (a PUB socket drops what it sends
     before its subscriber has connected)."""
-    with Socket.open(endpoint, hwm=4 * BATCH) as sock:
+    with Socket.open(endpoint, hwm=4 * BATCH, keys=TRANSPORT.keys) as sock:
         if canary is not None:
             before = bad_count()
             wait_for(lambda: sock.send(canary, timeout_ms=SEND_MS) and bad_count() > before, 30,

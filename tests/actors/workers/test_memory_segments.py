@@ -30,7 +30,7 @@ def test_memory_seals_segments_answers_windows_and_removes_them(tmp_path) -> Non
     # given a memory with 10 s segments, when 30 s of chunks arrive
     spec = StreamSpec("m", "synthetic://", compressor=CompressorConfig(budget=6, segment_s=10.0))
     worker = MemoryWorker(spec, str(tmp_path), TRANSPORT)
-    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8, keys=TRANSPORT.keys)
     try:
         for seq in range(8):
             assert push.send(tokens_msg(seq), timeout_ms=5000)
@@ -51,7 +51,7 @@ def test_checkpoint_with_another_budget_is_refused_and_kept_aside(tmp_path) -> N
     # given a checkpoint made with budget 6
     spec = StreamSpec("m", "synthetic://", compressor=CompressorConfig(budget=6))
     worker = MemoryWorker(spec, str(tmp_path), TRANSPORT)
-    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8, keys=TRANSPORT.keys)
     try:
         assert push.send(tokens_msg(0), timeout_ms=5000)
         wait_for(lambda: worker.status().chunks == 1, 60.0, "1 chunk applied")

@@ -14,7 +14,7 @@ TRANSPORT = TransportConfig(hwm=8, send_timeout_ms=200)
 
 def test_the_newest_frame_and_the_one_nearest_a_time_are_those_sent() -> None:
     # given a file-paced synthetic stream (2 Hz, 2 frames per chunk) whose chunks reach a sink
-    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8)
+    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8, keys=TRANSPORT.keys)
     spec = StreamSpec("cam", "synthetic://?width=64&height=48&fps=10&seconds=3", sample_rate_hz=2.0,
                       frames_per_chunk=2, live=False)
     worker = SourceWorker(spec, 32, TRANSPORT, target=sink.peer_spec())

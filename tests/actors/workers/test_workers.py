@@ -15,6 +15,7 @@ from vlm import ModelConfig
 from stream.codec import Kind, Message, eos
 from stream.synthetic import SyntheticVideo, write_video
 from stream.timestamps import ResumePoint
+from stream.curve import secure
 from stream.transport import Socket
 from tests.helpers import wait_for
 
@@ -45,7 +46,7 @@ def encoder():
 def test_source_pushes_sampled_chunks_then_eos() -> None:
     """Given a 4 s synthetic source (not live) at 10 fps sampled at 2 Hz, 4 frames per chunk,
     when the worker runs, then the encoder side receives 2 chunks of resized frames, then an EOS."""
-    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8)
+    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8, keys=TRANSPORT.keys)
     spec = StreamSpec("cam", "synthetic://?width=64&height=48&fps=10&seconds=4", sample_rate_hz=2.0,
                       frames_per_chunk=4, live=False)
     worker = SourceWorker(spec, 32, TRANSPORT, target=sink.peer_spec())
@@ -66,7 +67,7 @@ def test_a_resumed_source_goes_on_after_the_memory_with_its_sequence() -> None:
     """Given a source started on a stream whose memory holds up to 1.0 s and expects chunk 7 next, then its
     first chunk is seq 7 and starts a sampling period after 1.0 s (not at 0 s and seq 0, which the memory
     would refuse)."""
-    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8)
+    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8, keys=TRANSPORT.keys)
     spec = StreamSpec("cam", "synthetic://?width=64&height=48&fps=10&seconds=4", sample_rate_hz=2.0,
                       frames_per_chunk=2, live=False)
     worker = SourceWorker(spec, 32, TRANSPORT, target=sink.peer_spec(), resume=ResumePoint(1.0, seq=7))
@@ -85,7 +86,7 @@ def test_source_chunks_carry_their_decoder_time(tmp_path) -> None:
     chunk's timings carry the decoder seconds since the previous chunk; a synthetic stream's carry none."""
     path = tmp_path / "cam.mp4"
     write_video(path, SyntheticVideo(width=64, height=48, fps=10, seconds=4).frames(), fps=10)
-    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8)
+    sink = Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8, keys=TRANSPORT.keys)
     workers = [SourceWorker(StreamSpec(name, url, sample_rate_hz=2.0, frames_per_chunk=4, live=False), 32,
                             TRANSPORT, target=sink.peer_spec())
                for name, url in (("file", str(path)), ("drawn", "synthetic://?width=64&height=48&fps=10&seconds=4"))]
@@ -121,11 +122,12 @@ def test_encoder_batches_streams_and_routes_tokens_per_stream(encoder: EncoderWo
     stream's tokens [T, gh, gw, D] with its timestamps, and a malformed chunk is counted, not fatal."""
     info = encoder.info()
     size, (gh, gw), dim = info["image_size"], info["grid"], info["hidden_size"]
-    sinks = {sid: Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8) for sid in ("a", "b")}
+    sinks = {sid: Socket.open("pull+bind:tcp://127.0.0.1:*", hwm=8, keys=TRANSPORT.keys) for sid in ("a", "b")}
     encoder.set_routes({sid: s.peer_spec() for sid, s in sinks.items()})
-    src = Socket.open(info["frames_endpoint"], hwm=8)
+    src = Socket.open(info["frames_endpoint"], hwm=8, keys=TRANSPORT.keys)
     try:
         garbage = zmq.Context.instance().socket(zmq.PUSH)
+        secure(garbage, TRANSPORT.keys, server=False)  # a peer with the keys, sending garbage
         garbage.connect(info["frames_endpoint"].split(":", 1)[1])
         garbage.send_multipart([b"\x00not msgpack", b"junk"])  # not even a message: counted at the socket
         bad = Message(Kind.FRAMES, "a", 99, {}, {"frames": np.zeros((2, size + 1, size, 3), np.uint8)})
@@ -170,9 +172,9 @@ def test_memory_checkpoints_every_chunk_publishes_and_restores(tmp_path) -> None
     from compressor.snapshot import Snapshot
 
     spec = StreamSpec("m", "synthetic://", compressor=CompressorConfig(budget=8))
-    sub = Socket.open("sub+bind:tcp://127.0.0.1:*", hwm=64)
+    sub = Socket.open("sub+bind:tcp://127.0.0.1:*", hwm=64, keys=TRANSPORT.keys)
     worker = MemoryWorker(spec, str(tmp_path), TRANSPORT, publish_to=[sub.peer_spec()])
-    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8, keys=TRANSPORT.keys)
     try:
         assert push.send(Message(Kind.TOKENS, "m", 0, {}, {"tokens": np.zeros((2, 3), np.float32)}), 5000)
         for seq in range(3):
@@ -225,7 +227,7 @@ def test_memory_restored_without_a_matching_resume_file_still_resumes_at_its_new
 
     spec = StreamSpec("r", "synthetic://", compressor=CompressorConfig(budget=8))
     worker = MemoryWorker(spec, str(tmp_path), TRANSPORT)
-    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8, keys=TRANSPORT.keys)
     try:
         for seq in range(3):
             assert push.send(_tokens_msg("r", seq), timeout_ms=5000)
@@ -249,7 +251,7 @@ def test_memory_counts_chunks_lost_on_the_way_as_sequence_gaps(tmp_path) -> None
 
     spec = StreamSpec("g", "synthetic://", compressor=CompressorConfig(budget=8))
     worker = MemoryWorker(spec, str(tmp_path), TRANSPORT)
-    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8, keys=TRANSPORT.keys)
     try:
         for seq in (0, 1, 4):
             assert push.send(_tokens_msg("g", seq), timeout_ms=5000)
@@ -281,7 +283,7 @@ def test_memory_status_never_counts_tokens_ahead_of_its_snapshot(tmp_path, monke
     monkeypatch.setattr(memory, "write_atomic", held_write)
     worker = memory.MemoryWorker(StreamSpec("h", "synthetic://", compressor=CompressorConfig(budget=8)),
                                  str(tmp_path), TRANSPORT)
-    push = Socket.open(worker.endpoints()["tokens"], hwm=8)
+    push = Socket.open(worker.endpoints()["tokens"], hwm=8, keys=TRANSPORT.keys)
     try:
         assert push.send(_tokens_msg("h", 0), timeout_ms=5000)
         assert entered.acquire(timeout=DEADLINE_S)  # chunk 0 is in the compressor, not yet published
@@ -310,7 +312,7 @@ def test_llm_answers_from_one_snapshot_and_knows_unknown_and_unready_streams() -
     from compressor.snapshot import Snapshot
 
     worker = LLMWorker(ModelConfig(path="tiny", max_new_tokens=5), LLMConfig(max_concurrent=2), TRANSPORT)
-    pub = Socket.open(worker.endpoint(), hwm=8)
+    pub = Socket.open(worker.endpoint(), hwm=8, keys=TRANSPORT.keys)
     try:
         worker.set_streams(["s"])
         with pytest.raises(StreamNotFound, match="stream 'x'"):
