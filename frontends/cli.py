@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from actors.client.cluster import check_reachable
 from actors.errors import PipelineError
 from actors.status import ROLES
+from frontends import alerts_cli
 from frontends.display import format_span, print_answer, status_line
 import scenes.video  # noqa: F401  registers scene:// for `probe` and `compress` (stream/ imports no scenes)
 from stream import probe
@@ -97,8 +98,8 @@ def cmd_streams(args: argparse.Namespace) -> int:
             spec["live"] = args.live
         print(json.dumps(client.add_stream(spec).to_dict()))
     else:
-        client.remove_stream(args.stream_id)
-        print(f"removed {args.stream_id}")
+        rules = client.remove_stream(args.stream_id)
+        print(f"removed {args.stream_id}" + (f" and its {rules} alert rules" if rules else ""))
     return 0
 
 
@@ -292,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", default=None, help="run directory (overrides the config; resumes if it holds a run)")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides steps/epochs)")
     train.set_defaults(func=cmd_train)
+
+    alerts = sub.add_parser("alerts", help="alert rules of a running `tokdyn serve`: add, list, rm, watch")
+    alerts.add_argument("--address", default="auto", help="Ray cluster address of the running serve")
+    alerts.add_argument("--namespace", default="tokdyn", help="Ray namespace of the running serve")
+    alerts_cli.add_arguments(alerts, _client)
 
     probe_parser = sub.add_parser("probe", help="does this camera or file work? codec, size, fps, contact sheet")
     probe.add_arguments(probe_parser)
