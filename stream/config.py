@@ -39,6 +39,12 @@ class SourceConfig:
         wrong URL or closed port is a clear, fast error. After one successful open a live source
         reconnects forever.
     loop: replay a file forever (for demos); timestamps keep increasing across loops.
+    decode: what the decoder may skip of what the sampler drops (stream/decode.py): "auto" (default: skip
+        non-reference frames the sampler drops, keyframes only while the sampled frames are keyframes; the
+        sampled frames stay exactly those of full decoding), "full", "nonref" (exact too) or "nonkey"
+        (keyframes only: the first keyframe at or after each grid point, up to a keyframe interval late).
+    hwaccel: hardware decoding: "auto" (CUDA/NVDEC where FFmpeg and the node have it), "cuda", "none";
+        software is the fallback, said once in the log.
     """
 
     realtime: bool = False
@@ -53,8 +59,15 @@ class SourceConfig:
     reconnect_jitter: float = 0.5
     retry_first_open: bool = False
     loop: bool = False
+    decode: str = "auto"
+    hwaccel: str = "auto"
 
     def __post_init__(self) -> None:
+        from stream.decode import DecodeMode, HwAccel
+
+        for name, kind in (("decode", DecodeMode), ("hwaccel", HwAccel)):
+            if getattr(self, name) not in {m.value for m in kind}:
+                raise ValueError(f"{name}: expected one of {[m.value for m in kind]}, got {getattr(self, name)!r}")
         if self.policy is not None:
             try:
                 object.__setattr__(self, "policy", BufferPolicy(self.policy))

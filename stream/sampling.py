@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from stream.config import BufferPolicy, SourceConfig
+from stream.decode import grid_index
 from stream.frames import Chunk, Frame, check_frames
 from stream.sources import Source, open_source
 
@@ -42,6 +43,15 @@ class Sampler:
             return False
         self._next_k = int(np.floor(k + GRID_EPS_S / self.period)) + 1
         return True
+
+    def would_keep(self, prev: float | None, pts: float) -> bool:
+        """Whether ``keep`` will keep the frame at ``pts`` whose predecessor in presentation time is at ``prev``
+        (None: unknown), asked before either is decoded (stream/decode.py): true when ``pts`` lies in a later
+        grid cell than ``prev``. True, never wrongly false, before the first frame or without ``prev``."""
+        if self._t0 is None or prev is None:
+            return True
+        return grid_index(pts, self._t0, self.period, GRID_EPS_S) > grid_index(prev, self._t0, self.period,
+                                                                               GRID_EPS_S)
 
 
 def resize_frames(frames: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
@@ -112,7 +122,8 @@ def chunks(source: Source | str, rate_hz: float, frames_per_chunk: int, size: in
         raise ValueError(f"policy: the source was opened with {source.policy.value}, got {policy!r}")
     resume = source.resume
     # sample inside the source: skipped frames cost no RGB conversion
-    source.set_sampler(Sampler(rate_hz, resume.t if resume is not None else None).keep)
+    sampler = Sampler(rate_hz, resume.t if resume is not None else None)
+    source.set_sampler(sampler.keep, sampler.would_keep, sampler.period)
     chunker = Chunker(frames_per_chunk, stream_id, size, resume.seq if resume is not None else 0)
     try:
         for frame in source:

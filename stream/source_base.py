@@ -69,6 +69,8 @@ class Source:
         self._reader: threading.Thread | None = None
         self._iterator: Generator[Frame, None, None] | None = None
         self._keep: Callable[[float], bool] | None = None
+        self._would_keep: Callable[[float | None, float], bool] | None = None  # decode only what is kept
+        self._period_s: float | None = None
 
     # -- state machine -------------------------------------------------------------------------------
     def _set_state(self, state: SourceState, detail: str = "") -> None:
@@ -117,14 +119,20 @@ class Source:
                                 state_since=self._events[-1].time, events=tuple(self._events), decode_s=self._decode_s,
                                 **self._counts, **self._info)  # type: ignore[arg-type]
 
-    def set_sampler(self, keep: Callable[[float], bool]) -> None:
+    def set_sampler(self, keep: Callable[[float], bool],
+                    would_keep: Callable[[float | None, float], bool] | None = None,
+                    period_s: float | None = None) -> None:
         """Hand out only frames for which ``keep(pts)`` is true (e.g. ``Sampler(rate_hz).keep``); call before
         iterating. The others are still decoded (inter-frame codecs need them) but never converted to RGB
         nor buffered: a 30 fps camera sampled at 2 Hz skips 28 of 30 conversions, and drop_oldest drops
-        only frames that would have been used."""
+        only frames that would have been used.
+
+        would_keep(prev, pts): the same decision asked before decoding (``Sampler.would_keep``), with the
+        sampling period ``period_s``: a decoding source then skips what the sampler drops, as far as
+        ``config.decode`` allows (stream/decode.py); without it every frame is decoded."""
         if self._iterator is not None or self._keep is not None:
             raise RuntimeError(f"source {self.url}: set_sampler must be called once, before iterating")
-        self._keep = keep
+        self._keep, self._would_keep, self._period_s = keep, would_keep, period_s
 
     # -- iteration -------------------------------------------------------------------------------------
     def _produce(self) -> Iterator[Frame]:

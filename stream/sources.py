@@ -29,6 +29,7 @@ import av
 import numpy as np
 
 from stream.config import SourceConfig
+from stream.decode import SkipPlanner, hwaccel_for, note_hw_failure
 from stream.frames import Frame, SourceState
 from stream.source_base import EventCallback, Source, SourceError
 from stream.synthetic import SyntheticVideo
@@ -95,17 +96,29 @@ class AvSource(Source):
         super().__init__(url, config, on_event, resume)
         self._rng = random.Random()
         self._decode_s = 0.0
+        self.planner: SkipPlanner | None = None  # the current connection's skip decisions (counts: tests, bench)
 
     def _open(self) -> "av.container.InputContainer":
         cfg = self.config
+        hwaccel = hwaccel_for(cfg.hwaccel)
+        if hwaccel is not None:
+            try:
+                return self._open_with(hwaccel)
+            except (av.FFmpegError, OSError) as exc:
+                note_hw_failure(exc)
+        return self._open_with(None)
+
+    def _open_with(self, hwaccel) -> "av.container.InputContainer":
+        """Open the input, decoding on the device ``hwaccel`` describes (None: software)."""
+        cfg, extra = self.config, ({"hwaccel": hwaccel} if hwaccel is not None else {})
         if not self.network:
-            return av.open(self._path)
+            return av.open(self._path, **extra)
         options = {"fflags": "nobuffer", "analyzeduration": "500000"} if self.live_stream else {}  # low latency
         if urlsplit(self._url).scheme.lower().startswith("rtsp"):
             options.update(rtsp_transport=cfg.transport, timeout=str(int(cfg.read_timeout_s * 1e6)))
         else:
             options["rw_timeout"] = str(int(cfg.read_timeout_s * 1e6))
-        return av.open(self._url, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s))
+        return av.open(self._url, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s), **extra)
 
     def _produce(self) -> Iterator[Frame]:
         attempt, opened_once = 0, False
@@ -196,9 +209,18 @@ class AvSource(Source):
         """Yield frames until the demuxer ends; return True for a final end (a file), False for a
         disconnect. Raises SourceError for a file that ends well before its declared duration."""
         errors, last_raw = 0, None
+        fps, period = self._info["fps"], self._period_s
+        planner = self.planner = SkipPlanner(self.config.decode, self._would_keep, fps, period)  # type: ignore[arg-type]
+        context = stream.codec_context
         for packet in container.demux(stream):
             if self._stop.is_set():
                 return True
+            raw_s = float(packet.pts * packet.time_base) if packet.pts is not None else None
+            skip = planner.setting(raw_s, packet.is_keyframe, clock.offset)
+            if raw_s is not None and (last_raw is None or raw_s > last_raw):
+                last_raw = raw_s  # how far the file goes, also where its frames are skipped
+            if context.skip_frame != skip:
+                context.skip_frame = skip
             started = time.perf_counter()  # decoder time only: demuxing waits on the network for a camera
             try:
                 decoded = packet.decode()
@@ -214,11 +236,11 @@ class AvSource(Source):
                 self._decode_s += time.perf_counter() - started
             errors = 0
             for frame in decoded:
-                last_raw = frame.time if frame.time is not None else last_raw
                 out = self._emit(functools.partial(frame.to_ndarray, format="rgb24"), frame.time, clock, pace_from)
                 if self._state is SourceState.CONNECTING:
                     self._set_state(SourceState.STREAMING)
                 if out is not None:
+                    planner.kept(frame.key_frame)
                     yield out
         if self.live_stream or (self.network and container.duration is None):
             return False
