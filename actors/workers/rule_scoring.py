@@ -21,6 +21,7 @@ import torch
 from vlm.prompt import prompt_ids, splice_visual
 
 YES, NO = "yes", "no"
+IDS_CACHED = 4096  # prompts whose token ids are kept (rules x distinct memory sizes)
 REQUIRED = ("model", "tokenizer", "video_marker", "video_token_id", "chat_template")
 
 
@@ -42,10 +43,20 @@ class RuleScorer:
         self.vlm = vlm
         self.yes_id = single_token(vlm.tokenizer, YES)
         self.no_id = single_token(vlm.tokenizer, NO)
+        self._ids_cache: dict[tuple[int, str], list[int]] = {}
 
     def _ids(self, num_visual: int, question: str) -> list[int]:
-        v = self.vlm
-        return prompt_ids(v.tokenizer, question, v.video_marker, v.video_token_id, num_visual, v.chat_template)
+        """The prompt's token ids, cached: a rule's prompt is the same on every snapshot (the chat template's
+        rendering costs more than a tiny model's prefill of it)."""
+        key = (num_visual, question)
+        ids = self._ids_cache.get(key)
+        if ids is None:
+            v = self.vlm
+            ids = prompt_ids(v.tokenizer, question, v.video_marker, v.video_token_id, num_visual, v.chat_template)
+            if len(self._ids_cache) >= IDS_CACHED:
+                self._ids_cache.clear()
+            self._ids_cache[key] = ids
+        return ids
 
     def _embeds(self, ids: list[int], visual: torch.Tensor) -> torch.Tensor:
         """ids (with exactly visual.shape[0] placeholders) -> embeddings [L, D] with the visual tokens in."""
