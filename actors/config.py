@@ -206,6 +206,9 @@ class ApiConfig:
     max_body_bytes: largest request body accepted (bytes).
     allowed_origins: web origins ("https://app.example:8443") whose pages may call the API from a browser;
                     requests from any other origin are refused (403), same-origin ones (the console) pass.
+    trusted_hosts:  host names the API answers to besides IP addresses and localhost (the names clients use to
+                    reach it); a request for any other name gets 400 (DNS rebinding).
+    media_dir:      folder whose files streams added over HTTP may open (null = no local files over HTTP).
     """
 
     enabled: bool = True
@@ -214,9 +217,16 @@ class ApiConfig:
     api_key: str | None = None
     max_body_bytes: int = 1_000_000
     allowed_origins: tuple[str, ...] = ()
+    trusted_hosts: tuple[str, ...] = ()
+    media_dir: str | None = None
 
     def __post_init__(self) -> None:
         check(bool(self.host), "host", "an interface address", self.host)
+        object.__setattr__(self, "trusted_hosts", tuple(self.trusted_hosts))
+        for name in self.trusted_hosts:
+            check(isinstance(name, str) and bool(re.fullmatch(r"[A-Za-z0-9.-]{1,253}", name)), "trusted_hosts",
+                  "host names like 'pipeline.example'", name)
+        check(self.media_dir is None or bool(self.media_dir), "media_dir", "null or a folder", self.media_dir)
         check(0 <= self.port <= 65535, "port", "0..65535", self.port)
         check(self.api_key is None or len(self.api_key) >= 8, "api_key", "null or >= 8 characters", "***")
         check(self.max_body_bytes >= 1024, "max_body_bytes", ">= 1024", self.max_body_bytes)

@@ -39,6 +39,7 @@ from frontends.api.alerts import AlertRoutes, render_alert_metrics
 from frontends.api.backend import Backend
 from frontends.api.errors import AUTHENTICATION, ApiError, backend_errors, invalid
 from frontends.api.guard import BrowserGuard
+from frontends.api.trust import TrustedHosts, check_http_source
 from frontends.api.live import LiveRoutes
 from frontends.api.metrics import QueryMetrics, render
 from frontends.api.parsing import parse_replica_count, parse_replica_role, parse_stream_spec, read_json
@@ -100,6 +101,8 @@ class Api:
         spec = parse_stream_spec(await read_json(request, self.config.max_body_bytes))
         with backend_errors(spec["stream_id"]):
             stream_spec(spec)  # validate here: a 400 naming the bad key, before any actor starts
+        check_http_source(spec["url"], self.config.media_dir)
+        with backend_errors(spec["stream_id"]):
             status = await self.backend.add_stream(spec)
         return JSONResponse(status.to_dict(), status_code=201)
 
@@ -206,7 +209,8 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestCounter, registry=api.metrics.registry, routes=routes),
+        middleware=[Middleware(TrustedHosts, names=config.trusted_hosts),  # first of all: DNS rebinding
+                    Middleware(RequestCounter, registry=api.metrics.registry, routes=routes),
                     Middleware(BrowserGuard, allowed_origins=config.allowed_origins),  # before auth: preflights
                     Middleware(BearerAuth, api_key=config.api_key)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},

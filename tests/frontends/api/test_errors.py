@@ -123,7 +123,7 @@ def test_body_over_the_limit_is_413_from_the_declared_length(http):
 def test_chunked_body_over_the_limit_is_413_before_the_body_ends(server):
     # A raw chunked upload that never finishes: only a server that counts while reading can answer at all.
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\n"
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
                      b"Content-Type: application/json\r\n"
                      b"Authorization: Bearer " + API_KEY.encode() + b"\r\n\r\n")
         for _ in range(MAX_BODY // 4096 + 2):
