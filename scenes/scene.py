@@ -173,6 +173,17 @@ class Scene:
         self._draw(t, None, labels)
         return labels
 
+    def cell_labels(self, t: float, grid: tuple[int, int]) -> np.ndarray:
+        """[gh, gw] int16: per cell of a ``grid`` laid evenly over the whole frame (the model input is the frame
+        resized without keeping the aspect), the object covering most of its pixels, -1 where background does."""
+        labels = self.labels(t).astype(np.int64) + 1  # [H, W] object index + 1, 0 = background
+        gh, gw = grid
+        rows = np.arange(labels.shape[0]) * gh // labels.shape[0]  # [H] cell row of each pixel row
+        cols = np.arange(labels.shape[1]) * gw // labels.shape[1]  # [W]
+        bins = (rows[:, None] * gw + cols[None, :]) * (len(self.objects) + 1) + labels  # [H, W]
+        counts = np.bincount(bins.ravel(), minlength=gh * gw * (len(self.objects) + 1))
+        return (counts.reshape(gh, gw, -1).argmax(-1) - 1).astype(np.int16)
+
     def state_at(self, t: float) -> list[ObjectState]:
         """The visible objects at ``t`` (by index): centre, zone and direction of motion."""
         states = []

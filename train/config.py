@@ -214,19 +214,58 @@ class WarmupConfig:
     """Optional vision warm-up on scenes: per grid cell, classify the majority object (shape, colour) or
     background with a linear head on the projector output, training vision tower + projector.
 
-    steps:        optimiser steps (0 = off).
+    steps:        most optimiser steps (0 = off).
     lr:           learning rate (AdamW).
-    batch_frames: frames per step.
+    batch_frames: fresh frames per step.
+    eval_every:   steps between held-out evaluations (per-cell accuracy, logged as the stage's curve).
+    patience:     stop once that many evaluations in a row did not raise the held-out objects' accuracy (0 = never).
     """
 
     steps: int = 0
     lr: float = 1e-3
     batch_frames: int = 32
+    eval_every: int = 100
+    patience: int = 0
 
     def __post_init__(self) -> None:
         check(self.steps >= 0, "steps", ">= 0", self.steps)
+        check(self.eval_every >= 1, "eval_every", ">= 1", self.eval_every)
+        check(self.patience >= 0, "patience", ">= 0", self.patience)
         check(self.lr > 0, "lr", "> 0", self.lr)
         check(self.batch_frames >= 1, "batch_frames", ">= 1", self.batch_frames)
+
+
+MEMORY_SOURCES = ("oracle", "real")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of teaching the language model to read memories, before the main stage (the top-level
+    `steps`, `formats`, `data.scenes`). A curriculum goes from clean memories to real ones.
+
+    memory:       "oracle": memories built from the scenes' true label maps through the concept tokens
+                  (train/oracle.py: no rendering, no vision, about 0.2 s per scene) | "real": rendered,
+                  encoded by the trained vision path, compressed, as in the main stage.
+    steps:        optimiser steps of this stage (its own warm-up and cosine decay of `optim.lr`).
+    scenes:       training scenes of its pool (seeds from the main pool's first seed; oracle pools are cheap).
+    snapshots, per_category: memories per scene and questions per category per memory.
+    categories:   question categories asked (empty = all).
+    """
+
+    memory: str = "oracle"
+    steps: int = 1000
+    scenes: int = 200
+    snapshots: int = 6
+    per_category: int = 2
+    categories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check(self.memory in MEMORY_SOURCES, "memory", " | ".join(MEMORY_SOURCES), self.memory)
+        check(self.steps >= 1, "steps", ">= 1", self.steps)
+        check(self.scenes >= 1, "scenes", ">= 1", self.scenes)
+        check(self.snapshots >= 1, "snapshots", ">= 1", self.snapshots)
+        check(self.per_category >= 1, "per_category", ">= 1", self.per_category)
+        object.__setattr__(self, "categories", tuple(self.categories))
 
 
 @dataclass(frozen=True)
@@ -268,6 +307,9 @@ class TrainConfig:
     batch_size:   examples per optimiser step per worker.
     steps:        optimiser steps in total; or epochs: passes over the example pool (exactly one of the two).
     checkpoint_every_steps: report a checkpoint every this many steps (and at the end).
+    aux_weight:   weight of the memory tokens' auxiliary loss (each names its object's words; 0 = off).
+    focus_weight: weight of the attention loss (the answer looks at the tokens it depends on; 0 = off).
+    curriculum:   Stages run before the main one, in order (after the vision warm-up).
     optim, eval, vision_warmup, ray: see their dataclasses.
     """
 
@@ -283,6 +325,9 @@ class TrainConfig:
     checkpoint_every_steps: int = 50
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    aux_weight: float = 0.0
+    focus_weight: float = 0.0
+    curriculum: tuple[Stage, ...] = ()
     vision_warmup: WarmupConfig = field(default_factory=WarmupConfig)
     ray: RayTrainConfig = field(default_factory=RayTrainConfig)
 
@@ -302,6 +347,9 @@ class TrainConfig:
         check(self.eval.format < len(self.formats), "eval.format", f"< {len(self.formats)} (formats listed)",
                self.eval.format)
         check(set(freeze) != set(PARTS), "freeze", "at least one trainable part", list(freeze))
+        check(self.aux_weight >= 0, "aux_weight", ">= 0", self.aux_weight)
+        check(self.focus_weight >= 0, "focus_weight", ">= 0", self.focus_weight)
+        object.__setattr__(self, "curriculum", tuple(self.curriculum))
 
     @property
     def output_path(self) -> Path:

@@ -2,13 +2,18 @@
 
     run_training(load_train_config("train-default"))      # -> <output>/model, loadable with load_vlm
 
-Per worker: build the model (or restore it from the run's latest checkpoint), build the example pool once
-(frame tokens of the frozen vision tower, memories by the pipeline's streaming compressor), then step: draw a
-memory format by weight, a batch of its examples, AdamW. Every `checkpoint_every_steps` all workers call
-`ray.train.report` (rank 0 attaches the checkpoint: weights, optimiser, step, RNGs). Running again with the
-same output directory resumes from the latest checkpoint (Ray Train keeps the run's state in
-`<output>/run`). Rank 0 logs to `<output>/metrics.jsonl` and shows a progress bar; at the end it writes the
-model with `save_pretrained` to `<output>/model`.
+A run is a sequence of phases (`phases`), each measured on held-out data as it goes:
+  vision   the vision stage (train/warmup.py): every object's tokens pulled to its concept token on fresh frames;
+  stageN   the curriculum (`curriculum`): reading taught on clean memories first (oracle: the scenes' true label
+           maps through the concept tokens and the streaming compressor), then on real ones;
+  main     the top-level `steps`, `formats` and `data`: real memories of every format.
+Every reading phase trains the LLM (and the cross-dynamics attention) on the answer loss plus the dense
+signals of train/objective.py (each memory token names its object's words; the answer looks at the tokens it
+depends on), with its own warm-up and cosine decay. Every `checkpoint_every_steps` of any phase (and at its
+end) all workers call `ray.train.report` (rank 0 attaches the checkpoint: weights, the phase's optimiser, its
+step, RNGs), so running again with the same output directory resumes in the phase it stopped in (Ray Train
+keeps the run's state in `<output>/run`). Rank 0 logs to `<output>/metrics.jsonl` (each phase's curve) and
+shows a progress bar; at the end it writes the model with `save_pretrained` to `<output>/model`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from train.checkpoint import capture_rng, read_state, restore_rng, scratch_dir, write_state
-from train.config import TrainConfig
+from train.config import Stage, TrainConfig
 from train.model import check_checkpoint_dir, load_model, load_trained_state, make_dynamics, set_trainable
 from train.objective import QAObjective
 
@@ -76,105 +81,152 @@ def _data_parallel(module: torch.nn.Module) -> torch.nn.Module:
                                          parallel_strategy_kwargs={"find_unused_parameters": True})
 
 
+def phases(config: TrainConfig) -> list[str]:
+    """The run's phases in order: "vision" (when its warm-up has steps), "stage0".. (the curriculum), "main"."""
+    return (["vision"] if config.vision_warmup.steps else []) + [f"stage{i}" for i in range(len(config.curriculum))] \
+        + ["main"]
+
+
+class Worker:
+    """One Ray Train worker's run: the model, the data generator, the metrics log, and where a checkpoint
+    says it stopped (`phase`, `step` within it, the optimiser state of that phase)."""
+
+    def __init__(self, config: TrainConfig, rank: int, world: int) -> None:
+        import ray.train
+
+        self.config, self.rank, self.world = config, rank, world
+        torch.set_num_threads(max(1, int(config.ray.resources_per_worker.get("CPU", 1))))
+        torch.manual_seed(config.seed + rank)
+        self.rng = np.random.default_rng([config.seed, rank])
+        self.metrics = MetricsLog(config.output_path / METRICS_FILE, rank == 0)
+        self.vlm = load_model(config.model, config.seed, _device(config))
+        self.dynamics = make_dynamics(self.vlm, config.seed)
+        self.phases = phases(config)
+        self.phase, self.step, self.optimizer_state, self.extra = 0, 0, None, {}
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                state = read_state(Path(directory))
+            load_trained_state(self.vlm, self.dynamics, state["weights"])
+            progress = state["meta"].get("progress", {"phase": len(self.phases) - 1, "extra": {}})
+            self.phase, self.step = int(progress["phase"]), int(state["step"])
+            self.optimizer_state, self.extra = state["optimizer"], progress.get("extra", {})
+            restore_rng(state["rng"], self.rng)
+            self.metrics.write({"event": "resumed", "phase": self.phases[self.phase], "step": self.step})
+
+    def checkpoint(self, phase: int, step: int, optimizer: torch.optim.Optimizer, record: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> None:
+        """Every worker reports (Ray Train's collective); rank 0 attaches the state of phase `phase` at `step`."""
+        _report(self.config, self.vlm, self.dynamics, optimizer, step, self.rng, record, self.rank,
+                {"phase": phase, "extra": extra or {}})
+
+    def resume_point(self, phase: int) -> tuple[int, dict | None, dict[str, Any]]:
+        """(step, optimiser state, extra) to start phase `phase` from: the checkpoint's if it stopped there."""
+        if phase == self.phase:
+            return self.step, self.optimizer_state, self.extra
+        return 0, None, {}
+
+    def run(self) -> None:
+        for index, name in enumerate(self.phases):
+            if index < self.phase:
+                continue  # done before the checkpoint this run resumed from
+            if name == "vision":
+                self.run_vision(index)
+            else:
+                self.run_reading(index, self.config.curriculum[int(name[5:])] if name != "main" else None)
+        if self.rank == 0:
+            self.vlm.meaningful = True  # trained: its answers are no longer noise (the notes file says so)
+            out = self.config.output_path / MODEL_DIR
+            shutil.rmtree(out, ignore_errors=True)
+            self.vlm.save_pretrained(out)
+
+    def run_vision(self, index: int) -> None:
+        from train.warmup import vision_warmup
+
+        step, optimizer_state, extra = self.resume_point(index)
+
+        def checkpoint(at: int, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+            self.checkpoint(index, at, optimizer, {"phase": "vision"}, state)
+
+        figures = vision_warmup(self.vlm, self.config, self.rank, self.world, _data_parallel, self.metrics.write,
+                                start=(step, optimizer_state, extra), checkpoint=checkpoint,
+                                every=self.config.checkpoint_every_steps)
+        self.metrics.write({"event": "vision_warmup", **figures})
+
+    def run_reading(self, index: int, stage: Stage | None) -> None:
+        """A reading phase: a curriculum `stage`, or the main phase (None) from the top-level settings."""
+        from train.data import build_eval_examples, build_stage_pool, build_train_pool, steps_per_epoch
+
+        config, vlm, name = self.config, self.vlm, self.phases[index]
+        if stage is None:
+            pool = build_train_pool(vlm, config, self.rank, self.world, self.metrics.write)
+            total = config.steps if config.steps is not None else config.epochs * steps_per_epoch(pool, config)
+            oracle = False
+        else:
+            pool = build_stage_pool(vlm, config, stage, self.rank, self.world, self.metrics.write)
+            total, oracle = stage.steps, stage.memory == "oracle"
+        eval_examples = build_eval_examples(vlm, config, oracle) if self.rank == 0 and config.eval.suite else []
+        params = set_trainable(vlm, self.dynamics, config.freeze)
+        objective = QAObjective(vlm, self.dynamics, config.aux_weight, config.focus_weight)
+        model = _data_parallel(objective)
+        optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+        step, optimizer_state, _ = self.resume_point(index)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        weights = np.array([f.weight if pool.by_format[i] else 0.0 for i, f in enumerate(config.formats)])
+        weights /= weights.sum()
+        bar = tqdm(total=total, initial=step, disable=self.rank != 0, desc=f"train {name}", file=sys.stderr,
+                   mininterval=5.0, ascii=True, dynamic_ncols=False)
+        losses: list[float] = []
+        window_start, window_examples = time.perf_counter(), 0
+        while step < total:
+            lr = lr_at(step, total, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            fmt = int(self.rng.choice(len(config.formats), p=weights))
+            loss, _ = model(pool.sample(fmt, config.batch_size, self.rng))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+            optimizer.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            window_examples += config.batch_size * self.world
+            bar.update(1)
+            record: dict[str, Any] = {}
+            if step % LOG_EVERY_STEPS == 0 or step == total:
+                elapsed = time.perf_counter() - window_start
+                record = {"phase": name, "step": step, "loss": float(np.mean(losses)), "lr": lr,
+                          **{f"loss_{k}": v for k, v in objective.last.items()},
+                          "s_per_step": elapsed / len(losses), "examples_per_s": window_examples / elapsed}
+                self.metrics.write(record)
+                losses, window_start, window_examples = [], time.perf_counter(), 0
+            at_eval = (config.eval.every_steps and step % config.eval.every_steps == 0) or step == total
+            if at_eval and eval_examples:
+                from train.evaluate import accuracy
+
+                result = accuracy(vlm, self.dynamics, eval_examples)
+                record.update(result)
+                self.metrics.write({"event": "eval", "phase": name, "step": step,
+                                    "examples_seen": step * config.batch_size * self.world, **result})
+                window_start = time.perf_counter()  # evaluation time is not training throughput
+            if step % config.checkpoint_every_steps == 0 or step == total:
+                self.checkpoint(index, step, optimizer, record)
+        bar.close()
+        objective.serving()
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The body every Ray Train worker runs (see the module docstring)."""
     import ray.train
 
-    from train.data import build_eval_examples, build_train_pool, steps_per_epoch
-
-    config: TrainConfig = loop_config["config"]
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(config.ray.resources_per_worker.get("CPU", 1))))
-    torch.manual_seed(config.seed + rank)
-    rng = np.random.default_rng([config.seed, rank])
-    device = _device(config)
-    metrics = MetricsLog(config.output_path / METRICS_FILE, rank == 0)
-
-    vlm = load_model(config.model, config.seed, device)
-    dynamics = make_dynamics(vlm, config.seed)
-    checkpoint = ray.train.get_checkpoint()
-    state = None
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = read_state(Path(directory))
-        load_trained_state(vlm, dynamics, state["weights"])
-    elif config.vision_warmup.steps:
-        from train.warmup import vision_warmup
-
-        metrics.write({"event": "vision_warmup", **vision_warmup(vlm, config, rank, world, _data_parallel)})
-
-    pool = build_train_pool(vlm, config, rank, world, metrics.write)
-    eval_examples = build_eval_examples(vlm, config) if rank == 0 and config.eval.suite else []
-    params = set_trainable(vlm, dynamics, config.freeze)
-    objective = QAObjective(vlm, dynamics)
-    model = _data_parallel(objective)
-    optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    epoch_steps = steps_per_epoch(pool, config)
-    total = config.steps if config.steps is not None else config.epochs * epoch_steps
-    step = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        restore_rng(state["rng"], rng)
-        metrics.write({"event": "resumed", "step": step})
-    weights = np.array([f.weight for f in config.formats], dtype=np.float64)
-    weights /= weights.sum()
-
-    def evaluate(at_step: int) -> dict[str, float]:
-        if not eval_examples:
-            return {}
-        from train.evaluate import accuracy
-
-        result = accuracy(vlm, dynamics, eval_examples)
-        metrics.write({"event": "eval", "step": at_step, **result})
-        return result
-
-    bar = tqdm(total=total, initial=step, disable=rank != 0, desc="train", file=sys.stderr, mininterval=5.0,
-               ascii=True, dynamic_ncols=False)
-    losses: list[float] = []
-    window_start, window_examples = time.perf_counter(), 0
-    while step < total:
-        lr = lr_at(step, total, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        fmt = int(rng.choice(len(config.formats), p=weights))
-        loss, _ = model(pool.sample(fmt, config.batch_size, rng))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
-        optimizer.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        window_examples += config.batch_size * world
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-        record: dict[str, Any] = {}
-        if step % LOG_EVERY_STEPS == 0 or step == total:
-            elapsed = time.perf_counter() - window_start
-            steps_in_window = len(losses)
-            record = {"step": step, "epoch": step / epoch_steps, "loss": float(np.mean(losses)), "lr": lr,
-                      "s_per_step": elapsed / steps_in_window, "examples_per_s": window_examples / elapsed}
-            metrics.write(record)
-            losses, window_start, window_examples = [], time.perf_counter(), 0
-        at_eval = (config.eval.every_steps and step % config.eval.every_steps == 0) or (
-            not config.eval.every_steps and step % epoch_steps == 0) or step == total
-        if at_eval and rank == 0:
-            record.update(evaluate(step))
-            window_start = time.perf_counter()  # evaluation time is not training throughput
-        if step % config.checkpoint_every_steps == 0 or step == total:
-            _report(config, vlm, dynamics, optimizer, step, rng, record, rank)
-    bar.close()
-    if rank == 0:
-        vlm.meaningful = True  # trained: its answers are no longer noise (the notes file says so)
-        out = config.output_path / MODEL_DIR
-        shutil.rmtree(out, ignore_errors=True)
-        vlm.save_pretrained(out)
+    Worker(loop_config["config"], ctx.get_world_rank(), ctx.get_world_size()).run()
 
 
 def _report(config: TrainConfig, vlm, dynamics, optimizer, step: int, rng: np.random.Generator,
-            record: dict[str, Any], rank: int) -> None:
+            record: dict[str, Any], rank: int, progress: dict[str, Any]) -> None:
     """Every worker reports (Ray Train's collective); rank 0 attaches the checkpoint."""
     import ray.train
 
@@ -186,7 +238,7 @@ def _report(config: TrainConfig, vlm, dynamics, optimizer, step: int, rng: np.ra
     try:
         write_state(directory, weights={"model": vlm.model.state_dict(), "dynamics": dynamics.state_dict()},
                     optimizer=optimizer.state_dict(), step=step, rng=capture_rng(rng),
-                    meta={"config": asdict(config)})
+                    meta={"config": asdict(config), "progress": progress})
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -9,6 +9,7 @@ token of `frames` frames sampled uniformly over the frames seen so far (the unco
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from compressor.snapshot import Snapshot
 from compressor.stream_base import StreamCompressor
 from train.config import FULL, MemoryFormat
 from train.model import encode_frames_grad
+from train.oracle import token_objects
 from vlm.llava_onevision import LlavaOnevision
 
 
@@ -34,11 +36,12 @@ class Memory:
     recent: torch.Tensor
     t_start: float
     t_end: float
+    objects: np.ndarray | None = None  # [K] object index each base token holds (-1 background), when known
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> Memory:
         """The same memory with its tensors on `device` in `dtype`."""
         base, motion, recent = (t.to(device=device, dtype=dtype) for t in (self.base, self.motion, self.recent))
-        return Memory(base, motion, recent, self.t_start, self.t_end)
+        return Memory(base, motion, recent, self.t_start, self.t_end, self.objects)
 
     @property
     def num_visual(self) -> int:
@@ -84,9 +87,11 @@ def _compressor(fmt: MemoryFormat, seed: int) -> StreamCompressor:
 
 
 def stream_memories(tokens: torch.Tensor, timestamps: np.ndarray, fmt: MemoryFormat, frames_per_chunk: int,
-                    at_chunks: Sequence[int], seed: int = 0) -> list[Memory]:
+                    at_chunks: Sequence[int], seed: int = 0, labels: np.ndarray | None = None) -> list[Memory]:
     """Tokens [T, gh, gw, D] of sampled frames at media times [T] -> the memory after each chunk in `at_chunks`
-    (chunk i = frames [i * frames_per_chunk, (i + 1) * frames_per_chunk)), in that order."""
+    (chunk i = frames [i * frames_per_chunk, (i + 1) * frames_per_chunk)), in that order. With the frames' cell
+    labels [T, gh, gw] (object index, -1 background) a compressor with a key map also tells which object each
+    base token holds (`Memory.objects`, train/oracle.py `token_objects`)."""
     if tokens.ndim != 4 or tokens.shape[0] != len(timestamps):
         raise ValueError(f"tokens [T, gh, gw, D] and timestamps [T]: expected matching T, got "
                          f"{tuple(tokens.shape)} and {len(timestamps)}")
@@ -102,7 +107,12 @@ def stream_memories(tokens: torch.Tensor, timestamps: np.ndarray, fmt: MemoryFor
         part = slice(i * frames_per_chunk, (i + 1) * frames_per_chunk)
         compressor.update(tokens[part], timestamps[part])
         if i in wanted:
-            out.append(_snapshot_memory(compressor))
+            memory = _snapshot_memory(compressor)
+            if labels is not None and hasattr(compressor, "key_map"):
+                key_map = compressor.key_map()  # [T_seen, gh, gw]
+                objects = token_objects(key_map, labels[:key_map.shape[0]], memory.base.shape[0])
+                memory = dataclasses.replace(memory, objects=objects)
+            out.append(memory)
     return out
 
 
@@ -158,14 +168,14 @@ def live_memory(vlm: LlavaOnevision, source: FrameSource) -> Memory:
 
 def memory_inputs(vlm: LlavaOnevision, frames: np.ndarray, times: np.ndarray, formats: Sequence[MemoryFormat],
                   frames_per_chunk: int, at_chunks: Sequence[int], seed: int,
-                  live: bool) -> list[list[Memory | FrameSource]]:
+                  live: bool, labels: np.ndarray | None = None) -> list[list[Memory | FrameSource]]:
     """Sampled frames uint8 [T, S, S, 3] at media times [T] -> per format, per chunk in `at_chunks` (ascending):
     the memory (frozen vision: tokens encoded once, here) or, with `live`, the FrameSource to rebuild it from
-    at every step (the frames are views of `frames`, not copies)."""
+    at every step (the frames are views of `frames`, not copies). `labels` [T, gh, gw]: see stream_memories."""
     wanted = sorted(set(at_chunks))
     if live:
         ends = [min((i + 1) * frames_per_chunk, len(times)) for i in wanted]
         return [[FrameSource(frames[:end], times[:end], fmt, frames_per_chunk, seed) for end in ends]
                 for fmt in formats]
     tokens = encode(vlm, frames)  # [T, gh, gw, D]
-    return [stream_memories(tokens, times, fmt, frames_per_chunk, wanted, seed) for fmt in formats]
+    return [stream_memories(tokens, times, fmt, frames_per_chunk, wanted, seed, labels) for fmt in formats]

@@ -9,6 +9,7 @@ into the base tokens.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -56,6 +57,25 @@ def check_checkpoint_dir(directory: Path) -> None:
                                    f"{model_type!r} in {config_file} (tokdyn trains LLaVA-OneVision models only)")
 
 
+def sincos_positions(vlm: LlavaOnevision) -> None:
+    """Set a from-scratch vision tower's position embeddings [P, C] to fixed 2-D sines and cosines of the patch
+    row and column (half the channels each, as MAE's ViT starts): neighbouring patches start with similar
+    embeddings, so attention can be local from the first step, which a shape (a property of several patches
+    together) needs. Random embeddings left the tower seeing single patches for thousands of steps."""
+    table = vlm.model.model.vision_tower.embeddings.position_embedding.weight  # [P, C]
+    count, channels = table.shape
+    side = math.isqrt(count)
+    quarter = channels // 4
+    omega = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(quarter, 1)))  # [C/4]
+    grid = torch.arange(side, dtype=torch.float32)
+    rows, cols = grid.repeat_interleave(side), grid.repeat(side)  # [P] row and column of each patch
+    parts = [f(pos[:, None] * omega[None, :]) for pos in (rows, cols) for f in (torch.sin, torch.cos)]
+    values = torch.cat(parts, dim=1)  # [P, 4 * (C / 4)]
+    with torch.no_grad():
+        table.zero_()
+        table[:, :values.shape[1]] = values.to(table)
+
+
 def load_model(init: ModelInit, seed: int, device: str) -> LlavaOnevision:
     """ModelInit -> a LlavaOnevision in train mode on `device` ("cpu" / "cuda").
 
@@ -69,6 +89,7 @@ def load_model(init: ModelInit, seed: int, device: str) -> LlavaOnevision:
         except (TypeError, ValueError) as exc:  # an unknown size key (TypeError) or a bad value
             raise ConfigError(f"model.{exc}" if str(exc).startswith("size.") else f"model.size: {exc}") from None
         vlm = build_tiny(model_config, size, scene_tokenizer() if init.tokenizer == "scenes" else None)
+        sincos_positions(vlm)
     else:
         check_checkpoint_dir(Path(init.init).expanduser())
         try:

@@ -3,6 +3,13 @@ cross-entropy on the answer positions only, batched with right padding and an at
 
 The prompt is built by `vlm.prompt.prompt_ids` with the model's own chat template, exactly as
 `LlavaOnevision.generate` builds it at answer time, so the model learns the distribution it is asked from.
+
+The dense signal: an example whose memory tokens have targets (train/oracle.py `token_targets`: per token the
+first answer token of its object's shape, colour, zone, direction and entry second, background tokens naming
+"nothing") adds, with weight `aux_weight`, the cross-entropy of each memory token's own last hidden state,
+read through the language model's output head, against each of those words. So every example carries about
+K x 5 labels instead of the one answer, and each token's state comes to say in words what it holds, which the
+answer then only has to find and copy.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from torch import nn
 from compressor.attention import CrossDynamicsAttention, fuse_memory
 from train.config import MemoryFormat
 from train.memory import FrameSource, Memory, live_memory
+from train.oracle import IGNORE
 from vlm.llava_onevision import LlavaOnevision
 from vlm.prompt import prompt_ids, splice_visual
 
@@ -37,14 +45,19 @@ class Example:
     category: str = "user"
     qa: object | None = None
     source: FrameSource | None = None
+    targets: torch.Tensor | None = None
+    focus: torch.Tensor | None = None
 
     @classmethod
     def of(cls, visual: Memory | FrameSource, question: str, answer: str, fmt: MemoryFormat, category: str = "user",
-           qa: object | None = None) -> Example:
-        """An example answered from a memory, or from frames when `visual` is a FrameSource (slow path)."""
+           qa: object | None = None, targets: torch.Tensor | None = None,
+           focus: torch.Tensor | None = None) -> Example:
+        """An example answered from a memory, or from frames when `visual` is a FrameSource (slow path);
+        `targets` [K, A] int64: answer words per base token for the auxiliary loss; `focus` [F] int64: the base
+        tokens the answer depends on, for the attention loss (None: no such loss for this example)."""
         live = isinstance(visual, FrameSource)
         return cls(None if live else visual, question, answer, fmt.uses_dynamics, category, qa,
-                   visual if live else None)
+                   visual if live else None, targets, focus)
 
     def memory_for(self, vlm: LlavaOnevision) -> Memory:
         """The memory this example is answered from, on the model's device in its dtype."""
@@ -65,37 +78,89 @@ def _answer_ids(vlm: LlavaOnevision, answer: str) -> list[int]:
 
 class QAObjective(nn.Module):
     """The whole trainable model (LLaVA-OneVision + cross-dynamics attention) as one module whose forward is
-    the batch loss, so DDP synchronises every part's gradients in one place."""
+    the batch loss, so DDP synchronises every part's gradients in one place.
 
-    def __init__(self, vlm: LlavaOnevision, dynamics: CrossDynamicsAttention) -> None:
+    Losses (weights: 1, `aux_weight`, `focus_weight`):
+      answer: cross-entropy of the answer tokens (and <|im_end|>);
+      aux:    each memory token with targets names its object's words (module docstring);
+      focus:  at the position that writes the answer's first token, head 0 of every layer but the first puts
+              its attention on the memory tokens the answer depends on (``Example.focus``): -log of the share
+              it gives them. The retrieval the answer needs is then taught directly instead of being found
+              after a long plateau. Needs the eager attention (the weights are not returned otherwise), which
+              this module switches on while it trains and off again with ``serving()``.
+    """
+
+    def __init__(self, vlm: LlavaOnevision, dynamics: CrossDynamicsAttention, aux_weight: float = 0.0,
+                 focus_weight: float = 0.0) -> None:
         super().__init__()
         self.vlm = vlm  # plain attribute: the tokenizer and prompt settings; its modules are registered below
         self.model = vlm.model
         self.dynamics = dynamics
+        self.aux_weight, self.focus_weight = aux_weight, focus_weight
+        self.last = {"aux": 0.0, "focus": 0.0}  # the latest batch's auxiliary losses (for the metrics log)
+        self._prompts: dict[tuple[str, int], list[int]] = {}  # (question, visual tokens) -> prompt ids
+        self._attention = self.model.config.text_config._attn_implementation
+        if focus_weight:
+            self.model.set_attn_implementation("eager")
+
+    def serving(self) -> None:
+        """Back to the attention implementation the model serves with (before saving it)."""
+        self.model.set_attn_implementation(self._attention)
+
+    def _prompt(self, question: str, num_visual: int) -> list[int]:
+        key = (question, num_visual)
+        if key not in self._prompts:  # the chat template costs more than a small model's step per example
+            vlm = self.vlm
+            self._prompts[key] = prompt_ids(vlm.tokenizer, question, vlm.video_marker, vlm.video_token_id,
+                                            num_visual, vlm.chat_template)
+        return self._prompts[key]
 
     def forward(self, examples: Sequence[Example]) -> tuple[torch.Tensor, int]:
-        """A batch of B examples -> (mean cross-entropy over all answer tokens, number of answer tokens)."""
+        """A batch of B examples -> (answer cross-entropy + aux_weight x aux + focus_weight x focus, number of
+        answer tokens)."""
         vlm, device = self.vlm, self.vlm.device
         embed = self.model.get_input_embeddings()
         rows, targets, positions = [], [], []
+        token_positions, token_targets = [], []  # [(b, position)], [[A] targets] of memory tokens with targets
+        focus_rows = []  # (b, answer position, positions of the focus tokens)
         for b, ex in enumerate(examples):
             visual = visual_inputs(ex.memory_for(vlm), self.dynamics if ex.fused else None)  # [N, D]
-            prompt = prompt_ids(vlm.tokenizer, ex.question, vlm.video_marker, vlm.video_token_id, visual.shape[0],
-                                vlm.chat_template)
+            prompt = self._prompt(ex.question, visual.shape[0])
             answer = _answer_ids(vlm, ex.answer)
             ids = torch.tensor(prompt + answer, device=device)  # [L_b]
             rows.append(splice_visual(embed(ids), ids, visual, vlm.video_token_id))  # [L_b, D]
             # logits at position p predict token p + 1: the answer's tokens are predicted from len(prompt) - 1 on
             positions += [(b, len(prompt) - 1 + j) for j in range(len(answer))]
             targets += answer
+            where = (ids == vlm.video_token_id).nonzero().flatten()  # [N] visual positions, base tokens first
+            if self.aux_weight and ex.targets is not None:
+                token_positions += [(b, int(p)) for p in where[:ex.targets.shape[0]]]
+                token_targets.append(ex.targets[:len(where)])
+            if self.focus_weight and ex.focus is not None and len(ex.focus):
+                focus_rows.append((b, len(prompt) - 1, where[ex.focus.to(device)]))
         length = max(r.shape[0] for r in rows)
         embeds = torch.zeros(len(rows), length, rows[0].shape[1], device=device, dtype=rows[0].dtype)  # [B, L, D]
         mask = torch.zeros(len(rows), length, device=device, dtype=torch.long)  # [B, L]; right padding
         for b, r in enumerate(rows):
             embeds[b, :r.shape[0]] = r
             mask[b, :r.shape[0]] = 1
-        hidden = self.model.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # [B, L, D]
+        out = self.model.model(inputs_embeds=embeds, attention_mask=mask, output_attentions=bool(focus_rows))
+        hidden = out.last_hidden_state  # [B, L, D]
         index = torch.tensor(positions, device=device)  # [A, 2]
         logits = self.model.lm_head(hidden[index[:, 0], index[:, 1]])  # [A, V]: only the answer positions
         loss = F.cross_entropy(logits.float(), torch.tensor(targets, device=device))
+        if token_positions:
+            at = torch.tensor(token_positions, device=device)  # [M, 2]
+            word_logits = self.model.lm_head(hidden[at[:, 0], at[:, 1]]).float()  # [M, V]
+            words = torch.cat(token_targets).to(device)  # [M, A]: one cross-entropy per word (multi-label)
+            aux = F.cross_entropy(word_logits.unsqueeze(1).expand(-1, words.shape[1], -1).flatten(0, 1),
+                                  words.reshape(-1), ignore_index=IGNORE)
+            self.last["aux"] = float(aux.detach())
+            loss = loss + self.aux_weight * aux
+        if focus_rows:
+            layers = out.attentions[1:] or out.attentions  # [B, H, L, L] per layer; the first cannot know yet
+            shares = [layer[b, 0, p, keys].float().sum() for layer in layers for b, p, keys in focus_rows]
+            focus = -torch.log(torch.stack(shares).clamp(min=1e-6)).mean()
+            self.last["focus"] = float(focus.detach())
+            loss = loss + self.focus_weight * focus
         return loss, len(targets)

@@ -21,7 +21,8 @@ from scenes.scene import Scene, SceneSpec, make_scene
 from scenes.suites import TRAIN_SEED_START
 from stream.sampling import resize_frames
 from train.config import DataConfig, MemoryFormat
-from train.memory import memory_inputs, snapshot_chunks
+from train.memory import Memory, memory_inputs, snapshot_chunks, stream_memories
+from train.oracle import Concepts, cell_label_maps, focus_tokens, oracle_tokens, referents, token_targets
 from train.objective import Example
 from vlm.llava_onevision import LlavaOnevision
 
@@ -59,21 +60,44 @@ class ExamplePool:
 
 
 def scene_examples(vlm: LlavaOnevision, spec: SceneSpec, formats: Sequence[MemoryFormat], data: DataConfig,
-                   seed: int, live: bool = False) -> list[list[Example]]:
+                   seed: int, live: bool = False, oracle: Concepts | None = None,
+                   targets: bool = False, categories: tuple[str, ...] | None = None) -> list[list[Example]]:
     """One scene -> its examples per format: every question at every snapshot time, for every format.
-    `live`: the vision path trains, so keep the frames (memories are rebuilt with grad every step)."""
+
+    `live`: the vision path trains, so keep the frames (memories are rebuilt with grad every step).
+    `oracle`: build the memories from the scene's true label maps through these concepts (train/oracle.py)
+    instead of rendering and encoding frames. `targets`: give each memory's base tokens their answer words
+    (the auxiliary loss) and each question the tokens it depends on (the attention loss) where the format
+    has a key map. `categories`: the question categories asked (None: all)."""
     scene = make_scene(spec)
-    frames, times = sampled_frames(scene, data.sample_rate_hz, vlm.image_size)
+    grid = vlm.grid
+    if oracle is not None:
+        times = np.arange(int(np.ceil(spec.seconds * data.sample_rate_hz - 1e-9)), dtype=np.float64) / data.sample_rate_hz
+        labels = cell_label_maps(scene, times, grid)
+    else:
+        frames, times = sampled_frames(scene, data.sample_rate_hz, vlm.image_size)
+        labels = cell_label_maps(scene, times, grid) if targets else None
     num_chunks = -(-len(times) // data.frames_per_chunk)
     at = snapshot_chunks(num_chunks, data.scenes.snapshots)
-    inputs = memory_inputs(vlm, frames, times, formats, data.frames_per_chunk, at, seed, live)
+    if oracle is not None:
+        tokens = oracle_tokens(oracle, scene, labels, seed=spec.seed)
+        inputs = [stream_memories(tokens, times, fmt, data.frames_per_chunk, at, seed, labels) for fmt in formats]
+    else:
+        inputs = memory_inputs(vlm, frames, times, formats, data.frames_per_chunk, at, seed, live, labels)
     rng = np.random.default_rng([seed, spec.seed])
     out: list[list[Example]] = [[] for _ in formats]
     for s, chunk in enumerate(at):
         t_query = float(times[min((chunk + 1) * data.frames_per_chunk, len(times)) - 1])  # the snapshot's t_end
-        for qa in questions(scene, t_query, rng, data.scenes.per_category):
+        words = [token_targets(vlm.tokenizer, scene, memory.objects, t_query)
+                 if targets and isinstance(memory, Memory) and memory.objects is not None else None
+                 for memory in (inputs[f][s] for f in range(len(formats)))]
+        asked = {"categories": categories} if categories else {}
+        for qa in questions(scene, t_query, rng, data.scenes.per_category, **asked):
+            wanted = referents(scene, qa.key, t_query)
             for f, fmt in enumerate(formats):
-                out[f].append(Example.of(inputs[f][s], qa.question, str(qa.answer), fmt, qa.category, qa))
+                memory = inputs[f][s]
+                focus = focus_tokens(memory.objects, wanted) if words[f] is not None else None
+                out[f].append(Example.of(memory, qa.question, str(qa.answer), fmt, qa.category, qa, words[f], focus))
     return out
 
 
@@ -86,15 +110,21 @@ def scene_specs(data: DataConfig, seed: int, rank: int = 0, world: int = 1) -> l
             for i in range(rank, data.scenes.count, world)]
 
 
-def build_scene_pool(vlm: LlavaOnevision, specs: Sequence[SceneSpec], formats: Sequence[MemoryFormat],
+def build_scene_pool(vlm: LlavaOnevision, specs: Sequence[SceneSpec], formats: Sequence[MemoryFormat | None],
                      data: DataConfig, seed: int, live: bool = False,
-                     progress: Callable[[int, int], None] | None = None) -> ExamplePool:
-    """Scenes -> ExamplePool; `progress(done, total)` after each scene. Records build time and media seconds."""
+                     progress: Callable[[int, int], None] | None = None, oracle: Concepts | None = None,
+                     targets: bool = False, categories: tuple[str, ...] | None = None) -> ExamplePool:
+    """Scenes -> ExamplePool; `progress(done, total)` after each scene. Records build time and media seconds.
+    A format given as None gets no examples (its slot stays, so format indices match the config's);
+    `oracle`, `targets`, `categories`: see scene_examples."""
     pool = ExamplePool([[] for _ in formats])
+    used = [f for f in formats if f is not None]
     started = time.perf_counter()
     for i, spec in enumerate(specs):
-        for mine, theirs in zip(pool.by_format, scene_examples(vlm, spec, formats, data, seed, live)):
-            mine.extend(theirs)
+        examples = iter(scene_examples(vlm, spec, used, data, seed, live, oracle, targets, categories))
+        for mine, fmt in zip(pool.by_format, formats):
+            if fmt is not None:
+                mine.extend(next(examples))
         pool.media_s += spec.seconds
         if progress is not None:
             progress(i + 1, len(specs))

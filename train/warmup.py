@@ -1,79 +1,70 @@
-"""Optional vision warm-up on scenes: teach the vision tower + projector to separate objects before QA training.
+"""The vision stage: teach the vision tower + projector to give every object its concept token.
 
-Per grid cell of every frame the target is the majority object under it, as a (shape, colour) class, or
-background (class 0); a linear head on the projector output (the tokens the memory clusters) classifies it.
-The head is thrown away afterwards: what stays is a vision path whose base tokens differ by object, with
-its output standardised (`standardise_projector`) so that they differ in direction, not only in length.
-"""
+Targets are the concept tokens the oracle memory is built from (train/oracle.py): per object its (shape, colour)
+concept, background the background concept. The loss, on each object's mean token in each frame and (with a
+quarter of the weight) on every grid cell, is the squared distance to the target plus a cross-entropy over the
+whole concept table (every (shape, colour) and background, scored by dot product), so a token has to be nearer
+its own concept than any other. The mean carries most of the weight because the memory hands the reader cluster
+means, and because one cell sees only a corner of a star: shape is a property of the whole object. Background is
+most of a frame and gets a lower weight. Frames are fresh every step (the scenes are procedural, so data is
+unlimited: a fixed pool of frames was memorised on shape before), and the stage is measured on frames of
+held-out scenes (`cell_accuracy`): objects' mean tokens, object cells and background cells apart, shape and
+colour apart. It ends after `steps`, or earlier once the held-out accuracy of the objects' mean tokens has
+stopped rising for `patience` evaluations."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from scenes.scene import Scene, make_scene
+from scenes.scene import Scene, SceneSpec, make_scene
 from scenes.shapes import COLOURS, SHAPES
+from scenes.suites import HELDOUT_SEEDS
 from stream.sampling import resize_frames
 from train.config import TrainConfig
 from train.memory import encode
 from train.model import encode_frames_grad
+from train.oracle import Concepts
 from train.scene_data import scene_specs
 from vlm.llava_onevision import LlavaOnevision
 
 NUM_CLASSES = 1 + len(SHAPES) * len(COLOURS)  # background + every (shape, colour)
-# Background is ~90% of the cells: unweighted, the tower learns "background" well and shapes hardly at all.
+# Background is ~90% of the cells: at full weight the tower learns "background" well and shapes hardly at all.
 BACKGROUND_WEIGHT = 0.1
-FRAME_POOL = 2048  # most frames rendered for the warm-up, then sampled from (memory: S x S x 3 bytes each)
-STANDARDISE_FRAMES = 256  # frames the token statistics are measured on after the warm-up
+EVAL_FRAMES = 96  # held-out frames the stage is measured on (seeds of the held-out suite, fixed times)
+# The cells' own loss against their objects' mean token's: one cell sees a corner of a star, the mean sees all
+# of it. The memory hands the reader cluster means, so the object's mean must name it; each cell must at least
+# be nearer its own object's concept than any other (colour does that) for the clustering.
+CELL_WEIGHT = 0.25
+
+
+def concept_table(concepts: Concepts) -> torch.Tensor:
+    """[NUM_CLASSES, D]: row 0 background, row 1 + s * C + c the concept of shape s in colour c."""
+    rows = [concepts.background] + [concepts.shape[s] + concepts.colour[c]
+                                    for s in range(len(SHAPES)) for c in range(len(COLOURS))]
+    return torch.stack(rows)
 
 
 def cell_classes(scene: Scene, t: float, grid: tuple[int, int]) -> np.ndarray:
-    """[gh, gw] int64: per grid cell, the majority (shape, colour) class of scene.labels(t), 0 = background.
-
-    Cells split the full frame evenly (the model input is the frame resized without keeping the aspect)."""
-    labels = scene.labels(t)  # [H, W] object index or -1
+    """[gh, gw] int64: per grid cell, the (shape, colour) class of the object covering most of it, 0 = background."""
     classes = np.zeros(len(scene.objects) + 1, dtype=np.int64)  # object index + 1 -> class
     for obj in scene.objects:
         classes[obj.index + 1] = 1 + SHAPES.index(obj.shape) * len(COLOURS) + COLOURS.index(obj.colour)
-    pixel_class = classes[labels.astype(np.int64) + 1]  # [H, W]
-    gh, gw = grid
-    rows = np.arange(labels.shape[0]) * gh // labels.shape[0]  # [H] cell row of each pixel row
-    cols = np.arange(labels.shape[1]) * gw // labels.shape[1]  # [W]
-    counts = np.zeros((gh, gw, NUM_CLASSES), dtype=np.int64)
-    np.add.at(counts, (rows[:, None], cols[None, :], pixel_class), 1)
-    return counts.argmax(-1)  # [gh, gw]
+    return classes[scene.cell_labels(t, grid).astype(np.int64) + 1]
 
 
-class CellClassifier(nn.Module):
-    """Vision tower + projector + a linear head: frames uint8 [T, S, S, 3] -> logits [T, gh, gw, NUM_CLASSES]."""
-
-    def __init__(self, vlm: LlavaOnevision) -> None:
-        super().__init__()
-        self.vlm = vlm
-        self.vision = vlm.model.model.vision_tower
-        self.projector = vlm.model.model.multi_modal_projector
-        self.head = nn.Linear(vlm.hidden_size, NUM_CLASSES).to(device=vlm.device, dtype=vlm.dtype)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.head(encode_frames_grad(self.vlm, frames))
-
-
-def _frame_pool(config: TrainConfig, image_size: int, grid: tuple[int, int], rank: int,
-                world: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frames uint8 [N, S, S, 3] at random times of this worker's training scenes, and their cell classes
-    [N, gh, gw]."""
-    rng = np.random.default_rng([config.seed, rank, 7])
-    scenes = [make_scene(spec) for spec in scene_specs(config.data, config.seed, rank, world)]
+def cell_frames(scenes: list[Scene], count: int, rng: np.random.Generator, image_size: int,
+                grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """`count` frames at random times of random `scenes`: uint8 [N, S, S, 3] resized like the pipeline, and
+    their cell classes [N, gh, gw]."""
     frames, targets = [], []
-    for _ in range(min(FRAME_POOL, config.vision_warmup.steps * config.vision_warmup.batch_frames)):
+    for _ in range(count):
         scene = scenes[int(rng.integers(len(scenes)))]
         t = float(rng.uniform(0, scene.spec.seconds))
         frames.append(resize_frames(scene.render(t)[None], image_size)[0])
@@ -81,67 +72,129 @@ def _frame_pool(config: TrainConfig, image_size: int, grid: tuple[int, int], ran
     return np.stack(frames), np.stack(targets)
 
 
+def heldout_frames(config: TrainConfig, image_size: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """EVAL_FRAMES frames of held-out scenes (never trained on), the same on every run."""
+    size = config.data.scenes
+    scenes = [make_scene(SceneSpec(seed=s, seconds=60.0, width=size.width, height=size.height, fps=size.fps))
+              for s in HELDOUT_SEEDS]
+    return cell_frames(scenes, EVAL_FRAMES, np.random.default_rng(12345), image_size, grid)
+
+
+def cell_accuracy(vlm: LlavaOnevision, table: torch.Tensor, frames: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Nearest-concept accuracy of the vision path's tokens on frames [N, S, S, 3] with cell classes [N, gh, gw]:
+    object cells (class, shape, colour right) and background cells apart."""
+    tokens = encode(vlm, frames).float()  # [N, gh, gw, D]
+    predicted = (tokens @ table.T.to(tokens)).argmax(-1).cpu().numpy()  # [N, gh, gw]
+    objects = targets > 0
+    shape_of = lambda c: (c - 1) // len(COLOURS)  # noqa: E731 - class -> shape index (background: -1)
+    colour_of = lambda c: (c - 1) % len(COLOURS)  # noqa: E731
+    hit = predicted == targets
+    # Each object's mean token per frame (what a cluster of its cells hands the reader), nearest concept.
+    flat, classes = tokens.reshape(-1, tokens.shape[-1]), torch.from_numpy(targets.reshape(-1))
+    segment = torch.arange(len(frames)).repeat_interleave(classes.numel() // len(frames)) * NUM_CLASSES + classes
+    sums = flat.new_zeros(len(frames) * NUM_CLASSES, flat.shape[1]).index_add(0, segment, flat)
+    counts = torch.bincount(segment, minlength=sums.shape[0])
+    present = ((counts > 0) & (torch.arange(sums.shape[0]) % NUM_CLASSES > 0)).nonzero().flatten()
+    means = sums[present] / counts[present].unsqueeze(1)
+    object_means = float(((means @ table.T.to(means)).argmax(-1) == present % NUM_CLASSES).float().mean())
+    return {"object_means": object_means, "object_cells": float(hit[objects].mean()),
+            "object_shape": float((shape_of(predicted) == shape_of(targets))[objects & (predicted > 0)].sum()
+                                  / max(objects.sum(), 1)),
+            "object_colour": float((colour_of(predicted) == colour_of(targets))[objects & (predicted > 0)].sum()
+                                   / max(objects.sum(), 1)),
+            "background_cells": float(hit[~objects].mean())}
+
+
+class CellConcepts(nn.Module):
+    """Vision tower + projector -> the vision stage's loss on a batch of frames (module docstring)."""
+
+    def __init__(self, vlm: LlavaOnevision, table: torch.Tensor) -> None:
+        super().__init__()
+        self.vlm = vlm
+        self.vision = vlm.model.model.vision_tower
+        self.projector = vlm.model.model.multi_modal_projector
+        self.register_buffer("table", table.to(device=vlm.device, dtype=vlm.dtype), persistent=False)
+        weight = torch.ones(NUM_CLASSES, device=vlm.device)
+        weight[0] = BACKGROUND_WEIGHT
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, frames: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """frames uint8 [B, S, S, 3], target classes [B, gh, gw] -> scalar loss: the cells' loss times
+        CELL_WEIGHT plus the same loss on each object's mean token in each frame."""
+        tokens = encode_frames_grad(self.vlm, frames).reshape(-1, self.table.shape[1]).float()  # [B*gh*gw, D]
+        target = target.reshape(-1)
+        # One segment per (frame, class): a class is one object within a scene, so this is each object's mean.
+        frame = torch.arange(frames.shape[0], device=tokens.device).repeat_interleave(target.numel() // frames.shape[0])
+        segment = frame * NUM_CLASSES + target
+        sums = tokens.new_zeros(frames.shape[0] * NUM_CLASSES, tokens.shape[1]).index_add(0, segment, tokens)
+        counts = torch.bincount(segment, minlength=sums.shape[0])
+        objects = (counts > 0) & (torch.arange(sums.shape[0], device=tokens.device) % NUM_CLASSES > 0)
+        means = sums[objects] / counts[objects].unsqueeze(1)  # [O, D]
+        return CELL_WEIGHT * self._loss(tokens, target) + self._loss(means, objects.nonzero().flatten() % NUM_CLASSES)
+
+    def _loss(self, tokens: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """tokens [N, D], classes [N] -> weighted squared distance to the class's concept + cross-entropy over
+        the concept table."""
+        weight = self.weight[target]  # [N]
+        distance = ((tokens - self.table[target]) ** 2).mean(-1)
+        classify = F.cross_entropy(tokens @ self.table.T, target, weight=self.weight)
+        return (distance * weight).sum() / weight.sum() + classify
+
+
 def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: int,
-                  wrap: Callable[[nn.Module], nn.Module] = lambda module: module) -> dict[str, Any]:
-    """Run `vision_warmup.steps` AdamW steps on the cell task; returns figures: first and last loss, accuracy
-    over all cells and over object cells (background is most of a frame) in the last tenth of the steps, seconds. `wrap` makes the module data-parallel (Ray Train's
-    prepare_model inside a worker)."""
+                  wrap: Callable[[nn.Module], nn.Module] = lambda module: module,
+                  log: Callable[[dict[str, Any]], None] = lambda record: None,
+                  start: tuple[int, dict | None, dict[str, Any]] = (0, None, {}),
+                  checkpoint: Callable[[int, torch.optim.Optimizer, dict[str, Any]], None] | None = None,
+                  every: int = 0) -> dict[str, Any]:
+    """Run the vision stage (module docstring). `log` gets each held-out evaluation (its learning curve);
+    `start` = (step, optimiser state, {"best", "stale"}) resumes a stage a checkpoint stopped in, and
+    `checkpoint(step, optimizer, {"best", "stale"})` is called every `every` steps and at the end. `wrap` makes
+    the module data-parallel (Ray Train's prepare_model inside a worker). Returns figures: first and last loss,
+    held-out cell accuracy at the end, steps run, seconds."""
     warm = config.vision_warmup
     started = time.perf_counter()
-    frames, targets = _frame_pool(config, vlm.image_size, vlm.grid, rank, world)
-    built_s = time.perf_counter() - started
+    table = concept_table(Concepts.make(vlm.hidden_size))
+    scenes = [make_scene(spec) for spec in scene_specs(config.data, config.seed, rank, world)]
+    eval_frames, eval_targets = heldout_frames(config, vlm.image_size, vlm.grid)
     for p in vlm.model.parameters():
         p.requires_grad_(False)
-    classifier = CellClassifier(vlm)
-    for p in (*classifier.vision.parameters(), *classifier.projector.parameters(), *classifier.head.parameters()):
+    module = CellConcepts(vlm, table)
+    for p in (*module.vision.parameters(), *module.projector.parameters()):
         p.requires_grad_(True)
-    params = [p for p in classifier.parameters() if p.requires_grad]
-    model = wrap(classifier)
+    params = [p for p in module.parameters() if p.requires_grad]
+    model = wrap(module)
     optimizer = torch.optim.AdamW(params, lr=warm.lr)
-    class_weight = torch.ones(NUM_CLASSES, device=vlm.device)
-    class_weight[0] = BACKGROUND_WEIGHT
-    rng = np.random.default_rng([config.seed, rank, 8])
-    losses, correct, cells, object_correct, object_cells = [], 0, 0, 0, 0
-    for step in range(warm.steps):
-        pick = rng.integers(0, len(frames), size=warm.batch_frames)
-        target = torch.from_numpy(targets[pick]).to(vlm.device)  # [B, gh, gw]
-        logits = model(torch.from_numpy(frames[pick]))  # [B, gh, gw, C]
-        loss = F.cross_entropy(logits.reshape(-1, NUM_CLASSES).float(), target.reshape(-1), weight=class_weight)
+    step, optimizer_state, progress = start
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    best, stale = float(progress.get("best", -1.0)), int(progress.get("stale", 0))
+    # Frames are drawn from a generator seeded by the step, so a resumed stage sees what it would have seen.
+    losses: list[float] = []
+    result: dict[str, float] = {}
+    while step < warm.steps and not (warm.patience and stale >= warm.patience):
+        step += 1
+        for group in optimizer.param_groups:
+            group["lr"] = warm.lr * min(1.0, step / 50)
+        rng = np.random.default_rng([config.seed, rank, 8, step])
+        frames, targets = cell_frames(scenes, warm.batch_frames, rng, vlm.image_size, vlm.grid)
+        loss = model(torch.from_numpy(frames), torch.from_numpy(targets).to(vlm.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
-        if step >= warm.steps - max(1, warm.steps // 10):  # accuracy over the last tenth of the steps
-            hits, objects = logits.argmax(-1) == target, target > 0
-            correct, cells = correct + int(hits.sum()), cells + target.numel()
-            object_correct, object_cells = object_correct + int(hits[objects].sum()), object_cells + int(objects.sum())
-    offset = standardise_projector(vlm, frames[rng.permutation(len(frames))[:STANDARDISE_FRAMES]])
-    return {"steps": warm.steps, "loss_first": losses[0], "loss_last": losses[-1],
-            "cell_accuracy": correct / cells, "object_cell_accuracy": object_correct / max(object_cells, 1),
-            "frames_built_s": built_s, **offset,
-            "s": time.perf_counter() - started}
-
-
-def standardise_projector(vlm: LlavaOnevision, frames: np.ndarray) -> dict[str, float]:
-    """Fold a standardisation of the visual tokens into the projector's last linear layer, so the tokens of
-    frames uint8 [N, S, S, 3] come out with mean 0 and a mean per-dimension std of 1. Returns the mean token's
-    norm relative to the spread (before, after).
-
-    Why: a tower trained from scratch gives every token one large shared offset (norm ~25 against a spread of
-    ~7 after the warm-up). Cosine similarity, which the compressors cluster by, then calls every pair of tokens
-    alike, and the LLM's normalised inputs differ by little. An affine map of the projector output commutes
-    with the 2x2 pooling after it, so this is exact. Under DDP the statistics are averaged over the workers,
-    which keeps their weights identical.
-    """
-    tokens = encode(vlm, frames).reshape(-1, vlm.hidden_size).float()  # [N * gh * gw, D]
-    mean, scale = tokens.mean(0), tokens.std(0).mean().reshape(1)  # [D], [1]
-    if dist.is_available() and dist.is_initialized():
-        for stat in (mean, scale):
-            dist.all_reduce(stat)
-            stat /= dist.get_world_size()
-    layer = vlm.model.model.multi_modal_projector.linear_2
-    with torch.no_grad():
-        layer.weight.div_(scale.to(layer.weight.dtype))
-        layer.bias.sub_(mean.to(layer.bias.dtype)).div_(scale.to(layer.bias.dtype))
-    return {"token_offset_before": float(mean.norm() / scale / math.sqrt(vlm.hidden_size)),
-            "token_offset_after": float(encode(vlm, frames).float().mean((0, 1, 2)).norm() / math.sqrt(vlm.hidden_size))}
+        if step % warm.eval_every == 0 or step == warm.steps:
+            result = cell_accuracy(vlm, table, eval_frames, eval_targets)
+            log({"event": "vision_eval", "step": step, "frames_seen": step * warm.batch_frames * world,
+                 "loss": float(np.mean(losses[-warm.eval_every:])), **result})
+            stale = 0 if result["object_means"] > best + 0.002 else stale + 1
+            best = max(best, result["object_means"])
+        if checkpoint is not None and every and step % every == 0:
+            checkpoint(step, optimizer, {"best": best, "stale": stale})
+    if checkpoint is not None:
+        checkpoint(step, optimizer, {"best": best, "stale": stale})
+    if not result:
+        result = cell_accuracy(vlm, table, eval_frames, eval_targets)
+    return {"steps": step, "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+            **{f"heldout_{k}": v for k, v in result.items()}, "s": time.perf_counter() - started}

@@ -1,5 +1,5 @@
-"""Vision warm-up: per-cell targets follow the scene's labels; a few steps train vision + projector only, and
-the projector output is standardised exactly."""
+"""Vision stage: per-cell targets follow the scene's labels; a few steps train vision + projector only; the
+held-out accuracy is measured against the concept table."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from scenes.scene import SceneSpec, make_scene
 from scenes.shapes import COLOURS, SHAPES
 from train.config import DataConfig, ModelInit, SceneData, TrainConfig, WarmupConfig
 from train.model import load_model
-from stream.sampling import resize_frames
-from train.memory import encode
-from train.warmup import cell_classes, standardise_projector, vision_warmup
+import train.warmup as train_warmup
+from train.oracle import Concepts
+from train.warmup import cell_accuracy, cell_classes, concept_table, heldout_frames, vision_warmup
 
 
 def test_cell_classes_follow_the_label_map():
@@ -48,18 +48,16 @@ def test_warmup_lowers_its_loss_and_trains_only_the_vision_path():
     assert not any(k.startswith(("model.language_model.", "lm_head.")) for k in changed)
 
 
-def test_standardised_projector_gives_centred_unit_tokens_by_an_exact_affine_map():
-    # given a random tiny model whose tokens share a large offset
+def test_accuracy_is_measured_against_the_concept_table(monkeypatch):
+    # given a tower whose cells are replaced by their exact concept tokens (what a perfect vision path gives)
     vlm = load_model(ModelInit(), seed=0, device="cpu")
-    scene = make_scene(SceneSpec(seed=100_004, seconds=10, width=128, height=96))
-    frames = resize_frames(np.stack([scene.render(t) for t in np.arange(0, 10, 0.5)]), vlm.image_size)
-    before = encode(vlm, frames).reshape(-1, vlm.hidden_size)  # [N * 196, D]
-    # when the projector is standardised on these frames
-    figures = standardise_projector(vlm, frames)
-    after = encode(vlm, frames).reshape(-1, vlm.hidden_size)
-    # then the tokens are centred with a mean per-dimension std of 1, and the map is the affine one
-    assert figures["token_offset_before"] > 1 > 0.01 > figures["token_offset_after"]
-    torch.testing.assert_close(after.mean(0), torch.zeros(vlm.hidden_size), atol=1e-4, rtol=0)
-    assert abs(float(after.std(0).mean()) - 1) < 1e-4
-    scale = before.std(0).mean()
-    torch.testing.assert_close(after, (before - before.mean(0)) / scale, atol=1e-4, rtol=1e-4)
+    table = concept_table(Concepts.make(vlm.hidden_size))
+    config = TrainConfig(data=DataConfig(scenes=SceneData(count=2, seconds=(10, 10), width=128, height=96)))
+    frames, targets = heldout_frames(config, vlm.image_size, vlm.grid)
+    perfect = table[torch.from_numpy(targets)]  # [N, gh, gw, D]
+    monkeypatch.setattr(train_warmup, "encode", lambda model, f: perfect[: len(f)])
+    figures = cell_accuracy(vlm, table, frames, targets)
+    # then every object, object cell and background cell is right
+    assert figures == {"object_means": 1.0, "object_cells": 1.0, "object_shape": 1.0, "object_colour": 1.0,
+                       "background_cells": 1.0}
+    assert (targets > 0).any()
