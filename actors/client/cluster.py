@@ -18,11 +18,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import time
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
 LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-PROBE_TIMEOUT_S = 3.0
+PROBE_TIMEOUT_S = 2.5  # the whole probe (connect + protocol check): a wrong --address fails within 3 s
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HTTP2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
 def local_only() -> None:
@@ -108,7 +111,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def check_reachable(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Raise LookupError in at most `timeout_s` when `address` ("host:port") has no listener.
+    """Raise LookupError in at most `timeout_s` when `address` ("host:port") has no listener, or one that
+    does not speak Ray's protocol (gRPC: HTTP/2).
 
     "auto", "local" and "ray://" addresses are left to Ray (they name no GCS port to probe here).
     """
@@ -117,10 +121,28 @@ def check_reachable(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise LookupError(f"--address: expected 'auto' or HOST:PORT of a Ray cluster, got {address!r}")
+    deadline = time.monotonic() + timeout_s
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as sock:
+            speaks = os.environ.get("RAY_USE_TLS", "0") not in ("0", "") or _speaks_http2(sock, deadline)
     except OSError as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
         raise LookupError(f"no Ray cluster at {address} ({reason.lower()}): pass the address "
                           "`tokdyn serve` printed") from None
+    if not speaks:
+        raise LookupError(f"no Ray cluster at {address} (something else listens there, not Ray's GCS): pass the "
+                          "address `tokdyn serve` printed")
+
+
+def _speaks_http2(sock: socket.socket, deadline: float) -> bool:
+    """Whether the listener answers an HTTP/2 client preface with a SETTINGS frame, as Ray's GCS (gRPC)
+    does; an HTTP/1 server, a silent one or one that hangs up does not (raises TimeoutError at `deadline`)."""
+    sock.sendall(HTTP2_PREFACE + HTTP2_EMPTY_SETTINGS)
+    header = b""
+    while len(header) < 9:  # the server's first frame header: length (3), type (1) = 4 for SETTINGS, ...
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        data = sock.recv(9 - len(header))
+        if not data:
+            return False
+        header += data
+    return header[3] == 4
