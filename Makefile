@@ -9,12 +9,13 @@ BIN    := $(VENV)/bin
 # resolves `torch` to a multi-GB CUDA build from the registry.
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
+GPU_JSON ?= out/gpu.json
 
 APT_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
 	chromium chromium-driver
 
-.PHONY: setup apt demo test test-fast bench clean
+.PHONY: setup apt demo test test-fast bench gpu clean
 
 setup: $(VENV)/.installed
 
@@ -53,6 +54,13 @@ bench: setup
 	$(BIN)/python bench/qa.py --quick --json out/bench-qa.json
 	$(BIN)/python bench/reader.py --quick --json out/bench-reader.json
 	$(BIN)/python bench/scale.py --quick --json out/bench-scale.json
+
+# On a GPU machine (docs/gpu.md), with its own Python (torch, transformers, numpy, msgpack; no venv, no network):
+# the real-size check in under 8 minutes -> out/gpu.json. Wheels carried in out/wheels (pytest, hypothesis) are
+# unpacked onto PYTHONPATH first, so the CUDA tests run too.
+gpu:
+	@for w in out/wheels/*.whl; do [ -f "$$w" ] && $(PYTHON) -m zipfile -e "$$w" out/site; done; true
+	PYTHONPATH=$(CURDIR)/out/site$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) bench/gpu.py --json $(GPU_JSON)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -134,3 +134,46 @@ GPU_ASSUMPTIONS = {x.name: x for x in (
                "decode only, one EPYC core; a server core is assumed no slower"),
     Assumption("llm_replicas", 2, "replicas", "LLM replicas each memory publishes to (sized by question rate)"),
 )}
+
+
+def measured_assumptions(peak_flops: float, vision_flops_per_s: float, card: str,
+                         base: dict[str, Assumption] | None = None) -> dict[str, Assumption]:
+    """`base` (default GPU_ASSUMPTIONS) with its two GPU figures replaced by what bench/gpu.py measured on `card`:
+    the peak by the FLOP/s a large bf16 matrix product reached, the utilisation of it (mfu) by the vision path's
+    FLOP/s over that peak. Their product is then the measured vision FLOP/s, so seconds per frame is measured."""
+    a = dict(GPU_ASSUMPTIONS if base is None else base)
+    a["peak_bf16_flops"] = Assumption("peak_bf16_flops", peak_flops, "FLOP/s",
+                                      f"measured by bench/gpu.py: the best bf16 matrix product on {card}")
+    a["mfu"] = Assumption("mfu", vision_flops_per_s / peak_flops, "fraction",
+                          f"measured by bench/gpu.py: the vision path's FLOP/s over that peak on {card}")
+    return a
+
+
+def capacity_from_report(report: dict[str, Any]) -> dict[str, Any]:
+    """bench/gpu.py's JSON (a dict) -> gpu_model on its measurements: the vision path's best frames/s (FLOPs per
+    frame x frames/s), the matmul peak, the memory actor's CPU ms per chunk and a snapshot's bytes; the other
+    figures stay GPU_ASSUMPTIONS'. Raises KeyError / TypeError when the report lacks one of them."""
+    vision, peak, memory = report["vision"], report["matmul_peak"]["flops_per_s"], report["compressor"]
+    a = measured_assumptions(peak, vision["best"]["flops_per_s"], report["device"]["name"])
+    model = gpu_model(vision["flops_per_frame"], memory["snapshot_bytes"], memory["memory_actor_cpu_ms"] / 1000,
+                      memory["rate_hz"], memory["chunk_span_s"], memory["republish_s"], a)
+    return {"device": report["device"]["name"], "batch": vision["best"]["batch"], **model}
+
+
+def main() -> None:
+    """`python bench/capacity.py out/gpu.json`: streams per GPU replica from a bench/gpu.py run's figures."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("report", type=Path, help="the JSON bench/gpu.py wrote (--json)")
+    model = capacity_from_report(json.loads(parser.parse_args().report.read_text()))
+    per = model["streams_per_replica"]
+    print(f"{model['device']}: {1000 * model['seconds_per_frame']:.2f} ms/frame at batch {model['batch']} -> "
+          f"{per['encoder']:.0f} streams per replica by the encoder, {per['node_cpu']:.0f} by the node CPU, "
+          f"{per['node_network']:.0f} by the node network: {per['effective']:.0f} ({per['bound_by']})")
+
+
+if __name__ == "__main__":
+    main()
