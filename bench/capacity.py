@@ -68,7 +68,7 @@ def publishes_per_s(chunk_span_s: float, republish_s: float) -> float:
 
 def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, rate_hz: float, chunk_span_s: float,
               republish_s: float, a: dict[str, Assumption], controller_cap: float | None = None,
-              stream_ram_bytes: float | None = None) -> dict[str, Any]:
+              stream_ram_bytes: float | None = None, decode_fraction: float = 1.0) -> dict[str, Any]:
     """Streams per GPU encoder replica and per cluster, with the limit that binds at each replica count.
 
     flops: per frame (vision_flops_per_frame); snapshot_bytes: one snapshot message on the wire;
@@ -77,10 +77,15 @@ def gpu_model(flops: float, snapshot_bytes: int, compress_s_per_chunk: float, ra
     wiring round's period (None: not measured). It caps no stream (the data plane does not wait for it), but
     past it the round stretches in proportion, and so does every re-wiring after a failure or a move.
     stream_ram_bytes: private memory of one stream's source and memory processes (None: not measured, no limit).
+    decode_fraction: a camera's decoding CPU as a share of decoding every frame (skip modes, stream/decode.py;
+        bench/ingest.py measures it per camera set-up; 1.0 = full decoding).
     """
     u = a["utilisation"].value
     # CPU seconds per second one stream costs its node: every camera frame decoded, one update per chunk.
-    cpu_core_s_per_stream = a["decode_s_per_frame"].value * a["camera_fps"].value + compress_s_per_chunk / chunk_span_s
+    if not 0 < decode_fraction <= 1:
+        raise ValueError(f"decode_fraction: expected in (0, 1], got {decode_fraction}")
+    cpu_core_s_per_stream = (a["decode_s_per_frame"].value * a["camera_fps"].value * decode_fraction
+                             + compress_s_per_chunk / chunk_span_s)
     seconds_per_frame = flops / (a["peak_bf16_flops"].value * a["mfu"].value)
     encoder = streams_per_replica(seconds_per_frame, rate_hz, u)
     gpus = a["gpus_per_node"].value

@@ -16,6 +16,9 @@ rtsp   a 640x480 30 fps H.264 camera (gst-rtsp-server on 127.0.0.1) through the 
        delivered frame rate (the camera's 30 fps is the ceiling), drops, time to first frame, CPU seconds
        this process spent per decoded frame and the realtime headroom that implies (1 / (cpu x fps)).
        The server's own H.264 encoding competes for the same cores.
+modes  CPU ms per camera-second at 2 Hz by decode mode (full, nonref, auto, nonkey: stream/decode.py) on
+       720p and 1080p 30 fps H.264 cameras of three keyframe/B-frame set-ups, modes interleaved in one run,
+       each as a ratio of full decoding and with whether it sampled the same frames (bench/skip_decode.py).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path[0] = str(ROOT)
 import av  # noqa: E402
 
 from bench.common import BenchRun, bench_parser, print_table  # noqa: E402
+from bench.skip_decode import bench_modes  # noqa: E402
 from stream.config import SourceConfig  # noqa: E402
 from testkit.rtsp_server import RtspServer, rtsp_server_available  # noqa: E402
 from stream.samples import SampleUnavailable, sample_path  # noqa: E402
@@ -118,12 +122,12 @@ FILE_MODES = {"decode_only": lambda path: bench_decode(path, sample=False), "rgb
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser(__doc__, "one file pass per mode, 8 s of RTSP (< 60 s)")
+    parser = bench_parser(__doc__, "one file pass per mode, 5 s of RTSP, 720p modes on 3 s clips (< 60 s)")
     parser.add_argument("--repeats", type=int, help="file passes per mode (median reported)")
     parser.add_argument("--rtsp-seconds", type=float, help="steady-state seconds of RTSP to read")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
-    rtsp_seconds = args.rtsp_seconds or (8.0 if args.quick else 30.0)
+    rtsp_seconds = args.rtsp_seconds or (5.0 if args.quick else 30.0)
     run = BenchRun("ingest", args.quick)
     out: dict = {"rate_hz": RATE_HZ, "size": SIZE}
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         for mode, passes in runs.items():
             median = sorted(passes, key=lambda r: r["cpu_s"])[len(passes) // 2]
             out["file"][mode] = {**median, "runs_cpu_ms_per_frame": [r["cpu_ms_per_frame"] for r in passes]}
+        out["modes"] = bench_modes(Path(tmp), seconds=3.0 if args.quick else 10.0, repeats=repeats,
+                                   sizes=("720p",) if args.quick else ("720p", "1080p"))
     available, why = rtsp_server_available()
     out["rtsp"] = bench_rtsp(rtsp_seconds) if available else {"skipped": why}
 
@@ -154,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"rtsp: first frame after {r['time_to_first_frame_s']:.2f} s, {r['cpu_ms_per_frame']:.2f} ms CPU per "
               f"frame here = {r['realtime_headroom']:.1f}x the 30 fps a camera needs")
+    print_table([("camera 30 fps, sampled at 2 Hz", ""), ("mode", ""), ("CPU ms/camera-s", ".1f"), ("x full", ".2f"),
+                 ("decoded", "d"), ("sampled", "d"), ("same frames", "")],
+                [[camera, mode, r["cpu_ms_per_camera_s"], r["x_full"], r["decoded"], r["sampled"],
+                  "yes" if r["same_frames_as_full"] else "no"]
+                 for camera, rows in out["modes"].items() for mode, r in rows.items()])
     run.finish(out, args.json)
     return 0
 
