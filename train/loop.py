@@ -169,7 +169,11 @@ class Worker:
         params = set_trainable(vlm, self.dynamics, config.freeze)
         objective = QAObjective(vlm, self.dynamics, config.aux_weight, config.focus_weight)
         model = _data_parallel(objective)
-        optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+        own = {id(p) for p in self.dynamics.parameters()}
+        groups = [{"params": [p for p in params if id(p) not in own], "lr_scale": 1.0},
+                  {"params": [p for p in params if id(p) in own], "lr_scale": config.optim.dynamics_lr_scale}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.optim.lr,
+                                      weight_decay=config.optim.weight_decay)
         step, optimizer_state, _ = self.resume_point(index)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
@@ -182,7 +186,7 @@ class Worker:
         while step < total:
             lr = lr_at(step, total, config)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             fmt = int(self.rng.choice(len(config.formats), p=weights))
             loss, _ = model(pool.sample(fmt, config.batch_size, self.rng))
             optimizer.zero_grad(set_to_none=True)

@@ -72,12 +72,12 @@ def cell_frames(scenes: list[Scene], count: int, rng: np.random.Generator, image
     return np.stack(frames), np.stack(targets)
 
 
-def heldout_frames(config: TrainConfig, image_size: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """EVAL_FRAMES frames of held-out scenes (never trained on), the same on every run."""
-    size = config.data.scenes
-    scenes = [make_scene(SceneSpec(seed=s, seconds=60.0, width=size.width, height=size.height, fps=size.fps))
-              for s in HELDOUT_SEEDS]
-    return cell_frames(scenes, EVAL_FRAMES, np.random.default_rng(12345), image_size, grid)
+def heldout_frames(image_size: int, grid: tuple[int, int], width: int = 320, height: int = 240,
+                   count: int = EVAL_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """`count` frames (width x height, resized to image_size) of the held-out suite's scenes (never trained on)
+    at fixed random times, and their cell classes [N, gh, gw]: the same on every run."""
+    scenes = [make_scene(SceneSpec(seed=s, seconds=60.0, width=width, height=height)) for s in HELDOUT_SEEDS]
+    return cell_frames(scenes, count, np.random.default_rng(12345), image_size, grid)
 
 
 def cell_accuracy(vlm: LlavaOnevision, table: torch.Tensor, frames: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -156,7 +156,8 @@ def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: in
     started = time.perf_counter()
     table = concept_table(Concepts.make(vlm.hidden_size))
     scenes = [make_scene(spec) for spec in scene_specs(config.data, config.seed, rank, world)]
-    eval_frames, eval_targets = heldout_frames(config, vlm.image_size, vlm.grid)
+    eval_frames, eval_targets = heldout_frames(vlm.image_size, vlm.grid, config.data.scenes.width,
+                                               config.data.scenes.height)
     for p in vlm.model.parameters():
         p.requires_grad_(False)
     module = CellConcepts(vlm, table)

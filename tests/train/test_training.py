@@ -1,6 +1,8 @@
 """`tokdyn train` end to end on a real local Ray cluster (Ray Train TorchTrainer, 1 CPU worker, tiny model, a
 handful of short scenes): the loss goes down, checkpoints are written, the final model loads with load_vlm
-and answers; a run killed after its first checkpoint resumes from it, its step count continuing."""
+and answers; a run killed after its first checkpoint resumes from it, its step count continuing; a run of every
+phase (vision, an oracle curriculum stage, the main stage) lowers each phase's loss and, killed inside a stage,
+resumes inside that stage."""
 
 from __future__ import annotations
 
@@ -125,3 +127,74 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     after = [r["step"] for r in records[marks[0]:] if "loss" in r]
     assert after and after[0] > start and after[-1] == target  # the step count continues, not restarts
     assert (run / "model" / "model.safetensors").is_file()
+
+
+def _curriculum_config(tmp_path: Path) -> Path:
+    path = tmp_path / "curriculum.yaml"
+    path.write_text(f"""
+output: {tmp_path / 'run'}
+seed: 0
+model: {{init: tiny, tokenizer: scenes}}
+data:
+  scenes: {{count: 3, seconds: [6, 8], width: 128, height: 96, snapshots: 2}}
+formats:
+  - {{method: token_dynamics, budget: 16}}
+  - {{method: uniform, budget: 16, weight: 0.5}}
+batch_size: 8
+steps: 20
+checkpoint_every_steps: 10
+aux_weight: 1.0
+focus_weight: 1.0
+curriculum:
+  - {{memory: oracle, steps: 40, scenes: 4, snapshots: 2, per_category: 1}}
+vision_warmup: {{steps: 8, batch_frames: 2, eval_every: 4}}
+optim: {{lr: 0.003, warmup_steps: 2, dynamics_lr_scale: 3.0}}
+eval: {{suite: heldout-small, max_questions: 3, every_steps: 20}}
+ray: {{num_cpus: 2, resources_per_worker: {{CPU: 1}}}}
+""")
+    return path
+
+
+def test_curriculum_stages_each_lower_their_loss_and_resume_where_killed(tmp_path):
+    # given a run of every phase (vision, an oracle stage, the main stage), killed inside the oracle stage
+    config = _curriculum_config(tmp_path)
+    run = tmp_path / "run"
+    proc = _train(config, start_new_session=True)
+    try:
+        wait_for(lambda: any(r.get("phase") == "stage0" and r.get("step", 0) >= 10 and "loss" in r
+                             for r in _records(run)), RUN_TIMEOUT_S, "the oracle stage's first checkpoint")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    sizes: list[int] = []
+
+    def quiet() -> bool:
+        sizes.append(_written(run))
+        return len(sizes) > 10 and len(set(sizes[-11:])) == 1
+
+    wait_for(quiet, 60, "the killed run's files to stop changing")
+    # when it runs again with the same output
+    resumed = _train(config)
+    out, _ = resumed.communicate(timeout=RUN_TIMEOUT_S)
+    assert resumed.returncode == 0, out[-3000:]
+    records = _records(run)
+    # then it resumed inside the oracle stage, not at the start of the run
+    marks = [r for r in records if r.get("event") == "resumed"]
+    assert len(marks) == 1 and marks[0]["phase"] == "stage0" and marks[0]["step"] >= 10
+    assert len([r for r in records if r.get("event") == "vision_warmup"]) == 1  # the vision stage ran once
+    # and every phase lowered its loss and logged its held-out curve
+    vision = [r for r in records if r.get("event") == "vision_eval"]
+    assert [r["step"] for r in vision] == [4, 8] and all(0 <= r["object_means"] <= 1 for r in vision)
+    for phase, total in (("stage0", 40), ("main", 20)):
+        losses = [r["loss"] for r in records if r.get("phase") == phase and "loss" in r and "event" not in r]
+        assert losses[-1] < losses[0], (phase, losses)
+        evals = [r for r in records if r.get("event") == "eval" and r.get("phase") == phase]
+        assert evals and evals[-1]["step"] == total and evals[-1]["examples_seen"] == total * 8
+        assert any(r.get("phase") == phase and r.get("loss_aux", 0) > 0 and r.get("loss_focus", 0) > 0
+                   for r in records)
+    assert (run / "model" / "model.safetensors").is_file()
+    assert load_vlm(ModelConfig(path=str(run / "model"))).meaningful

@@ -52,8 +52,7 @@ def test_accuracy_is_measured_against_the_concept_table(monkeypatch):
     # given a tower whose cells are replaced by their exact concept tokens (what a perfect vision path gives)
     vlm = load_model(ModelInit(), seed=0, device="cpu")
     table = concept_table(Concepts.make(vlm.hidden_size))
-    config = TrainConfig(data=DataConfig(scenes=SceneData(count=2, seconds=(10, 10), width=128, height=96)))
-    frames, targets = heldout_frames(config, vlm.image_size, vlm.grid)
+    frames, targets = heldout_frames(vlm.image_size, vlm.grid, 128, 96, count=8)
     perfect = table[torch.from_numpy(targets)]  # [N, gh, gw, D]
     monkeypatch.setattr(train_warmup, "encode", lambda model, f: perfect[: len(f)])
     figures = cell_accuracy(vlm, table, frames, targets)
