@@ -28,7 +28,8 @@ def test_add_list_status_remove(http, backend):
     status = http.get("/v1/streams/door").json()
     assert status["frames_in"] == 6 and status["tokens_held"] <= 24 and status["compression_ratio"] > 1
     # and removing it makes it unknown
-    assert http.delete("/v1/streams/door").json() == {"id": "door", "object": "stream", "deleted": True}
+    assert http.delete("/v1/streams/door").json() == {"id": "door", "object": "stream", "deleted": True,
+                                                      "alerts_removed": 0}
     assert http.get("/v1/streams").json()["data"] == []
     assert http.get("/v1/streams/door").status_code == 404
 
