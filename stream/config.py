@@ -31,7 +31,7 @@ class SourceConfig:
     buffer_frames: capacity of the DROP_OLDEST buffer (decoded frames).
     max_staleness_s: DROP_OLDEST hands out no frame that arrived longer ago than this.
     open_timeout_s / read_timeout_s: network open and per-read timeouts (a frozen camera raises instead of
-        hanging; FFmpeg may take up to about twice the read timeout to notice).
+        hanging; a watchdog reports a stall at the read timeout, stream/stall.py).
     transport: RTSP lower transport, "tcp" (default, survives packet loss) or "udp".
     reconnect_initial_s / reconnect_max_s / reconnect_jitter: capped exponential backoff between reconnect
         attempts: delay = min(max, initial * 2**attempt), scaled by a random factor in [1 - jitter, 1].

@@ -32,6 +32,7 @@ from stream.config import SourceConfig
 from stream.decode import SkipPlanner, hwaccel_for, note_hw_failure
 from stream.frames import Frame, SourceState
 from stream.source_base import EventCallback, Source, SourceError
+from stream.stall import StallWatch
 from stream.synthetic import SyntheticVideo
 from stream.timestamps import ResumePoint, TimestampCorrector
 from stream.urls import (GENERATED_SCHEMES, NETWORK_SCHEMES, SYNTHETIC_SCHEME, generated_video, is_live_url,
@@ -183,6 +184,23 @@ class AvSource(Source):
         else:
             self._skip_until = resume.t
 
+    def _packets(self, container, stream):
+        """The stream's packets; a network source's under a stall watchdog (stream/stall.py)."""
+        packets = container.demux(stream)
+        if not self.network:
+            return packets
+        return StallWatch(self.config.read_timeout_s, self._stalled, f"stall-{self.url}").packets(packets)
+
+    def _stalled(self, idle_s: float) -> None:
+        """The watchdog saw no packet for the read timeout: say so now (the read loop reconnects)."""
+        text = f"read stalled: no data for {self.config.read_timeout_s:g} s (none for {idle_s:.1f} s)"
+        self._note_error(text)
+        with self._lock:
+            streaming = self._state is SourceState.STREAMING  # connecting: already not streaming
+            self._reconnecting = self._reconnecting or streaming
+        if streaming:
+            self._set_state(SourceState.RECONNECTING, text)
+
     def _backoff(self, attempt: int, reason: str) -> int:
         with self._lock:
             self._counts["reconnect_attempts"] += 1
@@ -212,7 +230,7 @@ class AvSource(Source):
         fps, period = self._info["fps"], self._period_s
         planner = self.planner = SkipPlanner(self.config.decode, self._would_keep, fps, period)  # type: ignore[arg-type]
         context = stream.codec_context
-        for packet in container.demux(stream):
+        for packet in self._packets(container, stream):
             if self._stop.is_set():
                 return True
             raw_s = float(packet.pts * packet.time_base) if packet.pts is not None else None

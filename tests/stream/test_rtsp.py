@@ -122,6 +122,33 @@ def test_freeze_times_out_then_recovers_after_resume(server):
         assert frame.pts > 0 and source.status().reconnects == 1
 
 
+def test_a_frozen_camera_is_not_streaming_within_its_read_timeout_and_recovers(server):
+    """Issue 22: a SIGSTOPped camera used to stay `streaming` for two or more read timeouts (FFmpeg hands out
+    a queued packet when its read is interrupted, and each packet restarts PyAV's timer). The stall watchdog
+    says `reconnecting` one read timeout after the last packet; after SIGCONT frames flow again."""
+    config = SourceConfig(**{**FAST.__dict__, "read_timeout_s": 3.0})
+    with open_source(server.url, config) as source:
+        frames = iter(source)
+        until(lambda: source.status().state is SourceState.STREAMING and source.status().decoded >= 10,
+              "steady streaming", step=lambda: next(frames))
+        server.freeze()
+        frozen_at = time.time()
+        try:
+            until(lambda: source.status().state is not SourceState.STREAMING, "a non-streaming state")
+            status = source.status()
+        finally:
+            server.resume()
+        stall = next(e for e in status.events if e.time >= frozen_at and e.state is not SourceState.STREAMING)
+        # the last packet came at the freeze or a little after (what the socket held): one read timeout plus
+        # the watchdog's tick and this loaded machine's scheduling, never the two or more timeouts of before
+        assert stall.time - frozen_at < config.read_timeout_s + 1.5, (stall, frozen_at)
+        assert "read stalled: no data for 3 s" in stall.detail
+        decoded = status.decoded
+        until(lambda: source.status().state is SourceState.STREAMING and source.status().decoded > decoded + 5,
+              "streaming again after SIGCONT", step=lambda: next(frames))
+        assert source.status().reconnects >= 1
+
+
 @pytest.mark.parametrize("make_url, error", [
     (lambda srv: f"rtsp://127.0.0.1:{free_port()}/stream", "Connection refused"),
     (lambda srv: srv.url.replace("/stream", "/no-such-mount"), "404|Not Found|Server returned"),
