@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from actors.errors import AlertNotFound, StreamNotFound
 from configs.schema import ConfigError
 from frontends.api.errors import ApiError, backend_errors, invalid
+from frontends.api.openapi import SSE, operation
 from frontends.api.parsing import read_json
 
 POLL_S = 0.5  # how often the event stream asks the controller for new firings
@@ -67,29 +68,35 @@ class AlertRoutes:
         self.max_body_bytes = max_body_bytes
         self.poll_s = poll_s
 
+    @operation("add an alert rule", body="AlertSpec", responses={201: "Alert"})
     async def add(self, request: Request) -> Response:
         body = await read_json(request, self.max_body_bytes)
         with alert_errors():
             rule = await self.backend.add_alert(body)
         return JSONResponse(rule, status_code=201)
 
+    @operation("list alert rules", responses={200: "AlertList"}, query={"stream_id": {"type": "string"}})
     async def list(self, request: Request) -> Response:
         stream_id = request.query_params.get("stream_id")
         with alert_errors():
             rules = await self.backend.list_alerts(stream_id)
         return JSONResponse({"object": "list", "data": rules})
 
+    @operation("one alert rule", responses={200: "Alert"})
     async def get(self, request: Request) -> Response:
         with alert_errors():
             rule = await self.backend.get_alert(request.path_params["rule_id"])
         return JSONResponse(rule)
 
+    @operation("delete an alert rule", responses={200: "AlertDeleted"})
     async def delete(self, request: Request) -> Response:
         rule_id = request.path_params["rule_id"]
         with alert_errors():
             await self.backend.delete_alert(rule_id)
         return JSONResponse({"id": rule_id, "object": "alert", "deleted": True})
 
+    @operation("alert firings as server-sent events (resume with Last-Event-ID)", responses={200: {SSE: {"type": "string"}}},
+               query={"after": {"type": "string"}}, sse=True)
     async def events(self, request: Request) -> Response:
         after = _after(request)
         with alert_errors():  # a pipeline that does not answer is a plain 503 before the stream starts

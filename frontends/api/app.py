@@ -17,12 +17,14 @@ Routes (all but /health need ``Authorization: Bearer <api_key>`` when `config.ap
                                     alert rules and their firings (frontends/api/alerts.py)
     GET    /v1/streams/{id}/frame.jpg, /v1/streams/{id}/keymap, /v1/streams/{id}/events, /v1/events
                                     watching streams (frontends/api/live.py)
+    GET    /openapi.json            this API as an OpenAPI 3 document (frontends/api/openapi.py)
     GET    /, /console/...          the web console (frontends/api/console/), open: it asks for the key itself
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -42,6 +44,7 @@ from frontends.api.guard import BrowserGuard
 from frontends.api.trust import TrustedHosts, check_http_source
 from frontends.api.live import LiveRoutes
 from frontends.api.metrics import QueryMetrics, render
+from frontends.api.openapi import document, operation
 from frontends.api.parsing import parse_replica_count, parse_replica_role, parse_stream_spec, read_json
 from frontends.api.request_counts import RequestCounter
 from actors.config import ApiConfig, stream_spec
@@ -87,9 +90,11 @@ class Api:
         self.metrics = QueryMetrics()
         self.chat = chat.ChatHandler(backend, self.metrics, config.max_body_bytes)
 
+    @operation("liveness of the HTTP process", responses={200: "Status"})
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    @operation("200 when the pipeline's actors answer, else 503", responses={200: "Status"})
     async def ready(self, request: Request) -> Response:
         with backend_errors():
             ok = await self.backend.ready()
@@ -97,6 +102,7 @@ class Api:
             raise ApiError(503, "pipeline not ready: its actors do not answer", code="not_ready")
         return JSONResponse({"status": "ready"})
 
+    @operation("add a stream", body="StreamSpec", responses={201: "StreamStatus"})
     async def add_stream(self, request: Request) -> Response:
         spec = parse_stream_spec(await read_json(request, self.config.max_body_bytes))
         with backend_errors(spec["stream_id"]):
@@ -106,29 +112,34 @@ class Api:
             status = await self.backend.add_stream(spec)
         return JSONResponse(status.to_dict(), status_code=201)
 
+    @operation("list streams", responses={200: "StreamList"})
     async def list_streams(self, request: Request) -> Response:
         with backend_errors():
             streams = await self.backend.list_streams()
         return JSONResponse({"object": "list", "data": [s.to_dict() for s in streams]})
 
+    @operation("one stream's status and telemetry", responses={200: "StreamStatus"})
     async def stream_status(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
         with backend_errors(stream_id):
             status = await self.backend.stream_status(stream_id)
         return JSONResponse(status.to_dict())
 
+    @operation("remove a stream (and its alert rules)", responses={200: "StreamDeleted"})
     async def remove_stream(self, request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
         with backend_errors(stream_id):
             rules = await self.backend.remove_stream(stream_id)
         return JSONResponse({"id": stream_id, "object": "stream", "deleted": True, "alerts_removed": rules or 0})
 
+    @operation("OpenAI model list", responses={200: "ModelList"})
     async def models(self, request: Request) -> Response:
         with backend_errors():
             names = await self.chat.model_names()
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "tokdyn"} for name in names]
         return JSONResponse({"object": "list", "data": data})
 
+    @operation("encoder and LLM replicas, and the pools' recent events", responses={200: "ReplicaListWithEvents"})
     async def list_replicas(self, request: Request) -> Response:
         with backend_errors():
             replicas = await self.backend.replicas()
@@ -136,6 +147,7 @@ class Api:
         return JSONResponse({"object": "list", "data": [r.to_dict() for r in replicas],
                              "events": [e.to_dict() for e in events]})
 
+    @operation("run this many replicas of a role", body="ScaleRequest", responses={200: "ReplicaList"})
     async def scale(self, request: Request) -> Response:
         role = parse_replica_role(request.path_params["role"])
         count = parse_replica_count(await read_json(request, self.config.max_body_bytes))
@@ -146,6 +158,7 @@ class Api:
                 raise invalid(str(exc), "replicas") from None
         return JSONResponse({"object": "list", "data": [r.to_dict() for r in replicas]})
 
+    @operation("Prometheus text format", responses={200: {"text/plain": {"type": "string"}}})
     async def metrics_text(self, request: Request) -> Response:
         with backend_errors():
             statuses = await self.backend.list_streams()  # one call: list entries carry the telemetry
@@ -157,6 +170,7 @@ class Api:
             text += render_alert_metrics(alerts)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    @operation("the web console", responses={200: {"text/html": {"type": "string"}}})
     async def console(self, request: Request) -> Response:
         return FileResponse(CONSOLE_DIR / "index.html", headers=CONSOLE_HEADERS)
 
@@ -176,6 +190,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     """A bug in the API itself: still a 500 in the OpenAI shape (Starlette logs the traceback)."""
     return ApiError(500, f"internal error: {type(exc).__name__}", code="internal_error").response()
+
+
+def _openapi(routes: list) -> Callable[[Request], Awaitable[Response]]:
+    """GET /openapi.json: the document of `routes` as served (this route included), built once."""
+    built: list[dict] = []
+
+    @operation("this API as an OpenAPI 3 document", responses={200: {"application/json": {"type": "object"}}})
+    async def openapi(request: Request) -> Response:
+        if not built:
+            built.append(document(routes, OPEN_PATHS))
+        return JSONResponse(built[0])
+
+    return openapi
 
 
 def create_app(backend: Backend, config: ApiConfig) -> Starlette:
@@ -207,6 +234,7 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
         Route("/", api.console, methods=["GET"]),
         Mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console"),
     ]
+    routes.insert(0, Route("/openapi.json", _openapi(routes), methods=["GET"]))
     return Starlette(
         routes=routes,
         middleware=[Middleware(TrustedHosts, names=config.trusted_hosts),  # first of all: DNS rebinding

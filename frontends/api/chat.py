@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from frontends.api.backend import Backend
 from frontends.api.errors import ApiError, backend_errors
 from frontends.api.metrics import QueryMetrics
+from frontends.api.openapi import SSE, operation
 from frontends.api.parsing import ChatRequest, parse_chat, read_json
 
 
@@ -52,6 +53,8 @@ class ChatHandler:
             self._models = list(await self.backend.models())
         return self._models
 
+    @operation("OpenAI chat completions about a stream, as JSON or server-sent events", body="ChatRequest",
+               responses={200: {"application/json": {"$ref": "#/components/schemas/ChatCompletion"}, SSE: {"type": "string"}}})
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         try:

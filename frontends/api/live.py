@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from actors.config import STREAM_ID_RE
 from frontends.api.backend import Backend
 from frontends.api.errors import ApiError, backend_errors, invalid
+from frontends.api.openapi import SSE, operation
 from frontends.keymap_colors import hex_colours, overlay
 
 EVENT_PERIOD_S = 1.0  # telemetry push period: the console's list and sparklines move once a second
@@ -89,6 +90,8 @@ class LiveRoutes:
         self.backend = backend
         self.period_s = period_s
 
+    @operation("the newest sampled frame as JPEG", responses={200: {"image/jpeg": {"type": "string", "format": "binary"}}},
+               query={"overlay": {"type": "string", "enum": list(OVERLAYS)}})
     async def frame_jpeg(self, request: Request) -> Response:
         stream_id = stream_id_of(request)
         wanted = query_params(request, {"overlay": OVERLAYS}).get("overlay", "none")
@@ -109,6 +112,7 @@ class LiveRoutes:
             headers["X-Tokdyn-Snapshot-Version"] = str(view["version"])
         return Response(data, media_type="image/jpeg", headers=headers)
 
+    @operation("the newest frame's key map", responses={200: "KeyMap"})
     async def key_map(self, request: Request) -> Response:
         stream_id = stream_id_of(request)
         query_params(request, {})
@@ -119,6 +123,7 @@ class LiveRoutes:
         return JSONResponse(dict(view, colours=hex_colours(len(view["tokens"]))),
                             headers={"Cache-Control": "no-store"})
 
+    @operation("the stream's status as server-sent events", responses={200: {SSE: {"type": "string"}}}, sse=True)
     async def stream_events(self, request: Request) -> Response:
         stream_id = stream_id_of(request)
         query_params(request, {})
@@ -129,6 +134,7 @@ class LiveRoutes:
             first = await status()
         return self._sse(status, "status", first, stream_id)
 
+    @operation("every stream's status as server-sent events", responses={200: {SSE: {"type": "string"}}}, sse=True)
     async def all_events(self, request: Request) -> Response:
         query_params(request, {})
 
