@@ -294,6 +294,9 @@ class PipelineConfig:
                       "~" expands. Must be reachable from the nodes that run compressors.
     stream_resources: extra Ray custom resources for every stream's source and memory actors (pins them
                       to nodes that advertise the resource).
+    streams_per_host: 0 = every stream runs its own source and memory actors (two processes a stream);
+                      N >= 1 = streams run in stream hosts of up to N streams each, on their encoder
+                      replica's node (one process for N streams: actors/workers/host.py).
     """
 
     ray: RayConfig = field(default_factory=RayConfig)
@@ -304,11 +307,13 @@ class PipelineConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     checkpoint_dir: str = "~/.cache/tokdyn/checkpoints"
     stream_resources: dict[str, float] = field(default_factory=dict)
+    streams_per_host: int = 0
     streams: tuple[StreamSpec, ...] = ()
 
     def __post_init__(self) -> None:
         check(bool(self.checkpoint_dir), "checkpoint_dir", "a folder path", self.checkpoint_dir)
         _check_resources(self.stream_resources, "stream_resources")
+        check(self.streams_per_host >= 0, "streams_per_host", ">= 0", self.streams_per_host)
         ids = [s.stream_id for s in self.streams]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         check(not dupes, "streams", "unique stream_id values", dupes)

@@ -22,6 +22,10 @@ to step, so a backlog or a load swing does not always hit the same side). The ra
 is sustained. Target: sustained streams with polling >= 90 % of those without; >= 90 % of the polls in the
 windows must get a frame for the comparison to count.
 
+--streams-per-host 0,16 runs the ramp once per value on a fresh pipeline in the same run (0: a source and a
+memory actor per stream; N: stream hosts of up to N streams, `streams_per_host`) and reports each one's
+sustained streams and their ratio.
+
     .venv/bin/python bench/pipeline.py --quick --console --json out/bench-pipeline.json
 """
 
@@ -252,6 +256,43 @@ def print_steps(name: str, results: list[dict]) -> None:
                  ("load", ".1f"), *((f"{k} ms", ".1f") for k in STAGES), ("frame GETs/s", "")], rows)
 
 
+def bench_config(tmp: Path, streams_per_host: int) -> PipelineConfig:
+    """The pipeline every ramp runs: a local cluster, the tiny model, small queues."""
+    return PipelineConfig(ray=RayConfig(num_cpus=4), transport=TransportConfig(hwm=4, send_timeout_ms=200),
+                          model=ModelConfig(path="tiny"), encoder=EncoderConfig(batch_frames=32),
+                          checkpoint_dir=str(tmp / "checkpoints"), streams_per_host=streams_per_host)
+
+
+def steps_of(args) -> list[int]:
+    return args.steps or ([2] if args.quick else list(FULL_STEPS))
+
+
+def compare_hosts(args, steps: list[int], window: float) -> int:
+    """One ramp per `streams_per_host` value, each on a fresh pipeline, in this run; sustained streams per value
+    and the ratio of each to the first."""
+    run = BenchRun("pipeline_hosts", args.quick, started=STARTED)
+    modes = {}
+    with tempfile.TemporaryDirectory(prefix="tokdyn-bench-") as tmp:
+        clip = write_clip(Path(tmp))
+        for per_host in args.streams_per_host:
+            print(f"streams_per_host={per_host}:", flush=True)
+            client = start_pipeline(bench_config(Path(tmp) / f"hosts{per_host}", per_host))
+            try:
+                plain, _ = ramp(client, clip, steps, window, None)
+            finally:
+                client.shutdown()
+                ray.shutdown()
+            modes[per_host] = summary(plain)
+            print_steps(f"per_host={per_host}", plain)
+    base = max(modes[args.streams_per_host[0]]["max_sustained_streams"], 1)
+    results = {"modes": {str(k): v for k, v in modes.items()},
+               "ratio_to_first": {str(k): round(v["max_sustained_streams"] / base, 3) for k, v in modes.items()}}
+    print("sustained streams by streams_per_host:",
+          {k: v["max_sustained_streams"] for k, v in modes.items()}, "ratio:", results["ratio_to_first"])
+    run.finish(results, args.json)
+    return 0
+
+
 def main() -> int:
     parser = bench_parser(__doc__, "one step of 2 streams, short window (< 60 s without --console)")
     parser.add_argument("--console", action="store_true",
@@ -260,17 +301,21 @@ def main() -> int:
     parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")],
                         help="stream counts to try, comma-separated (default 1,2,4,...,24; 2 with --quick)")
     parser.add_argument("--window", type=float, default=None, help="seconds watched per step")
+    parser.add_argument("--streams-per-host", type=lambda s: [int(x) for x in s.split(",")], default=[0],
+                        help="streams_per_host values, comma-separated: one ramp each, in this run (default 0)")
     args = parser.parse_args()
-    steps = args.steps or ([2] if args.quick else list(FULL_STEPS))
+    if len(args.streams_per_host) > 1:
+        if args.console:
+            parser.error("--streams-per-host with several values: run without --console")
+        return compare_hosts(args, steps_of(args), args.window or (4.0 if args.quick else 15.0))
+    steps = steps_of(args)
     window = args.window or (4.0 if args.quick else 15.0)
     run = BenchRun("pipeline", args.quick, started=STARTED)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away local cluster on 127.0.0.1
 
     with tempfile.TemporaryDirectory(prefix="tokdyn-bench-") as tmp:
         clip = write_clip(Path(tmp))
-        config = PipelineConfig(ray=RayConfig(num_cpus=4), transport=TransportConfig(hwm=4, send_timeout_ms=200),
-                                model=ModelConfig(path="tiny"), encoder=EncoderConfig(batch_frames=32),
-                                checkpoint_dir=str(Path(tmp) / "checkpoints"))
+        config = bench_config(Path(tmp), args.streams_per_host[0])
         t0 = time.perf_counter()
         client = start_pipeline(config)
         startup_s = time.perf_counter() - t0

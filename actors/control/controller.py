@@ -30,6 +30,7 @@ from ray.exceptions import GetTimeoutError, RayError
 from actors.control.alert_control import AlertControl
 from actors.control.alerts import AlertBook, KVStore
 from actors.control.autoscale import Autoscaler
+from actors.control.hosts import HostPool
 from actors.control.webhooks import WebhookSender
 from actors.config import PipelineConfig, StreamSpec, stream_spec
 from actors.control.lifecycle import CALL_TIMEOUT_S, StreamLifecycle, StreamStart
@@ -73,6 +74,7 @@ class Controller(PoolControl, StreamLifecycle, AlertControl):  # state declared 
         self.reconciles = 0
         self.encoders = ReplicaPool("encoder", self._new_encoder, "info", self.namespace)
         self.llms = ReplicaPool("llm", self._new_llm, "endpoint", self.namespace)
+        self.hosts = HostPool(config.streams_per_host)
         self.autoscaler = Autoscaler(config.encoder.autoscale)
         self._store = TableStore(self.namespace)
         table = self._load_table()
@@ -131,8 +133,7 @@ class Controller(PoolControl, StreamLifecycle, AlertControl):  # state declared 
         lost = []
         for sid, entry in self.table.streams.items():
             try:
-                source = ray.get_actor(entry.source, namespace=self.namespace)
-                memory = ray.get_actor(entry.memory, namespace=self.namespace)
+                source, memory = self._find_actors(entry)
             except ValueError:
                 log.warning("controller: stream %s lost its actors, starting them again", sid)
                 alive = self.encoders.placements()
@@ -232,7 +233,8 @@ class Controller(PoolControl, StreamLifecycle, AlertControl):  # state declared 
                                  spec.sample_rate_hz, source, memory, time.time() - actors.entry.added_at)
 
     def stream_handles(self, stream_id: str) -> dict:
-        """The stream's actor handles {"source", "memory"} (tests and tools: pids, digests, kills)."""
+        """The stream's actor handles {"source", "memory"} (tests and tools: pids, digests, kills); a hosted
+        stream's are `HostedHandle`s (their pid is the host's)."""
         actors = self._actors(stream_id)
         return {"source": actors.source, "memory": actors.memory}
 
@@ -272,8 +274,9 @@ class Controller(PoolControl, StreamLifecycle, AlertControl):  # state declared 
                 streams = [s for s in self._streams.values() if s is not None]
                 self._streams.clear()
             for actors in streams:
-                for handle in (actors.source, actors.memory):
-                    ray.kill(handle, no_restart=True)
+                if not actors.entry.host:
+                    self._kill(actors)
+            self.hosts.kill_all()
             for pool in (self.encoders, self.llms):
                 for name in list(pool.members):
                     pool.remove(name)
@@ -340,14 +343,13 @@ class Controller(PoolControl, StreamLifecycle, AlertControl):  # state declared 
         memory runs on another node than their replica (it changed): all stopped at once, then all started at
         once. Actors on a node Ray declared dead (`dead_nodes`) are gone: killed, not asked to close (that call
         would wait out its timeout). A stream whose start failed is left without actors, marked gone: the next
-        round tries again."""
-        if self.config.stream_resources:
-            return  # pinned by the user
+        round tries again. With `stream_resources` (placed by the user) only gone ones move."""
+        pinned = bool(self.config.stream_resources)  # placed by the user: only streams whose actors are gone
         nodes = {m.name: m.node_id for m in self.encoders.alive()}
         with self._lock:
             strays = {sid: s for sid, s in sorted(self._streams.items()) if s is not None
                       and nodes.get(s.entry.encoder) is not None
-                      and (s.gone or (s.node_id is not None and nodes[s.entry.encoder] != s.node_id))}
+                      and (s.gone or (not pinned and s.node_id is not None and nodes[s.entry.encoder] != s.node_id))}
         moving = dict(list(strays.items())[:MOVES_PER_ROUND])
         if not moving:
             return

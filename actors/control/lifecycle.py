@@ -7,6 +7,12 @@ where the stream stands and goes on from there. In that order, not one chunk of 
 does not know where it goes. Stopping closes every source first, then every memory (each memory's checkpoint
 is complete then), then kills them for good.
 
+With `streams_per_host` >= 1 the same steps run on stream hosts (actors/control/hosts.py): the memory and
+source are added to a host on the replica's node instead of started as actors, and stopping removes the
+stream from its host (its neighbours untouched; a host left empty is killed). Everything after the start
+talks to `HostedHandle`s, which the host answers as the actors did, so the rest of the controller is the same
+for both.
+
 `StreamLifecycle` is mixed into `actors.control.controller.Controller` and works on its state, declared in
 `actors.control.state.ControllerState`: config, namespace, the encoder and LLM pools, the table's names and
 the wiring (under `_lock`).
@@ -25,6 +31,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.config import StreamSpec
 from actors.control.pools import START_TIMEOUT_S, llm_endpoints
+from actors.workers.host_remote import HOST_CONCURRENCY, HOST_ENV, HostedHandle, StreamHostActor
 from actors.workers.remote import MemoryActor, SourceActor
 from actors.control.table import StreamEntry
 from actors.control.wiring import StreamActors
@@ -54,18 +61,14 @@ class StreamLifecycle(ControllerState):
         out: dict[str, StreamActors | Exception] = {}
         pending = {}  # stream id -> (entry, memory handle, its endpoints() ref)
         for start in starts:
-            sid = start.spec.stream_id
-            entry = StreamEntry(start.spec, start.replica, start.added_at,
-                                self.table.new_name(f"tokdyn-source-{sid}"), self.table.new_name(f"tokdyn-memory-{sid}"))
-            memory = MemoryActor.options(name=entry.memory, **self._stream_options(start.replica)).remote(
-                start.spec, self.config.checkpoint_dir, self.config.transport, llm_endpoints(self.llms.alive()))
-            pending[sid] = (entry, memory, memory.endpoints.remote())
+            entry, memory, ref = self._start_memory(start)
+            pending[start.spec.stream_id] = (entry, memory, ref)
         deadline = time.monotonic() + START_TIMEOUT_S
         for sid, (entry, memory, ref) in pending.items():
             try:
                 tokens = ray.get(ref, timeout=max(deadline - time.monotonic(), 0.0))["tokens"]
             except (RayError, GetTimeoutError) as exc:
-                out[sid] = self._abandon(sid, memory, exc)
+                out[sid] = self._abandon(entry, memory, exc)
                 continue
             with self._lock:
                 self.wiring.routes[sid] = tokens
@@ -79,20 +82,76 @@ class StreamLifecycle(ControllerState):
             except (KeyError, RayError, GetTimeoutError) as exc:  # KeyError: the replica was removed meanwhile
                 for sid, (entry, memory, _) in pending.items():
                     if entry.encoder == replica and sid not in out:
-                        out[sid] = self._abandon(sid, memory, exc)
+                        out[sid] = self._abandon(entry, memory, exc)
                 continue
             for sid, (entry, memory, _) in pending.items():
                 if entry.encoder == replica and sid not in out:
-                    source = SourceActor.options(name=entry.source, **self._stream_options(replica)).remote(
-                        entry.spec, member.info["image_size"], self.config.transport, member.info["frames_endpoint"],
-                        memory)
-                    out[sid] = StreamActors(entry, source, memory)
+                    out[sid] = StreamActors(entry, self._start_source(entry, memory, member.info), memory)
         return out
 
-    def _abandon(self, sid: str, memory: Any, exc: Exception) -> Exception:
+    def _start_memory(self, start: StreamStart) -> tuple[StreamEntry, Any, Any]:
+        """Start a stream's memory (an actor, or on a host of its replica's node): (its table entry, its
+        handle, a ref to its endpoints)."""
+        sid, publish_to = start.spec.stream_id, llm_endpoints(self.llms.alive())
+        if not self.config.streams_per_host:
+            entry = StreamEntry(start.spec, start.replica, start.added_at, self.table.new_name(f"tokdyn-source-{sid}"),
+                                self.table.new_name(f"tokdyn-memory-{sid}"))
+            memory = MemoryActor.options(name=entry.memory, **self._stream_options(start.replica)).remote(
+                start.spec, self.config.checkpoint_dir, self.config.transport, publish_to)
+            return entry, memory, memory.endpoints.remote()
+        member = self.encoders.members.get(start.replica)
+        node = None if self.config.stream_resources or member is None else member.node_id
+        host = self.hosts.place(sid, node, lambda: self._new_host(start.replica))
+        entry = StreamEntry(start.spec, start.replica, start.added_at, "", "", host.name)
+        return entry, HostedHandle(host.handle, sid, "memory"), host.handle.add_memory.remote(start.spec, publish_to)
+
+    def _new_host(self, replica: str) -> tuple[str, Any]:
+        """A new stream host on `replica`'s node: (its name, its handle)."""
+        name = self.table.new_name("tokdyn-host")
+        options = {**self._stream_options(replica), "name": name, "max_concurrency": HOST_CONCURRENCY,
+                   "runtime_env": {"env_vars": HOST_ENV}}
+        return name, StreamHostActor.options(**options).remote(self.config.checkpoint_dir, self.config.transport)
+
+    def _start_source(self, entry: StreamEntry, memory: Any, info: dict) -> Any:
+        """Start a stream's source next to its memory, pushing to the encoder replica described by `info`; it
+        goes on from where the memory stands. Returns its handle."""
+        if entry.host:
+            memory.host.add_source.remote(entry.spec, info["image_size"], info["frames_endpoint"])
+            return HostedHandle(memory.host, entry.spec.stream_id, "source")
+        return SourceActor.options(name=entry.source, **self._stream_options(entry.encoder)).remote(
+            entry.spec, info["image_size"], self.config.transport, info["frames_endpoint"], memory)
+
+    def _find_actors(self, entry: StreamEntry) -> tuple[Any, Any]:
+        """(source, memory) handles of a running stream found by the names in its entry (a restarted
+        controller); raises ValueError when an actor or its host is gone."""
+        if not entry.host:
+            return (ray.get_actor(entry.source, namespace=self.namespace),
+                    ray.get_actor(entry.memory, namespace=self.namespace))
+        host = ray.get_actor(entry.host, namespace=self.namespace)
+        member = self.encoders.members.get(entry.encoder)
+        self.hosts.adopt(entry.host, entry.spec.stream_id, member.node_id if member else None, host)
+        return HostedHandle(host, entry.spec.stream_id, "source"), HostedHandle(host, entry.spec.stream_id, "memory")
+
+    def _kill(self, actors: StreamActors, delete_checkpoint: bool = False) -> None:
+        """Stop a stream's processes for good: kill its two actors, or take it off its host (killed when it
+        holds no other stream). `delete_checkpoint`: the hosted memory's, as its close would."""
+        if not actors.entry.host:
+            for handle in (actors.source, actors.memory):
+                ray.kill(handle, no_restart=True)
+            return
+        if not actors.gone:  # a host that restarted holds none of it: nothing to remove there
+            actors.memory.host.remove.remote(actors.entry.spec.stream_id, delete_checkpoint)
+        self.hosts.release(actors.entry.spec.stream_id, actors.entry.host)
+
+    def _abandon(self, entry: StreamEntry, memory: Any, exc: Exception) -> Exception:
         """Kill a half-started stream's memory and forget its address; returns `exc` (its start's outcome)."""
+        sid = entry.spec.stream_id
         log.warning("stream %s: start failed (%s: %s)", sid, type(exc).__name__, exc)
-        ray.kill(memory, no_restart=True)
+        if entry.host:
+            memory.host.remove.remote(sid)
+            self.hosts.release(sid, entry.host)
+        else:
+            ray.kill(memory, no_restart=True)
         with self._lock:
             self.wiring.routes.pop(sid, None)
             self.wiring.placing.pop(sid, None)
@@ -114,10 +173,10 @@ class StreamLifecycle(ControllerState):
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(member.node_id, soft=False)
         return options
 
-    @staticmethod
-    def _stop_streams(streams: dict[str, StreamActors], delete_checkpoint: bool) -> None:
+    def _stop_streams(self, streams: dict[str, StreamActors], delete_checkpoint: bool) -> None:
         """Close every source, then every memory (its checkpoint is complete then), each step for all at once,
-        then kill both actors of each for good. A close that fails or hangs is logged; the kill follows anyway."""
+        then kill both actors of each for good (`_kill`). A close that fails or hangs is logged; the kill follows
+        anyway."""
         for role in ("source", "memory"):
             kwargs = {"delete_checkpoint": delete_checkpoint} if role == "memory" else {}
             refs = {sid: getattr(s, role).close.remote(**kwargs) for sid, s in streams.items() if not s.gone}
@@ -128,5 +187,4 @@ class StreamLifecycle(ControllerState):
                 except (RayError, GetTimeoutError) as exc:
                     log.warning("stream %s: clean close of its %s failed (%s), killing", sid, role, exc)
         for actors in streams.values():
-            for handle in (actors.source, actors.memory):
-                ray.kill(handle, no_restart=True)
+            self._kill(actors, delete_checkpoint)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from actors.control.alerts import AlertBook
     from actors.control.webhooks import WebhookSender
     from actors.control.autoscale import Autoscaler
+    from actors.control.hosts import HostPool
     from actors.control.pools import ReplicaPool
     from actors.control.table import Table
     from actors.control.wiring import StreamActors, Wiring
@@ -36,6 +37,7 @@ class ControllerState:
     wiring: Wiring  # reads `_streams` under `_lock`; owns the data plane's addresses (routes, placing)
     encoders: ReplicaPool
     llms: ReplicaPool
+    hosts: HostPool  # stream hosts and their streams (its own lock; empty unless `streams_per_host` >= 1)
     autoscaler: Autoscaler
     table: Table  # the durable copy of the pools and streams, written by `_save`
     _events: collections.deque[ScaleEvent]  # the latest pool changes (bounded)

@@ -9,7 +9,9 @@ One JSON document per Ray namespace, rewritten whole on every change (a few KB f
 
     {"format": 1, "next_id": int, "encoders": [actor name, ...], "llms": [actor name, ...],
      "streams": {stream_id: {"spec": StreamSpec as a dict, "encoder": replica name, "added_at": wall clock,
-                             "source": actor name, "memory": actor name}}}
+                             "source": actor name, "memory": actor name, "host": stream host name}}}
+
+A stream placed on a stream host (`streams_per_host` >= 1) names its host and no actors of its own ("").
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class StreamEntry:
     spec: StreamSpec
     encoder: str  # name of the encoder replica that serves it
     added_at: float
-    source: str  # actor names (detached: found again by name after a controller restart)
+    source: str  # actor names (detached: found again by name after a controller restart); "" when hosted
     memory: str
+    host: str = ""  # the stream host that runs both (actors/control/hosts.py); "" when it has its own actors
 
 
 @dataclass
@@ -50,7 +53,7 @@ class Table:
 
     def to_json(self) -> bytes:
         streams = {sid: {"spec": dataclasses.asdict(e.spec), "encoder": e.encoder, "added_at": e.added_at,
-                         "source": e.source, "memory": e.memory} for sid, e in self.streams.items()}
+                         "source": e.source, "memory": e.memory, "host": e.host} for sid, e in self.streams.items()}
         return json.dumps({"format": FORMAT, "next_id": self.next_id, "encoders": self.encoders,
                            "llms": self.llms, "streams": streams}).encode()
 
@@ -62,7 +65,8 @@ class Table:
             if doc.get("format") != FORMAT:
                 raise TableError(f"pipeline table: expected format {FORMAT}, got {doc.get('format')!r}")
             streams = {sid: StreamEntry(stream_spec(e["spec"]), str(e["encoder"]), float(e["added_at"]),
-                                        str(e["source"]), str(e["memory"])) for sid, e in doc["streams"].items()}
+                                        str(e["source"]), str(e["memory"]), str(e.get("host", "")))
+                       for sid, e in doc["streams"].items()}
             return cls(int(doc["next_id"]), [str(n) for n in doc["encoders"]], [str(n) for n in doc["llms"]],
                        streams)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -105,7 +109,8 @@ def stop_all(namespace: str) -> int:
     table = store.load()
     killed = 0
     if table is not None:
-        names = table.encoders + table.llms + [n for e in table.streams.values() for n in (e.source, e.memory)]
+        names = table.encoders + table.llms + list(dict.fromkeys(
+            n for e in table.streams.values() for n in (e.source, e.memory, e.host) if n))
         for name in names:
             try:
                 ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)

@@ -93,13 +93,14 @@ class Wiring:
     def observe(self) -> None:
         """Where every stream's memory and source run (node, process), asked at once; a memory's tokens
         address again when its process changed (a restarted memory may bind a new port); which streams'
-        actors are gone for good (their node died: pinned there, Ray cannot restart them)."""
+        actors are gone for good (their node died: pinned there, Ray cannot restart them; or their stream host's
+        process was restarted, empty: `hosted` False)."""
         with self._lock:
             streams = {sid: s for sid, s in self._streams.items() if s is not None}
         found = ask_all({sid: (s.memory.where, s.source.where) for sid, s in streams.items()})
         changed = {}
         for sid, got in found.items():
-            if got is None:
+            if got is None or not all(w.get("hosted", True) for w in got):
                 streams[sid].gone = True
                 continue
             pids = (got[0]["pid"], got[1]["pid"])

@@ -11,9 +11,8 @@ its recorded port (so the encoder's queued chunks still reach it), a source asks
 the stream stands and goes on from there. A corrupt checkpoint is set aside by that memory alone
 (`MemoryWorker._restore_or_new`). Neighbours are never paused, restarted or touched.
 
-Not done here: the controller still starts one source and one memory actor per stream
-(`actors/control/lifecycle.py`); placing streams on hosts is the next step (the host's Ray shell is
-`actors.workers.host_remote.StreamHostActor`).
+The controller places streams on hosts when `streams_per_host` >= 1 (actors/control/hosts.py); the host's Ray
+shell is `actors.workers.host_remote.StreamHostActor`.
 """
 
 from __future__ import annotations
