@@ -158,6 +158,9 @@ class Worker:
         from train.data import build_eval_examples, build_stage_pool, build_train_pool, steps_per_epoch
 
         config, vlm, name = self.config, self.vlm, self.phases[index]
+        known_total = stage.steps if stage is not None else config.steps
+        if known_total is not None and self.resume_point(index)[0] >= known_total:
+            return  # a checkpoint at this phase's end: nothing left to train, no pool to build
         if stage is None:
             pool = build_train_pool(vlm, config, self.rank, self.world, self.metrics.write)
             total = config.steps if config.steps is not None else config.epochs * steps_per_epoch(pool, config)
