@@ -83,14 +83,16 @@ function pause(ms, signal) {
 }
 
 /**
- * Follow an SSE route until `signal` aborts, reconnecting with backoff when the connection drops.
+ * Follow an SSE route (a path, or a function returning one) until `signal` aborts, reconnecting with backoff
+ * when the connection drops.
  * handlers: event(name, parsedData), failure(ApiError) (return true to stop following), open().
  */
 export async function follow(path, handlers, signal) {
   let delay = 1000;
   while (!signal.aborted) {
     try {
-      const response = await request("GET", path, undefined, signal);
+      // a function is asked again on every reconnect (a resume point such as ?after=<last event id>)
+      const response = await request("GET", typeof path === "function" ? path() : path, undefined, signal);
       delay = 1000;
       if (handlers.open) handlers.open();
       await readEvents(response, (name, data) => handlers.event(name, JSON.parse(data)));

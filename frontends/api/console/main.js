@@ -1,6 +1,8 @@
 // Wires the console together: the API key prompt, the pipeline banner, the stream list (GET /v1/events),
-// the selected stream's live view and status (GET /v1/streams/{id}/events), its chat, and the replica pools.
+// the selected stream's live view and status (GET /v1/streams/{id}/events), its chat, the replica pools, and
+// the alert rules with their firings (GET /v1/alerts, /v1/alerts/events).
 
+import { AlertPanel } from "./alerts.js";
 import { apiKey, follow, setApiKey } from "./api.js";
 import { ChatPanel } from "./chat.js";
 import { LiveView } from "./live.js";
@@ -11,6 +13,7 @@ const $ = (id) => document.getElementById(id);
 
 const live = new LiveView();
 const chat = new ChatPanel();
+const alerts = new AlertPanel();
 const list = new StreamList(select, (id) => {
   chat.forget(id);
   if (list.selected === id) select(null);
@@ -90,6 +93,7 @@ $("key-form").addEventListener("submit", (event) => {
   $("key-input").value = "";
   $("key-form").hidden = true;
   start();
+  alerts.start();
   if (list.selected) select(list.selected);
 });
 
@@ -101,3 +105,4 @@ new ReplicaPanel(); // polls GET /v1/replicas while its panel is open
 const wanted = /^#stream=(.+)$/.exec(location.hash);
 if (wanted) select(decodeURIComponent(wanted[1]));
 start();
+alerts.start();

@@ -114,7 +114,8 @@ def test_the_console_page_is_served_without_the_key_and_locked_down(serve):
         page = anonymous.get("/")
         assert page.status_code == 200 and "tokdyn" in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
-        for asset in ("main.js", "api.js", "streams.js", "live.js", "chat.js", "replicas.js", "console.css"):
+        for asset in ("main.js", "api.js", "streams.js", "live.js", "chat.js", "replicas.js", "alerts.js",
+                      "console.css"):
             assert anonymous.get(f"/console/{asset}").status_code == 200, asset
         assert error_of(anonymous.get("/console/missing.js"))["code"] == "not_found"
         assert anonymous.get("/console/%2E%2E/app.py").status_code == 404  # no way out of the folder
