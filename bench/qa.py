@@ -1,8 +1,16 @@
 """Answer accuracy on the scene video-QA suite, per reduction method and token budget.
 
-    python bench/qa.py [--quick] [--json PATH] [--model DIR] [--suite NAME] [--only heldout|long|hour]
+    python bench/qa.py [--quick] [--json PATH] [--model DIR] [--suite NAME] [--only stages|heldout|long|hour]
 
-What runs, for every held-out scene: the frames a 2 frames/s pipeline samples, resized like the source actor,
+Stages (where an answer is lost, token_dynamics@32): "vision", the vision path's nearest-concept accuracy
+(train/oracle.py, train/warmup.py) on 96 frames of held-out scenes, per object (its mean token in a frame, what
+a cluster hands the reader), per object cell (shape and colour apart) and per background cell; "oracle
+memory", the suite asked of memories built from the scenes' true label maps through the concept tokens and
+the same streaming compressor (perfect vision and clustering); "probe on the real memory", a small supervised
+probe (bench/probe.py) from the real memory and the question's words to the answer, trained on the real
+memories of 60 training scenes (is the information in the memory at all?); "real memory", the model as shipped.
+
+Held-out formats, for every held-out scene: the frames a 2 frames/s pipeline samples, resized like the source actor,
 encoded once by the model's vision tower; then, per memory format, the memory after the scene's last chunk,
 built by the same streaming compressor code the pipeline runs (train/memory.py); then every question of the
 scene, answered greedily through the path the LLM actor answers with (`model.generate`) and scored by
@@ -34,8 +42,9 @@ never sit in memory at once. Then, rows labelled by what they measure:
 Each with accuracy overall and per category, chance for its mix of questions, time to first token, and per scene
 the time it took to stream, the segments sealed and their bytes, the window's span and segments.
 
---quick: 8 held-out scenes, token_dynamics (both), uniform and full at 32 tokens, no long or hour scenes
-(< 60 s). --only runs one section of the full run (heldout, long or hour).
+--quick: the stage rows and 4 formats at 32 tokens (token_dynamics both ways, uniform, full) on 8 held-out
+scenes, a probe of 100 steps on 8 training scenes, no long or hour scenes (< 60 s). --only runs one section of
+the full run (stages, heldout, long or hour).
 """
 
 from __future__ import annotations
@@ -60,13 +69,16 @@ from compressor.config import CompressorConfig  # noqa: E402
 from compressor.registry import make_stream_compressor  # noqa: E402
 from compressor.segments import SegmentStore, window_from_folder  # noqa: E402
 from compressor.snapshot import Snapshot  # noqa: E402
-from scenes.questions import CATEGORIES, QA, chance, is_correct  # noqa: E402
+from bench.probe import probe_accuracy  # noqa: E402
+from scenes.questions import CATEGORIES, QA, chance, is_correct, questions  # noqa: E402
 from scenes.scene import SceneSpec, make_scene  # noqa: E402
-from scenes.suites import FIRST_MINUTE_S, last_sampled_time, sampled_times, suite  # noqa: E402
+from scenes.suites import FIRST_MINUTE_S, TRAIN_SEED_START, last_sampled_time, sampled_times, suite  # noqa: E402
 from stream.sampling import resize_frames  # noqa: E402
 from train.config import FULL, MemoryFormat  # noqa: E402
 from train.evaluate import MAX_ANSWER_TOKENS  # noqa: E402
-from train.memory import Memory, encode, snapshot_memory, stream_memories  # noqa: E402
+from train.memory import Memory, encode, snapshot_chunks, snapshot_memory, stream_memories  # noqa: E402
+from train.oracle import Concepts, cell_label_maps, oracle_tokens  # noqa: E402
+from train.warmup import cell_accuracy, concept_table, heldout_frames  # noqa: E402
 from train.objective import visual_inputs  # noqa: E402
 from train.scene_data import sampled_frames  # noqa: E402
 from vlm import ModelConfig, load_vlm  # noqa: E402
@@ -79,7 +91,9 @@ MOTION_CATEGORIES = ("position", "direction", "order", "time")
 #: Frames rendered and encoded at a time in the hour section (a multiple of FRAMES_PER_CHUNK): an hour's tokens
 #: at once would be 7,200 x 196 x D floats (720 MB at D = 128).
 HOUR_BATCH_FRAMES = 64
-SECTIONS = ("heldout", "long", "hour")
+SECTIONS = ("stages", "heldout", "long", "hour")
+#: Training scenes whose real memories train the probe (6 snapshots each, every category twice per snapshot).
+PROBE_SCENES = 60
 
 
 def formats(quick: bool) -> list[MemoryFormat]:
@@ -254,15 +268,66 @@ def heldout_section(model, dynamics, suite_name: str, fmts: Sequence[MemoryForma
             "full_tokens": "every token of 16 uniformly sampled frames (16 x 196)"}
 
 
+def oracle_memory(model, spec: SceneSpec, fmt: MemoryFormat) -> Memory:
+    """The memory a perfect vision path would give for ``spec``: its true label maps through the concept tokens
+    and the same streaming compressor (train/oracle.py), after the last chunk."""
+    scene, times = make_scene(spec), sampled_times(spec, RATE_HZ)
+    labels = cell_label_maps(scene, times, model.grid)
+    return last_memory(oracle_tokens(Concepts.make(model.hidden_size), scene, labels, spec.seed), times, fmt)
+
+
+def probe_pairs(model, specs: Sequence[SceneSpec], fmt: MemoryFormat) -> list[tuple[Memory, list[QA]]]:
+    """Real memories of ``specs`` at 6 snapshots each (as training builds them) with the questions asked there."""
+    out = []
+    for spec in specs:
+        tokens, times = scene_tokens(model, spec)
+        chunks = snapshot_chunks(-(-len(times) // FRAMES_PER_CHUNK), 6)
+        memories = stream_memories(tokens, times, fmt, FRAMES_PER_CHUNK, chunks)
+        rng = np.random.default_rng([spec.seed, 9])
+        for memory in memories:
+            out.append((memory, questions(make_scene(spec), memory.t_end, rng, per_category=2)))
+    return out
+
+
+def stages_section(model, dynamics, suite_name: str, limit: int | None) -> dict:
+    """Where answers are lost, a row per stage: the vision path's per-cell and per-object accuracy on held-out
+    frames; the suite asked of oracle memories (perfect vision and clustering, the same key-map and motion
+    code); a supervised probe from the real memory to each answer (is the information there at all?); and the
+    suite asked of the real memory (the model as shipped), all at token_dynamics@32."""
+    fmt = MemoryFormat("token_dynamics", 32)
+    frames, targets = heldout_frames(model.image_size, model.grid)
+    vision = cell_accuracy(model, concept_table(Concepts.make(model.hidden_size)), frames, targets)
+    print_table([("vision, held-out frames", "s"), ("accuracy", ".3f")], [[k, v] for k, v in vision.items()])
+    scorer, heldout = Scorer(), []
+    scenes = suite(suite_name)[:limit]
+    for spec, qas in scenes:
+        scorer.ask(model, dynamics, "oracle memory", oracle_memory(model, spec, fmt), True, qas)
+        tokens, times = scene_tokens(model, spec)
+        memory = last_memory(tokens, times, fmt)
+        scorer.ask(model, dynamics, "real memory", memory, True, qas)
+        heldout.append((memory, list(qas)))
+    train_specs = [SceneSpec(seed=TRAIN_SEED_START + 50_000 + i, seconds=float(s)) for i, s in
+                   enumerate(np.random.default_rng(3).uniform(20, 60, PROBE_SCENES if limit is None else 8))]
+    probe = probe_accuracy(probe_pairs(model, train_specs, fmt), heldout, steps=1500 if limit is None else 100)
+    rows = [scorer.row("oracle memory"), {"format": "probe on the real memory", "accuracy": probe["accuracy"],
+                                          "per_category": probe["per_category"], "questions": probe["questions"]},
+            scorer.row("real memory")]
+    cats = [c for c in CATEGORIES if any(c in r["per_category"] for r in rows)]
+    print_table([("reader, token_dynamics@32", "s"), ("acc %", ".1f")] + [(c[:8], ".0f") for c in cats],
+                [[r["format"], r["accuracy"]] + [r["per_category"].get(c) for c in cats] for r in rows])
+    return {"vision": vision, "vision_frames": len(frames), "rows": rows, "probe": probe}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = bench_parser(__doc__, "8 scenes, 4 formats at 32 tokens, no long or hour scenes (< 60 s)")
     parser.add_argument("--model", default="embedded", help="checkpoint directory (default: the shipped model)")
     parser.add_argument("--suite", default=None, help="held-out suite (default: heldout, --quick: heldout-small)")
     parser.add_argument("--only", choices=SECTIONS, default=None, help="run only this section of the full run")
     args = parser.parse_args(argv)
-    if args.quick and args.only not in (None, "heldout"):
-        parser.error(f"--only {args.only}: expected a section of --quick (heldout), got one of the full run only")
-    sections = (args.only,) if args.only else SECTIONS[:1] if args.quick else SECTIONS
+    if args.quick and args.only not in (None, "stages", "heldout"):
+        parser.error(f"--only {args.only}: expected a section of --quick (stages, heldout), got one of the full "
+                     "run only")
+    sections = (args.only,) if args.only else SECTIONS[:2] if args.quick else SECTIONS
     run = BenchRun("qa", args.quick, started=STARTED)
     torch.manual_seed(0)
     model = load_vlm(ModelConfig(path=args.model, dtype="float32"))
@@ -271,6 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model {model.name}: cross-dynamics attention {'trained' if dynamics is not None else 'absent'}; "
           f"sections {', '.join(sections)}")
     results: dict = {"model": model.name, "dynamics_trained": dynamics is not None, "sections": list(sections)}
+    if "stages" in sections:
+        results["stages"] = stages_section(model, dynamics, suite_name, 8 if args.quick else None)
     if "heldout" in sections:
         results.update(heldout_section(model, dynamics, suite_name, formats(args.quick)))
     if "long" in sections:
