@@ -167,7 +167,7 @@ class Api:
             alerts = await self.backend.alert_stats() if hasattr(self.backend, "alert_stats") else None
         text = render(self.metrics, statuses, replicas, totals)
         if alerts is not None:  # (an in-process test backend may have no alerts)
-            text += render_alert_metrics(alerts)
+            text += render_alert_metrics(alerts).encode()  # render() gives the exposition as bytes
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @operation("the web console", responses={200: {"text/html": {"type": "string"}}})
