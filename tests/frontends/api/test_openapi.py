@@ -85,9 +85,11 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(served) -> None:
     schema = schemathesis.openapi.from_dict(http.get("/openapi.json").json())
     examples: dict[str, int] = collections.Counter()
     skipped = []
+    inputs: dict[str, bool] = {}  # whether a route takes parameters or a body (else one request is all there is)
     started = time.monotonic()
     for result in schema.get_all_operations():
         op = result.ok()
+        inputs[op.label] = bool(op.definition.raw.get("parameters") or op.definition.raw.get("requestBody"))
         if op.definition.raw.get("x-sse"):
             skipped.append(op.label)
             continue
@@ -106,4 +108,4 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(served) -> None:
     report = {"examples_per_route": dict(sorted(examples.items())), "not_fuzzed_sse": skipped,
               "seconds": round(time.monotonic() - started, 1)}
     print(json.dumps(report, indent=1))
-    assert len(examples) >= 18 and min(examples.values()) >= EXAMPLES // 2, report
+    assert len(examples) >= 18 and all(n >= (EXAMPLES // 2 if inputs[label] else 1) for label, n in examples.items()), report
