@@ -9,6 +9,7 @@ import time
 import pytest
 
 from stream.stall import Stalled, StallWatch
+from tests.helpers import wait_for
 
 TIMEOUT_S = 0.3
 
@@ -32,10 +33,7 @@ def test_a_blocked_read_is_reported_within_the_timeout_and_the_next_packet_raise
     started = time.monotonic()
     reader = threading.Thread(target=lambda: pytest.raises(Stalled, next, packets), daemon=True)
     reader.start()
-    deadline = time.monotonic() + 10
-    while not stalls:  # the read is still blocked: only the watchdog thread can see it
-        assert time.monotonic() < deadline, "the watchdog never fired"
-        time.sleep(0.01)
+    wait_for(lambda: stalls, 10, "the watchdog (the read is still blocked: only its thread can see it)")
     assert reader.is_alive() and watch.fired
     assert TIMEOUT_S < stalls[0][0] - started < TIMEOUT_S + 1.0 and stalls[0][1] > TIMEOUT_S
     release.set()  # the blocked read returns a (stale) packet: the connection is dropped, not resumed

@@ -7,7 +7,6 @@ import http.server
 import json
 import socket
 import threading
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from actors.control.alerts import AlertBook, MemoryStore
 from actors.control.webhooks import WebhookSender, verify
 from actors.errors import AlertNotFound, StreamNotFound
 from configs.schema import ConfigError
+from tests.helpers import wait_for
 
 STREAMS = ["cam", "dock"]
 
@@ -121,13 +121,6 @@ class Receiver(http.server.ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-def wait_for(check, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_webhook_is_signed_retried_after_a_500_and_a_silent_receiver_stalls_no_other_rule():
