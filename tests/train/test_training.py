@@ -62,6 +62,24 @@ def _written(run: Path) -> int:
     return total
 
 
+def _crash(proc: subprocess.Popen, run: Path) -> None:
+    """Kill a training driver as a crash would, and its process group (its Ray cluster); return once the run's
+    files have stopped changing (a worker can outlive its driver for a moment and finish its checkpoint)."""
+    os.kill(proc.pid, signal.SIGKILL)  # the driver, by pid
+    proc.wait(timeout=30)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # what the driver started, if still there
+    except ProcessLookupError:
+        pass
+    sizes: list[int] = []
+
+    def quiet() -> bool:
+        sizes.append(_written(run))
+        return len(sizes) > 10 and len(set(sizes[-11:])) == 1
+
+    wait_for(quiet, 60, "the killed run's files to stop changing")
+
+
 def _records(run: Path) -> list[dict]:
     path = run / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
@@ -98,21 +116,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
                  and (run / "run" / "checkpoint_manager_snapshot.json").is_file(), RUN_TIMEOUT_S,
                  "the first checkpoint")
     finally:
-        os.kill(proc.pid, signal.SIGKILL)  # the driver, by pid, as a crash would
-        proc.wait(timeout=30)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # what the driver started (its Ray cluster), if still there
-        except ProcessLookupError:
-            pass
-    # A worker can outlive its driver for a moment and finish the step (and checkpoint) it was in: count what
-    # the killed run wrote once its files have stopped changing for a second.
-    sizes: list[int] = []
-
-    def quiet() -> bool:
-        sizes.append(_written(run))
-        return len(sizes) > 10 and len(set(sizes[-11:])) == 1
-
-    wait_for(quiet, 60, "the killed run's files to stop changing")
+        _crash(proc, run)
     reached = max(r["step"] for r in _records(run) if "loss" in r)
     assert reached < 400
     target = reached + 20
@@ -164,19 +168,7 @@ def test_curriculum_stages_each_lower_their_loss_and_resume_where_killed(tmp_pat
         wait_for(lambda: any(r.get("phase") == "stage0" and r.get("step", 0) >= 10 and "loss" in r
                              for r in _records(run)), RUN_TIMEOUT_S, "the oracle stage's first checkpoint")
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    sizes: list[int] = []
-
-    def quiet() -> bool:
-        sizes.append(_written(run))
-        return len(sizes) > 10 and len(set(sizes[-11:])) == 1
-
-    wait_for(quiet, 60, "the killed run's files to stop changing")
+        _crash(proc, run)
     # when it runs again with the same output
     resumed = _train(config)
     out, _ = resumed.communicate(timeout=RUN_TIMEOUT_S)
