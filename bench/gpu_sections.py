@@ -295,7 +295,7 @@ def _step_s(vlm: LlavaOnevision, config: Any, batch: int, steps: int, deadline: 
     dynamics = make_dynamics(vlm, 0)
     params = set_trainable(vlm, dynamics, tuple(config.freeze))
     optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    weights = {k: getattr(config, k) for k in ("aux_weight", "focus_weight") if hasattr(config, k)}
+    weights = {k: getattr(config, k) for k in ("aux_weight", "focus_weight", "motion_weight") if hasattr(config, k)}
     objective = QAObjective(vlm, dynamics, **weights)
     examples = _examples(len(vlm.tokenizer), vlm.hidden_size, batch)
 

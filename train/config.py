@@ -314,6 +314,7 @@ class TrainConfig:
     checkpoint_every_steps: report a checkpoint every this many steps (and at the end).
     aux_weight:   weight of the memory tokens' auxiliary loss (each names its object's words; 0 = off).
     focus_weight: weight of the attention loss (the answer looks at the tokens it depends on; 0 = off).
+    motion_weight: weight of the fused tokens' motion-word loss (train/objective.py; 0 = off).
     curriculum:   Stages run before the main one, in order (after the vision warm-up).
     optim, eval, vision_warmup, ray: see their dataclasses.
     """
@@ -332,6 +333,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     aux_weight: float = 0.0
     focus_weight: float = 0.0
+    motion_weight: float = 0.0
     curriculum: tuple[Stage, ...] = ()
     vision_warmup: WarmupConfig = field(default_factory=WarmupConfig)
     ray: RayTrainConfig = field(default_factory=RayTrainConfig)
@@ -354,11 +356,17 @@ class TrainConfig:
         check(set(freeze) != set(PARTS), "freeze", "at least one trainable part", list(freeze))
         check(self.aux_weight >= 0, "aux_weight", ">= 0", self.aux_weight)
         check(self.focus_weight >= 0, "focus_weight", ">= 0", self.focus_weight)
+        check(self.motion_weight >= 0, "motion_weight", ">= 0", self.motion_weight)
         object.__setattr__(self, "curriculum", tuple(self.curriculum))
 
     @property
     def output_path(self) -> Path:
         return Path(self.output).expanduser().resolve()
+
+    @property
+    def dense_losses(self) -> bool:
+        """Whether any loss needs per-token targets (aux, motion) or the answer's referents (focus)."""
+        return bool(self.aux_weight or self.focus_weight or self.motion_weight)
 
     def trains(self, part: str) -> bool:
         """Whether `part` (one of PARTS) is trained."""

@@ -30,7 +30,7 @@ def build_train_pool(vlm: LlavaOnevision, config: TrainConfig, rank: int, world:
     pool = ExamplePool([[] for _ in formats])
     if data.scenes.count:
         scenes = build_scene_pool(vlm, scene_specs(data, config.seed, rank, world), formats, data, config.seed,
-                                  trains_vision(config), targets=bool(config.aux_weight or config.focus_weight))
+                                  trains_vision(config), targets=config.dense_losses)
         pool.extend(scenes)
         log({"event": "scene_pool", "rank": rank, "scenes": len(scene_specs(data, config.seed, rank, world)),
              "examples": len(scenes), "media_s": scenes.media_s, "build_s": scenes.build_s,

@@ -170,7 +170,7 @@ class Worker:
             total, oracle = stage.steps, stage.memory == "oracle"
         eval_examples = build_eval_examples(vlm, config, oracle) if self.rank == 0 and config.eval.suite else []
         params = set_trainable(vlm, self.dynamics, config.freeze)
-        objective = QAObjective(vlm, self.dynamics, config.aux_weight, config.focus_weight)
+        objective = QAObjective(vlm, self.dynamics, config.aux_weight, config.focus_weight, config.motion_weight)
         model = _data_parallel(objective)
         own = {id(p) for p in self.dynamics.parameters()}
         groups = [{"params": [p for p in params if id(p) not in own], "lr_scale": 1.0},

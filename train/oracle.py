@@ -40,6 +40,8 @@ OBJECT_SHARE = 0.5
 #: Attributes each memory token is asked to name (ATTRIBUTES order): targets [K, len(ATTRIBUTES)].
 ATTRIBUTES = ("shape", "colour", "zone", "direction", "enter_time")
 IGNORE = -100  # F.cross_entropy's ignore_index: no target for this token and attribute
+#: Columns of the attributes only the key map's motion features can tell (a memory without them cannot name them).
+MOTION_COLUMNS = [ATTRIBUTES.index(a) for a in ("zone", "direction", "enter_time")]
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,15 @@ def token_targets(tokenizer, scene: Scene, objects: np.ndarray, t_query: float) 
             out[k, 2] = _first_id(tokenizer, zone_of(*obj.position(t_query), w, h))
             out[k, 3] = _first_id(tokenizer, obj.direction(t_query))
         out[k, 4] = _single_id(tokenizer, str(int(round(obj.enter_t))))
+    return out
+
+
+def without_motion(targets: torch.Tensor) -> torch.Tensor:
+    """Targets [K, len(ATTRIBUTES)] of a memory read without its motion (centroid-only, baselines) -> a copy
+    that asks no MOTION_COLUMNS word: from content tokens alone those are guesses, and teaching guesses
+    would teach the answer prior."""
+    out = targets.clone()
+    out[:, MOTION_COLUMNS] = IGNORE
     return out
 
 

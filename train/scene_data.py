@@ -22,7 +22,8 @@ from scenes.suites import TRAIN_SEED_START
 from stream.sampling import resize_frames
 from train.config import DataConfig, MemoryFormat
 from train.memory import Memory, memory_inputs, snapshot_chunks, stream_memories
-from train.oracle import Concepts, cell_label_maps, focus_tokens, oracle_tokens, referents, token_targets
+from train.oracle import (Concepts, cell_label_maps, focus_tokens, oracle_tokens, referents, token_targets,
+                          without_motion)
 from train.objective import Example
 from vlm.llava_onevision import LlavaOnevision
 
@@ -91,6 +92,7 @@ def scene_examples(vlm: LlavaOnevision, spec: SceneSpec, formats: Sequence[Memor
         words = [token_targets(vlm.tokenizer, scene, memory.objects, t_query)
                  if targets and isinstance(memory, Memory) and memory.objects is not None else None
                  for memory in (inputs[f][s] for f in range(len(formats)))]
+        words = [w if w is None or fmt.uses_dynamics else without_motion(w) for w, fmt in zip(words, formats)]
         asked = {"categories": categories} if categories else {}
         for qa in questions(scene, t_query, rng, data.scenes.per_category, **asked):
             wanted = referents(scene, qa.key, t_query)

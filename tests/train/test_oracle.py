@@ -17,8 +17,10 @@ from train.memory import stream_memories
 from train.config import ModelInit
 from train.model import load_model, make_dynamics, scene_tokenizer
 from train.objective import Example, QAObjective
-from train.oracle import (ATTRIBUTES, IGNORE, Concepts, cell_label_maps, focus_tokens, oracle_tokens, referents,
-                          token_targets)
+from train.config import DataConfig
+from train.oracle import (ATTRIBUTES, IGNORE, MOTION_COLUMNS, Concepts, cell_label_maps, focus_tokens,
+                          oracle_tokens, referents, token_targets)
+from train.scene_data import scene_examples
 from compressor.motion import MOTION_FEATURES
 
 GRID = (14, 14)
@@ -144,3 +146,32 @@ def test_dense_losses_train_on_an_oracle_example(oracle):
     assert vlm.model.lm_head.weight.grad is not None and torch.isfinite(vlm.model.lm_head.weight.grad).all()
     objective.serving()
     assert vlm.model.config.text_config._attn_implementation != "eager"
+
+
+def test_motion_words_train_the_cross_dynamics_attention_from_fused_memories_only(oracle):
+    """The motion loss reaches the zero-initialised attention at once (its output layer gets a gradient on the
+    first step), and a memory read without motion is never asked motion words."""
+    scene, times, labels, memory = oracle
+    vlm = load_model(ModelInit(tokenizer="scenes"), seed=0, device="cpu")
+    dynamics = make_dynamics(vlm, 0)
+    objective = QAObjective(vlm, dynamics, motion_weight=1.0)
+    t_end = float(times[-1])
+    qa = next(q for q in questions(scene, t_end, np.random.default_rng(1)) if q.category == "position")
+    targets = token_targets(vlm.tokenizer, scene, memory.objects, t_end)
+    fused = Example(memory, qa.question, qa.answer, True, qa.category, qa, targets=targets)
+    loss, _ = objective([fused])
+    assert objective.last["motion"] > 0
+    loss.backward()
+    assert dynamics.out.weight.grad.abs().sum() > 0
+    dynamics.zero_grad(set_to_none=True)
+    unfused = Example(memory, qa.question, qa.answer, False, qa.category, qa, targets=targets)
+    objective([unfused])[0].backward()
+    assert objective.last["motion"] == 0 and dynamics.out.weight.grad is None
+
+    formats = [MemoryFormat("token_dynamics", 32), MemoryFormat("token_dynamics", 32, centroid_only=True)]
+    spec = SceneSpec(seed=100_022, seconds=12.0)
+    with_motion, centroid = scene_examples(vlm, spec, formats, DataConfig(), seed=0,
+                                           oracle=Concepts.make(vlm.hidden_size), targets=True)
+    assert any((ex.targets[:, MOTION_COLUMNS] != IGNORE).any() for ex in with_motion)
+    assert all((ex.targets[:, MOTION_COLUMNS] == IGNORE).all() for ex in centroid)
+    assert all((ex.targets[:, :2] != IGNORE).all() for ex in centroid)  # content words are still asked
