@@ -206,8 +206,9 @@ class PipelineClient:
             window: tuple[float, float] | None = None) -> Iterator[dict[str, Any]]:
         """Events of one answer as they are generated: {"type": "delta", "text"} ..., then one
         {"type": "done", usage, span, snapshot_version, finish_reason, model, ttft_s}. `stop`: up to 4
-        strings the answer ends before. `window`: (t_start, t_end) media seconds to answer about, from the
-        stream's segments (WindowUnavailable when none holds it); None: the live memory.
+        strings the answer ends before. `window`: (t_start, t_end) media seconds to answer about, from a memory
+        of that window the stream's memory worker builds from its segments and Ray carries to the LLM replica
+        (WindowUnavailable when none holds it); None: the live memory.
 
         Raises before the first event: StreamNotFound (no such stream), StreamNotReady (no snapshot yet),
         StreamFailed (no snapshot and the source failed for good: its last_error says why),
@@ -215,10 +216,11 @@ class PipelineClient:
         bad messages (PromptTooLong over the prompt cap).
         """
         messages = [{"role": "user", "content": question}] if isinstance(question, str) else question
+        memory = None if window is None else self.stream_handles(stream_id)["memory"]
         name, llm = self._pick_llm()
         unavailable = False
         try:
-            for ref in llm.ask.remote(stream_id, messages, max_tokens, temperature, stop, window):
+            for ref in llm.ask.remote(stream_id, messages, max_tokens, temperature, stop, _window(memory, window)):
                 yield ray.get(ref)
         except Exception as exc:
             error = unwrap(exc)
@@ -233,9 +235,10 @@ class PipelineClient:
                         temperature: float, stop: list[str] | None = None,
                         window: tuple[float, float] | None = None) -> AsyncIterator[dict[str, Any]]:
         """`ask` for an event loop; an abandoned answer (client gone, failure) is cancelled in the LLM."""
+        memory = None if window is None else (await self.stream_handles_async(stream_id))["memory"]
         name, llm = await self._pick_llm_async()
         finished = unavailable = False
-        answer = llm.ask.remote(stream_id, messages, max_tokens, temperature, stop, window)
+        answer = llm.ask.remote(stream_id, messages, max_tokens, temperature, stop, _window(memory, window))
         try:
             async for ref in answer:
                 yield await ref
@@ -275,6 +278,12 @@ class PipelineClient:
             log.warning("shutdown: the controller did not answer; killed the %d actors its table names", killed)
         finally:
             ray.kill(self.controller, no_restart=True)
+
+
+def _window(memory: Any, window: tuple[float, float] | None) -> Any:
+    """The `window` argument of an LLM's `ask`: None, or the ObjectRef of the stream memory's window memory
+    (Ray resolves it before the LLM runs, wherever the two actors are; its error, if any, is the answer's)."""
+    return None if window is None else memory.window.remote(*window)
 
 
 def _explained(error: PipelineError, stream_id: str, status: StreamStatus | None) -> PipelineError:

@@ -53,7 +53,7 @@ class PoolControl(ControllerState):
             name=name, namespace=self.namespace, lifetime="detached", max_restarts=c.ray.max_restarts,
             max_concurrency=c.llm.max_concurrent, num_cpus=c.llm.num_cpus, num_gpus=c.llm.num_gpus,
             resources=c.llm.resources or None, scheduling_strategy="SPREAD",
-        ).remote(c.model, c.llm, c.transport, str(c.checkpoint_path))
+        ).remote(c.model, c.llm, c.transport)
 
     def replicas(self) -> list[ReplicaStatus]:
         """Every encoder and LLM replica with its telemetry (role, then name order)."""

@@ -17,7 +17,6 @@ from actors.config import LLMConfig, TransportConfig
 from actors.errors import PipelineUnavailable, StreamNotFound, StreamNotReady, WindowUnavailable
 from actors.workers.alerting import AlertEvaluator
 from actors.workers.loop import POLL_MS, LoopThread, bind_host, bind_spec
-from actors.workers.memory import segments_folder
 from actors.workers.meta import optional_seconds
 from vlm import ModelConfig
 from compressor.snapshot import Snapshot
@@ -97,7 +96,7 @@ class LLMWorker:
     """Owns the language model, the snapshot store and the SUB socket; `ask` streams answer events."""
 
     def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig,
-                 checkpoint_dir: str | None = None, exit_on_crash: bool = False) -> None:
+                 exit_on_crash: bool = False) -> None:
         # Imported here, not at module top: the controller imports this module only to create the actor,
         # and should not pay for loading transformers.
         from vlm import Answerer, load_vlm
@@ -106,7 +105,6 @@ class LLMWorker:
         self.prompt_cap = prompt_cap(llm.max_prompt_tokens, self.vlm.context_tokens, model.max_new_tokens)
         self.answerer = Answerer(self.vlm, max_tokens_limit=model.max_new_tokens, max_prompt_tokens=self.prompt_cap)
         self.config = llm
-        self.checkpoint_dir = checkpoint_dir  # where the memories' segments are (questions about a window)
         self.store = SnapshotStore(self._fits)
         self._sub = Socket.open(bind_spec("sub", bind_host(transport.bind)), hwm=max(transport.hwm, 64),
                                 keys=transport.keys)
@@ -140,19 +138,23 @@ class LLMWorker:
                 "max_prompt_tokens": self.prompt_cap, "loop_error": self._loop.error}
 
     def ask(self, stream_id: str, messages: Any, max_tokens: int = 64, temperature: float = 0.0,
-            stop: list[str] | None = None, window: tuple[float, float] | None = None) -> Iterator[dict[str, Any]]:
+            stop: list[str] | None = None, window: Snapshot | None = None) -> Iterator[dict[str, Any]]:
         """Answer from the stream's newest snapshot: {"type": "delta", "text"} events, then one "done" event
         with usage, span {t_start, t_end}, snapshot_version, finish_reason, model, ttft_s. `stop`: up to 4
-        strings the answer ends before (OpenAI's `stop`). `window`: (t_start, t_end) media seconds: answer
-        from a memory of that window alone, built from the stream's segments with the live memory's K (its
-        span says which frames it covered); WindowUnavailable when no segment holds it.
+        strings the answer ends before (OpenAI's `stop`). `window`: the memory of a time window the stream's
+        memory worker built (`MemoryWorker.window`; its span says which frames it covered), answered from
+        instead of the live snapshot.
 
         Raises StreamNotFound / StreamNotReady before the first event, PipelineUnavailable while a restarted
         LLM catches up, the model's InputError for bad messages and PromptTooLong over the prompt cap.
         """
         snapshot = self.store.get(stream_id)  # taken once: the whole answer draws on this version
         if window is not None:
-            snapshot = self._window_snapshot(stream_id, snapshot, window)
+            try:
+                self._fits(window)
+            except ValueError as exc:
+                raise WindowUnavailable(f"stream {stream_id!r}: the window's memory does not fit the model: {exc}") from None
+            snapshot = window
         visual = self.vlm.memory_tokens(snapshot)  # [K + R, D], motion fused when the model can
         extra = {"span": {"t_start": snapshot.t_start, "t_end": snapshot.t_end},
                  "snapshot_version": snapshot.version, "stream_id": stream_id}
@@ -183,22 +185,6 @@ class LLMWorker:
         if not 0 < snapshot.tokens_held < self.prompt_cap:
             raise ValueError(f"snapshot: expected 1..{self.prompt_cap - 1} visual tokens (K + R, under the prompt "
                              f"cap), got {snapshot.tokens_held}")
-
-    def _window_snapshot(self, stream_id: str, live: Snapshot, window: tuple[float, float]) -> Snapshot:
-        """A snapshot of media time `window` from the stream's segments (cost bounded by the window's
-        segments, not the stream's length), with the live memory's K and version."""
-        # Imported here, not at module top: a source actor loads this module through Ray (actors.workers.remote) and
-        # should not pay for torch.
-        from compressor.segments import WindowOutOfRange, window_from_folder
-
-        if self.checkpoint_dir is None:
-            raise WindowUnavailable(f"stream {stream_id!r}: expected segments to answer a time window, got a "
-                                    "pipeline without a checkpoint folder")
-        try:
-            return window_from_folder(segments_folder(self.checkpoint_dir, stream_id), window[0], window[1],
-                                      max(live.base.shape[0], 1), live.version).snapshot
-        except WindowOutOfRange as exc:
-            raise WindowUnavailable(f"stream {stream_id!r}: {exc}") from None
 
     def set_alert_rules(self, rules: dict[str, list[dict[str, str]]]) -> None:
         """The streams whose alert rules this replica evaluates: {stream id: [{"id", "prompt"}]} (controller)."""

@@ -17,8 +17,9 @@ stream starts afresh), never re-fitted.
 
 Segments (token_dynamics with `compressor.segment_s > 0`): every chunk also goes to the stream's
 `compressor.segments.SegmentStore` in `<checkpoint_dir>/<stream_id>.segments/`, which seals a segment every
-`segment_s` media seconds and applies retention; questions about a time window are answered from that folder
-(`segments_folder`, `compressor.segments.window_from_folder`). Removing the stream deletes it.
+`segment_s` media seconds and applies retention. A question about a time window gets its memory from here
+(`window`: built from that folder with the live memory's K and sent to the LLM replica over Ray's object
+transfer), so no other process, and no other node, reads this node's disk. Removing the stream deletes it.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from actors.config import StreamSpec, TransportConfig
+from actors.errors import StreamNotReady, WindowUnavailable
 from actors.workers.loop import POLL_MS, LoopThread, StageTimes, bind_host, open_sticky
 from compressor.serial import write_atomic
+from compressor.snapshot import Snapshot
 from actors.status import MemoryTelemetry
 from actors.workers.meta import seconds, with_transport
 from stream.codec import Kind, Message
@@ -186,6 +189,29 @@ class MemoryWorker:
         if since is None or time.time() - since < STALL_AFTER_S:
             return None
         return f"every chunk refused for {time.time() - since:.0f} s: {self._refusal}"
+
+    def window(self, t_start: float, t_end: float) -> Snapshot:
+        """A memory of media time [t_start, t_end] alone, built from this stream's segments (cost bounded by the
+        window's segments, not the stream's length) with the live memory's K and version.
+
+        Raises:
+            StreamNotReady: no chunk compressed yet.
+            WindowUnavailable: this memory keeps no segments, or none holds the window (retention dropped it,
+                or the stream has not reached it).
+        """
+        from compressor.segments import WindowOutOfRange, window_from_folder  # as in __init__
+
+        sid, live = self.spec.stream_id, self._snapshot
+        if self.segments is None:
+            raise WindowUnavailable(f"stream {sid!r}: expected segments to answer a time window, got a memory "
+                                    "that keeps none (compressor.segment_s 0, or a method other than token_dynamics)")
+        if live is None:
+            raise StreamNotReady(f"stream {sid!r}: no chunk compressed yet")
+        try:
+            return window_from_folder(self.segments.folder, t_start, t_end, max(live.base.shape[0], 1),
+                                      live.version).snapshot
+        except WindowOutOfRange as exc:
+            raise WindowUnavailable(f"stream {sid!r}: {exc}") from None
 
     def keymap_view(self) -> dict | None:
         """The newest frame's key map and each base token's first/last seen (compressor.keymap_view), JSON-ready;

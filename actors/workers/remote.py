@@ -23,6 +23,7 @@ from actors.workers.encoder import EncoderWorker
 from actors.workers.llm import LLMWorker
 from actors.workers.memory import MemoryWorker
 from actors.workers.source import SourceWorker
+from compressor.snapshot import Snapshot
 from stream.timestamps import ResumePoint
 from vlm import ModelConfig
 
@@ -80,12 +81,12 @@ class MemoryActor(MemoryWorker, Located):
 
 @ray.remote
 class LLMActor(LLMWorker, Located):
-    def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig,
-                 checkpoint_dir: str | None = None) -> None:
-        LLMWorker.__init__(self, model, llm, transport, checkpoint_dir, exit_on_crash=True)
+    def __init__(self, model: ModelConfig, llm: LLMConfig, transport: TransportConfig) -> None:
+        LLMWorker.__init__(self, model, llm, transport, exit_on_crash=True)
 
     @ray.method(num_returns="streaming")
     def ask(self, stream_id: str, messages: Any, max_tokens: int = 64, temperature: float = 0.0,
-            stop: list[str] | None = None, window: tuple[float, float] | None = None) -> Iterator[dict[str, Any]]:
-        """Streaming generator: one object per event (see LLMWorker.ask)."""
+            stop: list[str] | None = None, window: Snapshot | None = None) -> Iterator[dict[str, Any]]:
+        """Streaming generator: one object per event (see LLMWorker.ask). `window` may be passed as the
+        ObjectRef of the stream memory's `window` call: Ray resolves it (across nodes) before this runs."""
         yield from LLMWorker.ask(self, stream_id, messages, max_tokens, temperature, stop, window)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from actors.config import StreamSpec, TransportConfig
+from actors.errors import WindowUnavailable
 from actors.workers.memory import MemoryWorker, checkpoint_file, segments_folder
 from compressor.config import CompressorConfig
 from compressor.segments import window_from_folder
@@ -40,6 +42,14 @@ def test_memory_seals_segments_answers_windows_and_removes_them(tmp_path) -> Non
         assert len(list(folder.glob("*_*.seg"))) == 2
         window = window_from_folder(folder, 0.0, 9.0, 5)
         assert window.snapshot.t_start == 0.0 and window.snapshot.t_end == 9.0 and window.key_map.shape[0] == 10
+        # and the worker hands that window's memory out itself (what the LLM answers from, on any node), with
+        # the live memory's K and version; a window the stream never reached is refused, naming the span held
+        mine = worker.window(0.0, 9.0)
+        live = worker.status()
+        assert (mine.t_start, mine.t_end, mine.version) == (0.0, 9.0, live.snapshot_version)
+        assert mine.base.shape[0] <= 6 and np.array_equal(mine.base, window_from_folder(folder, 0.0, 9.0, 6).snapshot.base)
+        with pytest.raises(WindowUnavailable, match="stream 'm'"):
+            worker.window(100.0, 120.0)
     finally:
         push.close()
         worker.close(delete_checkpoint=True)
@@ -68,3 +78,13 @@ def test_checkpoint_with_another_budget_is_refused_and_kept_aside(tmp_path) -> N
         assert checkpoint_file(tmp_path, "m").with_suffix(".bad").read_bytes() == old
     finally:
         again.close(delete_checkpoint=True)
+
+
+def test_a_memory_without_segments_refuses_windows_by_name(tmp_path) -> None:
+    spec = StreamSpec("m", "synthetic://", compressor=CompressorConfig(budget=6, segment_s=0.0))
+    worker = MemoryWorker(spec, str(tmp_path), TRANSPORT)
+    try:
+        with pytest.raises(WindowUnavailable, match="expected segments"):
+            worker.window(0.0, 5.0)
+    finally:
+        worker.close(delete_checkpoint=True)
