@@ -1,8 +1,8 @@
 """Alert rules and their firings: validation, the rising edge per rule, the retained event history.
 
 `AlertBook` is a plain class (no Ray) that the controller owns (actors/control/alert_control.py). Its state
-lives in two JSON documents of a `store` (in production Ray's GCS key-value store, next to the pipeline
-table, so rules and events survive the controller's, the API's and every LLM replica's restart):
+lives in two JSON documents of a `store` (actors/control/kv.py: in production Ray's GCS key-value store, next
+to the pipeline table, so rules and events survive the controller's, the API's and every LLM replica's restart):
 
     rules:  {"format": 1, "next_rule": int, "rules": [Rule.to_doc(), ...]}
     events: {"format": 1, "next_event": int, "events": [event, ...]}   (the newest EVENTS_RETAINED)
@@ -20,10 +20,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from actors.control.alert_edge import EdgeState
+from actors.control.kv import Store
 from actors.errors import AlertNotFound, StreamNotFound
 from configs.schema import ConfigError
 from stream.config import redact_url
@@ -37,44 +38,6 @@ MAX_URL_CHARS = 2000
 MAX_RULES = 1024
 FIELDS = ("stream_id", "prompt", "min_consecutive", "cooldown_s", "webhook", "webhook_secret")
 DEFAULT_COOLDOWN_S = 10.0
-
-
-class Store(Protocol):
-    """Where the two documents live (GCS key-value in production, a dict in tests)."""
-
-    def get(self, key: str) -> bytes | None: ...
-
-    def put(self, key: str, value: bytes) -> None: ...
-
-
-class MemoryStore:
-    """A Store in a dict (tests, tools)."""
-
-    def __init__(self) -> None:
-        self.docs: dict[str, bytes] = {}
-
-    def get(self, key: str) -> bytes | None:
-        return self.docs.get(key)
-
-    def put(self, key: str, value: bytes) -> None:
-        self.docs[key] = value
-
-
-class KVStore:
-    """A Store in Ray's GCS key-value store, one Ray namespace (a connected process)."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-
-    def get(self, key: str) -> bytes | None:
-        from ray.experimental import internal_kv
-
-        return internal_kv._internal_kv_get(key, namespace=self.namespace)
-
-    def put(self, key: str, value: bytes) -> None:
-        from ray.experimental import internal_kv
-
-        internal_kv._internal_kv_put(key, value, overwrite=True, namespace=self.namespace)
 
 
 @dataclass

@@ -28,7 +28,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.control.alert_control import AlertControl
-from actors.control.alerts import AlertBook, KVStore
+from actors.control.alerts import AlertBook
+from actors.control.kv import GcsStore
 from actors.control.autoscale import Autoscaler
 from actors.control.hosts import HostPool
 from actors.control.webhooks import WebhookSender
@@ -76,7 +77,7 @@ class Controller(PoolControl, StreamLifecycle, AlertControl):  # state declared 
         self.llms = ReplicaPool("llm", self._new_llm, "endpoint", self.namespace)
         self.hosts = HostPool(config.streams_per_host)
         self.autoscaler = Autoscaler(config.encoder.autoscale)
-        self._store = TableStore(self.namespace)
+        self._store = TableStore(GcsStore(self.namespace))
         table = self._load_table()
         self.adopted = table is not None
         if table is not None:
@@ -91,7 +92,7 @@ class Controller(PoolControl, StreamLifecycle, AlertControl):  # state declared 
             for spec in config.streams:
                 self.add_stream(spec)
         self._loop = LoopThread("controller-reconcile", self._reconcile_forever, exit_on_crash)
-        self.alerts = AlertBook(KVStore(self.namespace))  # rules and events, durable (actors/control/alerts.py)
+        self.alerts = AlertBook(GcsStore(self.namespace))  # rules and events, durable (actors/control/alerts.py)
         self.webhooks = WebhookSender(self.alerts.delivered)
         self._alert_owners, self._alert_drains = {}, {}
         self._start_alerts()

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 
 from actors.config import StreamSpec, stream_spec
+from actors.control.kv import GcsStore, Store
 
 FORMAT = 1
 KEY = "tokdyn-pipeline-table"
@@ -77,26 +78,20 @@ class Table:
 
 
 class TableStore:
-    """Load / save / delete the table of one Ray namespace in the GCS key-value store (a connected process)."""
+    """Load / save / delete the table in a `Store` (actors/control/kv.py; Ray's GCS store of one namespace)."""
 
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def load(self) -> Table | None:
-        from ray.experimental import internal_kv
-
-        data = internal_kv._internal_kv_get(KEY, namespace=self.namespace)
+        data = self.store.get(KEY)
         return None if data is None else Table.from_json(data)
 
     def save(self, table: Table) -> None:
-        from ray.experimental import internal_kv
-
-        internal_kv._internal_kv_put(KEY, table.to_json(), overwrite=True, namespace=self.namespace)
+        self.store.put(KEY, table.to_json())
 
     def delete(self) -> None:
-        from ray.experimental import internal_kv
-
-        internal_kv._internal_kv_del(KEY, namespace=self.namespace)
+        self.store.delete(KEY)
 
 
 def stop_all(namespace: str) -> int:
@@ -105,7 +100,7 @@ def stop_all(namespace: str) -> int:
     and would otherwise outlive it. Kill the controller first, or a restart re-adopts them."""
     import ray
 
-    store = TableStore(namespace)
+    store = TableStore(GcsStore(namespace))
     table = store.load()
     killed = 0
     if table is not None:

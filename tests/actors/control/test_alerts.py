@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from actors.control.alerts import AlertBook, MemoryStore
+from actors.control.alerts import AlertBook
+from actors.control.kv import MemoryStore
 from actors.control.webhooks import WebhookSender, verify
 from actors.errors import AlertNotFound, StreamNotFound
 from configs.schema import ConfigError

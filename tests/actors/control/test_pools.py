@@ -20,7 +20,8 @@ from actors.control.placement import Replica, assign, loads, pick, rebalance
 from actors.control.pools import LOST_AFTER_S, Member
 from actors.client.routing import SUSPECT_S, LLMRouter
 from actors.status import ALIVE, ReplicaStatus
-from actors.control.table import StreamEntry, Table, TableError
+from actors.control.kv import MemoryStore
+from actors.control.table import StreamEntry, Table, TableError, TableStore
 
 ROOT = Path(__file__).resolve().parents[3]
 TWO = [Replica("e1", "n1"), Replica("e2", "n2")]
@@ -135,6 +136,12 @@ def test_table_round_trips_and_refuses_what_it_did_not_write() -> None:
     table.next_id = 4
     again = Table.from_json(table.to_json())
     assert again == table and again.new_name("x") == "x-5"
+    store = TableStore(MemoryStore())  # the controller's, over the GCS store's interface
+    assert store.load() is None
+    store.save(table)
+    assert store.load() == table
+    store.delete()
+    assert store.load() is None
     for bad in (b"not json", b'{"format": 2}', b'{"format": 1, "next_id": 0}', b"[]"):
         with pytest.raises(TableError, match="pipeline table: expected"):
             Table.from_json(bad)

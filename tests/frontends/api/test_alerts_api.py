@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from actors.config import ApiConfig
-from actors.control.alerts import AlertBook, MemoryStore
+from actors.control.alerts import AlertBook
+from actors.control.kv import MemoryStore
 from actors.errors import StreamNotFound
 from frontends.api.server import ApiServer
 

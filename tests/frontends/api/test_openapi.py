@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.config import ApiConfig
-from actors.control.alerts import AlertBook, MemoryStore
+from actors.control.alerts import AlertBook
+from actors.control.kv import MemoryStore
 from frontends.api.server import ApiServer
 from starlette.routing import Mount
 from tests.frontends.api.conftest import API_KEY
