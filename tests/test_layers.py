@@ -15,12 +15,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 
-# Lowest first; a package may import only packages of a lower layer. stream/ (frames in, bytes between
-# processes), compressor/ (the algorithm) and configs/ (the schema) know nothing of the rest; scenes/ plays
-# through stream's URL registry; vlm/ wraps the compressor's state for the model; train/ and actors/ both
-# use the models, neither uses the other; frontends/ drive everything.
+# Lowest first; a package may import only packages of a lower layer. configs/ (the schema: `build`, `check`,
+# `check_types`, ConfigError) knows nothing of the rest, so every config class validates the same way;
+# stream/ (frames in, bytes between processes) and compressor/ (the algorithm) know only configs/; scenes/
+# plays through stream's URL registry; vlm/ wraps the compressor's state for the model; train/ and actors/
+# both use the models, neither uses the other; frontends/ drive everything.
 LAYERS: list[set[str]] = [
-    {"stream", "compressor", "configs"},
+    {"configs"},
+    {"stream", "compressor"},
     {"scenes", "vlm", "testkit"},
     {"train"},
     {"actors"},
