@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from compressor.errors import InvalidConfig
+from configs.schema import check, check_types
 
 METHODS = ("token_dynamics", "offline_token_dynamics", "uniform", "pooling", "dycoke", "tome")
 ADAPTIVE_RULES = ("merge_cost", "elbow", "silhouette")
@@ -100,11 +100,10 @@ class CompressorConfig:
     dycoke_prune: float = 0.7
 
     def __post_init__(self) -> None:
-        self._check_types()
-        if self.method not in METHODS:
-            raise InvalidConfig(f"method: expected one of {METHODS}, got {self.method!r}")
-        if self.adaptive_rule not in ADAPTIVE_RULES:
-            raise InvalidConfig(f"adaptive_rule: expected one of {ADAPTIVE_RULES}, got {self.adaptive_rule!r}")
+        check_types(self, InvalidConfig)
+        check(self.method in METHODS, "method", f"one of {METHODS}", self.method, InvalidConfig)
+        check(self.adaptive_rule in ADAPTIVE_RULES, "adaptive_rule", f"one of {ADAPTIVE_RULES}", self.adaptive_rule,
+              InvalidConfig)
         for name, low, high in (("budget", 1, MAX_BUDGET), ("k_min", 1, MAX_BUDGET), ("k_max", 1, MAX_BUDGET),
                                 ("seed", 0, MAX_SEED), ("max_new_clusters", 0, MAX_NEW_CLUSTERS),
                                 ("kmeans_max_iter", 1, MAX_KMEANS_ITER),
@@ -116,31 +115,12 @@ class CompressorConfig:
                                 ("retention_s", 0.0, MAX_SECONDS), ("retention_bytes", 0, MAX_RETENTION_BYTES),
                                 ("kmeans_tol", 0.0, 1.0)):
             value = getattr(self, name)
-            if not low <= value <= high:
-                raise InvalidConfig(f"{name}: expected {low} <= {name} <= {high}, got {value}")
-        if not 0 <= self.recent_window < self.budget:
-            raise InvalidConfig(f"recent_window: expected 0 <= recent_window < budget={self.budget}, "
-                                f"got {self.recent_window}")
+            check(low <= value <= high, name, f"{low} <= {name} <= {high}", value, InvalidConfig)
+        check(0 <= self.recent_window < self.budget, "recent_window",
+              f"0 <= recent_window < budget={self.budget}", self.recent_window, InvalidConfig)
         if self.k_min > self.k_max:
             raise InvalidConfig(f"k_min/k_max: expected k_min <= k_max, got k_min={self.k_min} > k_max={self.k_max}")
-        if not 0.0 <= self.dycoke_prune < 1.0:
-            raise InvalidConfig(f"dycoke_prune: expected 0 <= p < 1, got {self.dycoke_prune}")
-
-    def _check_types(self) -> None:
-        """Every field has its declared type (ints are ints, not bools, floats or strings; reals are finite)."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "str":
-                ok = isinstance(value, str)
-            elif f.type == "bool":
-                ok = isinstance(value, bool)
-            elif f.type == "int":
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            else:  # float: an int is fine too, but it must be finite
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok:
-                raise InvalidConfig(f"{f.name}: expected {'a finite ' if f.type == 'float' else ''}{f.type}, "
-                                    f"got {type(value).__name__} {value!r}")
+        check(0.0 <= self.dycoke_prune < 1.0, "dycoke_prune", "0 <= p < 1", self.dycoke_prune, InvalidConfig)
 
     @property
     def base_budget(self) -> int:

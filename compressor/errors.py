@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from configs.schema import ConfigError
+
 
 class CompressorError(ValueError):
     """Base class of every error the compressor raises on bad input or bad configuration."""
@@ -11,8 +13,9 @@ class InvalidTokens(CompressorError):
     """A token chunk (or its timestamps) was rejected: wrong rank, grid/D mismatch, NaN/Inf, empty."""
 
 
-class InvalidConfig(CompressorError):
-    """A configuration value is out of range (budget < 1, k_min > k_max, unknown method, ...)."""
+class InvalidConfig(CompressorError, ConfigError):
+    """A configuration value is out of range (budget < 1, k_min > k_max, unknown method, ...); a ConfigError, so
+    the pipeline's config loader reports it like every other config error."""
 
 
 class InvalidState(CompressorError):

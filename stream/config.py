@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from configs.schema import check
+
 
 class BufferPolicy(str, enum.Enum):
     """What happens when the consumer is slower than the source.
@@ -66,27 +68,20 @@ class SourceConfig:
         from stream.decode import DecodeMode, HwAccel
 
         for name, kind in (("decode", DecodeMode), ("hwaccel", HwAccel)):
-            if getattr(self, name) not in {m.value for m in kind}:
-                raise ValueError(f"{name}: expected one of {[m.value for m in kind]}, got {getattr(self, name)!r}")
+            values = [m.value for m in kind]
+            check(getattr(self, name) in values, name, f"one of {values}", getattr(self, name))
         if self.policy is not None:
-            try:
-                object.__setattr__(self, "policy", BufferPolicy(self.policy))
-            except ValueError:
-                raise ValueError(f"policy: expected one of {[p.value for p in BufferPolicy]} or None, "
-                                 f"got {self.policy!r}") from None
-        if self.transport not in ("tcp", "udp"):
-            raise ValueError(f"transport: expected 'tcp' or 'udp', got {self.transport!r}")
-        if self.buffer_frames < 1:
-            raise ValueError(f"buffer_frames: expected >= 1, got {self.buffer_frames}")
+            policies = [p.value for p in BufferPolicy]
+            check(self.policy in policies, "policy", f"one of {policies} or None", self.policy)
+            object.__setattr__(self, "policy", BufferPolicy(self.policy))
+        check(self.transport in ("tcp", "udp"), "transport", "'tcp' or 'udp'", self.transport)
+        check(self.buffer_frames >= 1, "buffer_frames", ">= 1", self.buffer_frames)
         for name in ("max_staleness_s", "open_timeout_s", "read_timeout_s", "reconnect_initial_s",
                      "reconnect_max_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError(f"reconnect_max_s: expected >= reconnect_initial_s ({self.reconnect_initial_s}), "
-                             f"got {self.reconnect_max_s}")
-        if not 0 <= self.reconnect_jitter < 1:
-            raise ValueError(f"reconnect_jitter: expected in [0, 1), got {self.reconnect_jitter}")
+            check(getattr(self, name) > 0, name, "> 0", getattr(self, name))
+        check(self.reconnect_max_s >= self.reconnect_initial_s, "reconnect_max_s",
+              f">= reconnect_initial_s ({self.reconnect_initial_s})", self.reconnect_max_s)
+        check(0 <= self.reconnect_jitter < 1, "reconnect_jitter", "in [0, 1)", self.reconnect_jitter)
 
 
 _SECRET_KEYS = re.compile(r"pass|pwd|secret|token|key|auth|sig|cred", re.IGNORECASE)

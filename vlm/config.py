@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from configs.schema import ConfigError, check
+
 log = logging.getLogger(__name__)
 
 #: The path value that builds a tiny random-weight model in code instead of loading a checkpoint.
@@ -18,7 +20,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 MEMORY_INPUTS = ("dynamics", "centroids")
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(ConfigError):
     """A model setting is out of range; the message names the field, what is expected and what was given."""
 
 
@@ -50,20 +52,15 @@ class ModelConfig:
     memory: str = "dynamics"
 
     def __post_init__(self) -> None:
-        if not self.family:
-            raise ModelConfigError("family: expected a registered family name, got ''")
-        if not self.path:
-            raise ModelConfigError(f"path: expected '{TINY}' or a local checkpoint directory, got ''")
-        if self.dtype not in DTYPES:
-            raise ModelConfigError(f"dtype: expected one of {DTYPES}, got {self.dtype!r}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ModelConfigError(f"device: expected 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if self.max_new_tokens < 1:
-            raise ModelConfigError(f"max_new_tokens: expected >= 1, got {self.max_new_tokens}")
-        if self.memory not in MEMORY_INPUTS:
-            raise ModelConfigError(f"memory: expected one of {MEMORY_INPUTS}, got {self.memory!r}")
-        if self.encode_batch_frames < 1:
-            raise ModelConfigError(f"encode_batch_frames: expected >= 1, got {self.encode_batch_frames}")
+        error = ModelConfigError
+        check(bool(self.family), "family", "a registered family name", self.family, error)
+        check(bool(self.path), "path", f"'{TINY}' or a local checkpoint directory", self.path, error)
+        check(self.dtype in DTYPES, "dtype", f"one of {DTYPES}", self.dtype, error)
+        check(self.device == "cpu" or self.device.startswith("cuda"), "device", "'cpu' or 'cuda[:N]'", self.device,
+              error)
+        check(self.max_new_tokens >= 1, "max_new_tokens", ">= 1", self.max_new_tokens, error)
+        check(self.memory in MEMORY_INPUTS, "memory", f"one of {MEMORY_INPUTS}", self.memory, error)
+        check(self.encode_batch_frames >= 1, "encode_batch_frames", ">= 1", self.encode_batch_frames, error)
 
     def torch_dtype_name(self) -> str:
         """The dtype to load the weights in: `dtype`, or for "auto" `resolve_dtype(device)`, logged with why."""
