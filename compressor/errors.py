@@ -20,3 +20,7 @@ class InvalidConfig(CompressorError, ConfigError):
 
 class InvalidState(CompressorError):
     """Serialised state could not be restored (bad schema version, method, or missing field)."""
+
+
+class FramesForgotten(CompressorError):
+    """A read asked for frames older than the state still holds (see ``keymap_frames``; segments hold them)."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from compressor import state_check as check
-from compressor.errors import InvalidConfig
+from compressor.errors import FramesForgotten
 from compressor.offline import smallest_uint_dtype
 from compressor.serial import pack_array
 
@@ -113,11 +113,11 @@ class KeyMapStore:
         ``[T, H, W]`` int64.
 
         Raises:
-            InvalidConfig: ``start`` is before the oldest frame still held (``offset``).
+            FramesForgotten: ``start`` is before the oldest frame still held (``offset``).
         """
         start = self.offset if start is None else start
         if start < self.offset:
-            raise InvalidConfig(f"key map: expected frames from {self.offset} on (older ones were forgotten, see "
+            raise FramesForgotten(f"key map: expected frames from {self.offset} on (older ones were forgotten, see "
                                 f"keymap_frames; the stream's segments hold them), got start {start}")
         stop = self.frames if stop is None else min(stop, self.frames)
         if stop <= start:

@@ -70,7 +70,7 @@ def test_decay_keeps_directions_after_days_of_silence() -> None:
 
 def test_key_map_keeps_recent_frames_only_and_restores() -> None:
     # given a memory that keeps the key map of at least 1,024 frames, when 3,000 frames have gone by
-    from compressor.errors import InvalidConfig, InvalidState
+    from compressor.errors import FramesForgotten, InvalidState
     from compressor.keymap import BLOCK_FRAMES
 
     compressor = StreamingTokenDynamics(CompressorConfig(budget=4, keymap_frames=BLOCK_FRAMES))
@@ -81,7 +81,7 @@ def test_key_map_keeps_recent_frames_only_and_restores() -> None:
     offset = compressor.keymap.offset
     assert offset == BLOCK_FRAMES and compressor.frames_seen - offset >= BLOCK_FRAMES
     assert compressor.key_map().shape[0] == compressor.frames_seen - offset
-    with pytest.raises(InvalidConfig, match="expected frames from 1024 on"):
+    with pytest.raises(FramesForgotten, match="expected frames from 1024 on"):
         compressor.key_map(0, 10)
     # and a checkpoint restores exactly that (an offset that is not a block boundary is refused)
     data = compressor.to_bytes()
