@@ -1,27 +1,38 @@
-"""Is the answer in the memory at all? A small supervised probe reads a memory and a question's text and is
-scored like the model, independent of any language model.
+"""Is the information in the memory at all? A per-token probe reads each base token of a memory and names what
+that token's object is and does, independent of any language model and of any question.
 
-    python bench/probe.py --quick [--train-scenes N] [--heldout-scenes N] [--steps N]
+    python bench/probe.py --quick [--train-scenes N] [--heldout-scenes N] [--snapshots N] [--steps N]
 
-The probe sees what the LLM sees: the memory's base tokens [K, D], motion features [K, F] and recent tokens
-[R, D], and the question TEXT (never ``qa.key``). From the text it takes the question type (keyword rules,
-``question_type``) and the colours and shapes it names, in order (``named_objects``: two slots, for order
-questions). A learned query from those attends over the tokens (two rounds); the attended values, a max and a
-soft distinct count over tokens give the logits over the answer vocabulary (every answer seen in training,
-restricted to those seen for the question's type) and, for counts and times, a number mu with logits
-``-(n - mu)^2 / 2 s^2`` over n = 0..MAX_NUMBER. Scored with scenes.questions.is_correct.
+Labels (``token_labels``): each base token holds one scene object or background (``Memory.objects``, from the
+key map and the scene's cell label maps: train/oracle.py ``token_objects``); at the query time it gets, as
+class indices, ``object`` (1 object, 0 background) and, for an object token, its object's ``shape``
+(SHAPES), ``colour`` (COLOURS), ``zone`` (ZONES, where its centre is at the query time) and ``direction``
+(DIRECTIONS) when the object is in view then, and ``enter_s``, the whole media second it entered (clipped to
+0..MAX_SECONDS). -1: not defined (every attribute but ``object`` of a background token, zone and direction
+of an object out of view).
+
+Features per token: the base token [D], its motion features (``encode_motion``: seconds read in minutes,
+rates x 4, each with its log1p magnitude and sin/cos at a few frequencies) and the memory's start time
+encoded the same way (motion times count from it), standardised over the training tokens. ``TokenProbe``, an
+MLP trunk with one linear head per attribute (entry seconds: logits of a Gaussian over the seconds around a
+predicted mean, as seconds are ordered), is trained with the sum of the attributes' cross-entropies
+(undefined labels ignored) on every labelled token of the training memories and scored on held-out memories'
+tokens: accuracy per attribute against the held-out majority class (chance), and entry seconds within 1 s.
+A memory that holds an attribute lets the probe name it on held-out tokens; one that lost it leaves it near
+chance.
 
 --quick builds oracle memories (train/oracle.py: what a perfect vision path would give) through the
-pipeline's own streaming compressor, token_dynamics@32 at 2 frames/s and 4 frames per chunk: training
-scenes from TRAIN_SEED_START at several snapshot times, held-out scenes of the "heldout" suite with the
-suite's questions at their end plus questions at earlier snapshots; prints accuracy per category and chance.
+pipeline's own streaming compressor, token_dynamics@32 at 2 frames/s and 4 frames per chunk, at several
+snapshot times per scene (labels at each snapshot's end): 120 training scenes from TRAIN_SEED_START (with 40
+the probe is data-bound on zone, direction and entry second), 12 held-out scenes of the "heldout" suite;
+prints accuracy per attribute against chance. On oracle memories every attribute is there, so this is the
+probe's own ceiling (docs/benchmarks.md has the figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,234 +43,126 @@ from torch import nn
 from torch.nn import functional as F
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/compressor.py would shadow the package
 
+from bench.common import print_table  # noqa: E402
 from compressor.motion import MOTION_FEATURES, MOTION_UNITS  # noqa: E402
-from scenes.questions import CATEGORIES, QA, chance, is_correct, questions  # noqa: E402
+from scenes.plan import DIRECTIONS  # noqa: E402
+from scenes.scene import ZONES, Scene, zone_of  # noqa: E402
 from scenes.shapes import COLOURS, SHAPES  # noqa: E402
 from train.memory import Memory  # noqa: E402
 
-#: Question types, named like QA.key[0], and the category each belongs to.
-TYPE_CATEGORY = {"colour": "content", "shape": "content", "ever": "existence", "count_now": "count",
-                 "count_ever": "count", "zone": "position", "direction": "direction", "first": "order",
-                 "enter_time": "time", "moving": "recency", "last_entered": "recency"}
-QTYPES = tuple(TYPE_CATEGORY)
-NUMERIC_TYPES = ("count_now", "count_ever", "enter_time")
-MAX_NUMBER = 120        # number answers 0..MAX_NUMBER (counts and whole media seconds)
-#: Keyword rules, tried in order: the first type with a phrase in the lower-cased question wins.
-TYPE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("enter_time", ("when did", "at what second", "seconds into")),
-    ("count_ever", ("how many different", "in total", "so far")),
-    ("count_now", ("how many",)),
-    ("direction", ("which way", "direction", "heading")),
-    ("moving", ("moving", "in motion")),
-    ("last_entered", ("most recently", "last object", "showed up last")),
-    ("first", ("appeared first", "came first", "earlier")),
-    ("ever", ("was there ever", "at any point", "been seen")),
-    ("colour", ("colour",)),
-    ("shape", ("shape",)),
-    ("zone", ("where is", "where can", "which part")),
-)
-SECONDS_SCALE = 60.0    # seconds-valued motion features are read in minutes
-FREQUENCIES = (1.0, 2.0, 4.0)  # sin/cos of pi * f * x per motion feature
+MAX_SECONDS = 120       # entry seconds are classes 0..MAX_SECONDS
+#: Attributes a base token is labelled with, and the classes of each.
+CLASSES = {"object": 2, "shape": len(SHAPES), "colour": len(COLOURS), "zone": len(ZONES),
+           "direction": len(DIRECTIONS), "enter_s": MAX_SECONDS + 1}
+ATTRIBUTES = tuple(CLASSES)
+SECONDS_SCALE = 60.0    # seconds-valued features are read in minutes
+FREQUENCIES = (1.0, 2.0, 4.0)  # sin/cos of pi * f * x per scaled feature
+BATCH = 256
+LR = 5e-3               # AdamW, one-cycle schedule
 TIME_BUDGET_S = 170.0   # training stops early past this, so a call stays under ~3 minutes
 
 
-class ProbeError(ValueError):
-    """A question whose text no rule recognises."""
+def token_labels(memory: Memory, scene: Scene, t_query: float) -> dict[str, np.ndarray]:
+    """Per base token of ``memory`` (its ``objects`` [K] must be filled), the class index of each of ATTRIBUTES
+    about its object at ``t_query``: {attribute: [K] int64}, -1 where not defined (see the module docstring)."""
+    if memory.objects is None:
+        raise ValueError("memory: expected objects per base token (stream_memories with labels), got None")
+    k = len(memory.objects)
+    out = {name: np.full(k, -1, dtype=np.int64) for name in ATTRIBUTES}
+    w, h = scene.spec.width, scene.spec.height
+    for i, index in enumerate(memory.objects):
+        out["object"][i] = int(index >= 0)
+        if index < 0:
+            continue
+        obj = scene.objects[int(index)]
+        out["shape"][i], out["colour"][i] = SHAPES.index(obj.shape), COLOURS.index(obj.colour)
+        if obj.present(t_query):
+            out["zone"][i] = ZONES.index(zone_of(*obj.position(t_query), w, h))
+            out["direction"][i] = DIRECTIONS.index(obj.direction(t_query))
+        out["enter_s"][i] = min(max(int(round(obj.enter_t)), 0), MAX_SECONDS)
+    return out
 
 
-def question_type(text: str) -> str:
-    """The question type (a QTYPES entry, as QA.key[0]) from its wording alone, by TYPE_RULES."""
-    lower = text.lower()
-    for qtype, phrases in TYPE_RULES:
-        if any(p in lower for p in phrases):
-            return qtype
-    raise ProbeError(f"question: expected a wording of scenes/questions.py, got {text!r}")
-
-
-def named_objects(text: str) -> list[tuple[str | None, str | None]]:
-    """The (colour, shape) of each object the text names, in order of appearance ("the red star or the
-    circle" -> [("red", "star"), (None, "circle")]); a colour followed by a shape is one object."""
-    out: list[list[str | None]] = []
-    previous_colour = False
-    for word in re.findall(r"[a-z]+", text.lower()):
-        if word in COLOURS:
-            out.append([word, None])
-        elif word in SHAPES:
-            if previous_colour:
-                out[-1][1] = word
-            else:
-                out.append([None, word])
-        previous_colour = word in COLOURS
-    return [(c, s) for c, s in out]
-
-
-def _question_ids(text: str) -> list[int]:
-    """[5] ids: type, colour and shape of the first and second named object (0: none; colours/shapes 1-based)."""
-    objects = (named_objects(text) + [(None, None)] * 2)[:2]
-    ids = [QTYPES.index(question_type(text))]
-    for colour, shape in objects:
-        ids += [COLOURS.index(colour) + 1 if colour else 0, SHAPES.index(shape) + 1 if shape else 0]
-    return ids
+def _fourier(x: torch.Tensor) -> torch.Tensor:
+    """Scaled values [K, F] -> [K, F * (2 + 2 * len(FREQUENCIES))]: x, sign(x) log1p|x|, sin/cos(pi f x)."""
+    angles = math.pi * x.unsqueeze(-1) * torch.tensor(FREQUENCIES)  # [K, F, n]
+    return torch.cat([x, torch.sign(x) * torch.log1p(x.abs()), angles.sin().flatten(1), angles.cos().flatten(1)],
+                     dim=1)
 
 
 def encode_motion(motion: torch.Tensor) -> torch.Tensor:
     """Motion [K, F] (MOTION_FEATURES) -> [K, F * (2 + 2 * len(FREQUENCIES))]: each feature scaled (seconds
-    / SECONDS_SCALE, rates x 4), its log1p magnitude, and sin/cos of pi * f * scaled value."""
+    / SECONDS_SCALE, rates x 4), then ``_fourier``; finite for hour-long seconds."""
     scale = torch.tensor([1 / SECONDS_SCALE if MOTION_UNITS[n] == "seconds" else 4.0 if MOTION_UNITS[n] == "rate"
                           else 1.0 for n in MOTION_FEATURES])
-    x = motion.float() * scale  # [K, F]
-    angles = math.pi * x.unsqueeze(-1) * torch.tensor(FREQUENCIES)  # [K, F, n]
-    parts = [x, torch.sign(x) * torch.log1p(x.abs()), angles.sin().flatten(1), angles.cos().flatten(1)]
-    return torch.cat(parts, dim=1)
+    return _fourier(motion.float() * scale)
 
 
-def _stack_memories(memories: list[Memory]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Memories -> base tokens [M, L, D] (base then recent, zero-padded), encoded motion [M, L, E + 1] (the
-    last column flags recent tokens; recent tokens have no motion) and a padding mask [M, L] (True: padding)."""
-    length = max(m.base.shape[0] + m.recent.shape[0] for m in memories)
-    dim = memories[0].base.shape[1]
-    width = len(MOTION_FEATURES) * (2 + 2 * len(FREQUENCIES)) + 1
-    tokens, motion = torch.zeros(len(memories), length, dim), torch.zeros(len(memories), length, width)
-    pad = torch.ones(len(memories), length, dtype=torch.bool)
-    for i, m in enumerate(memories):
-        k, r = m.base.shape[0], m.recent.shape[0]
-        tokens[i, :k], tokens[i, k:k + r] = m.base.float(), m.recent.float()
-        if m.motion.shape[1] == len(MOTION_FEATURES):
-            motion[i, :k, :-1] = encode_motion(m.motion)
-        motion[i, k:k + r, -1] = 1.0
-        pad[i, :k + r] = False
-    return tokens, motion, pad
+def token_features(memory: Memory) -> torch.Tensor:
+    """[K, D + E]: per base token, the token, its encoded motion and the encoded memory start time."""
+    k = memory.base.shape[0]
+    if memory.motion.shape != (k, len(MOTION_FEATURES)):
+        raise ValueError(f"memory motion: expected [K, {len(MOTION_FEATURES)}] (token_dynamics), got "
+                         f"{tuple(memory.motion.shape)}")
+    start = torch.full((k, 1), memory.t_start / SECONDS_SCALE)
+    return torch.cat([memory.base.float(), encode_motion(memory.motion), _fourier(start)], dim=1)
 
 
-class Probe(nn.Module):
-    """(memory tokens, question ids) -> logits over the answer vocabulary [B, V] (V = words + numbers)."""
+def _dataset(items: list[tuple[Memory, Scene, float]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(memory, scene, t_query) triples -> features [N, E] of every base token and labels {attribute: [N]}."""
+    if not items:
+        raise ValueError("memories: expected at least one (memory, scene, t_query), got none")
+    features = torch.cat([token_features(m) for m, _, _ in items])
+    labels = [token_labels(m, scene, t) for m, scene, t in items]
+    return features, {a: torch.from_numpy(np.concatenate([lab[a] for lab in labels])) for a in ATTRIBUTES}
 
-    def __init__(self, dim: int, motion_width: int, words: int, hidden: int = 96, heads: int = 4) -> None:
+
+class TokenProbe(nn.Module):
+    """Token features [B, E] -> {attribute: logits [B, classes]}: an MLP trunk, one linear head per attribute.
+    The entry-second head gives a mean mu (in minutes) and a spread s, and logits ``-(n - mu)^2 / 2 s^2`` over
+    n = 0..MAX_SECONDS: seconds are ordered, and 121 free classes would need far more tokens than a probe gets."""
+
+    def __init__(self, width: int, hidden: int = 128) -> None:
         super().__init__()
-        self.base = nn.Linear(dim, hidden)
-        self.motion = nn.Sequential(nn.Linear(motion_width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-        self.qtype, self.colour, self.shape = (nn.Embedding(n, hidden) for n in (len(QTYPES), len(COLOURS) + 1,
-                                                                                  len(SHAPES) + 1))
-        self.slot = nn.Parameter(0.02 * torch.randn(2, hidden))  # marks the second named object
-        self.token_norm = nn.LayerNorm(hidden)
-        self.rounds = nn.ModuleList(nn.MultiheadAttention(hidden, heads, batch_first=True) for _ in range(2))
-        self.query_mlp = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.GELU(),
-                                       nn.Linear(2 * hidden, hidden))
-        self.match = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 4))  # gate, 3 scores
-        self.same = nn.Linear(hidden, 32)  # token identity space for the distinct count
-        self.head = nn.Sequential(nn.Linear(2 * hidden + 8, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden),
-                                  nn.GELU())
-        self.words = nn.Linear(hidden, words)
-        self.colour_out, self.shape_out = nn.Linear(hidden, len(COLOURS)), nn.Linear(hidden, len(SHAPES))
-        self.register_buffer("word_parts", torch.zeros(words, len(COLOURS) + len(SHAPES)))  # set by the caller
-        self.number = nn.Linear(hidden, 3)  # mu (minutes), weight of the distinct count, spread
+        self.trunk = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
+        self.heads = nn.ModuleDict({a: nn.Linear(hidden, 2 if a == "enter_s" else n) for a, n in CLASSES.items()})
 
-    def forward(self, tokens: torch.Tensor, motion: torch.Tensor, pad: torch.Tensor,
-                ids: torch.Tensor) -> torch.Tensor:
-        """tokens [B, L, D], motion [B, L, E], pad [B, L] bool, ids [B, 5] -> logits [B, words + MAX_NUMBER + 1]."""
-        h = self.token_norm(self.base(tokens) + self.motion(motion))  # [B, L, H]
-        first = self.colour(ids[:, 1]) + self.shape(ids[:, 2]) + self.slot[0]
-        second = self.colour(ids[:, 3]) + self.shape(ids[:, 4]) + self.slot[1]
-        q = (self.qtype(ids[:, 0]) + first).unsqueeze(1)  # [B, 1, H]
-        q2 = (self.qtype(ids[:, 0]) + second).unsqueeze(1)
-        query = torch.cat([q, q2], dim=1)  # [B, 2, H]: one query per named slot
-        for attend in self.rounds:
-            read, _ = attend(query, h, h, key_padding_mask=pad)  # [B, 2, H]
-            query = query + read
-            query = query + self.query_mlp(query)
-        z = self.match(h * q + h)  # [B, L, 4]: question-conditioned per-token gate and scores
-        gate = torch.sigmoid(z[..., 0]).masked_fill(pad, 0.0)  # [B, L]
-        scores = z[..., 1:].masked_fill(pad.unsqueeze(-1), -1e4).amax(1)  # [B, 3]
-        u = F.normalize(self.same(self.base(tokens)), dim=-1)  # [B, L, 32]
-        similar = torch.sigmoid(8.0 * (u @ u.transpose(1, 2)) - 4.0)  # [B, L, L]
-        distinct = (gate / (similar @ gate.unsqueeze(-1)).squeeze(-1).clamp(min=1e-3)).sum(1, keepdim=True)  # [B, 1]
-        counts = torch.cat([distinct, gate.sum(1, keepdim=True), scores, distinct / 4, gate.mean(1, keepdim=True),
-                            torch.ones_like(distinct)], dim=1)  # [B, 8]
-        out = self.head(torch.cat([query.flatten(1), counts], dim=1))  # [B, H]
-        number = self.number(out)  # [B, 3]
-        mu = SECONDS_SCALE * number[:, :1] + number[:, 1:2] * distinct  # [B, 1]
-        spread = F.softplus(number[:, 2:]) + 0.3
-        numbers = torch.arange(MAX_NUMBER + 1, dtype=out.dtype)  # [N]
-        parts = torch.cat([self.colour_out(out), self.shape_out(out)], dim=1)  # [B, C + S]
-        words = self.words(out) + parts @ self.word_parts.T  # a name's logit shares its colour's and shape's
-        return torch.cat([words, -(numbers - mu) ** 2 / (2 * spread ** 2)], dim=1)
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.trunk(x)  # [B, H]
+        out = {a: head(h) for a, head in self.heads.items()}
+        mu, spread = SECONDS_SCALE * out["enter_s"][:, :1], F.softplus(out["enter_s"][:, 1:]) + 0.3  # [B, 1]
+        out["enter_s"] = -(torch.arange(MAX_SECONDS + 1, dtype=x.dtype) - mu) ** 2 / (2 * spread ** 2)
+        return out
 
 
-def _examples(pairs: list[tuple[Memory, list[QA]]]) -> tuple[list[Memory], list[int], list[QA]]:
-    """Flatten (memory, questions) pairs -> memories, memory index per question, questions."""
-    memories, index, qas = [], [], []
-    for memory, asked in pairs:
-        for qa in asked:
-            index.append(len(memories))
-            qas.append(qa)
-        memories.append(memory)
-    return memories, index, qas
-
-
-def _number(answer: str) -> int | None:
-    return int(answer) if re.fullmatch(r"\d+", answer) and int(answer) <= MAX_NUMBER else None
-
-
-def _allowed(by_type: torch.Tensor, qas: list[QA], words: list[str]) -> torch.Tensor:
-    """Answers a question may get, [N, V] bool: those seen in training for its type; an order question's
-    only the two objects it names (when both are named in full and seen as answers)."""
-    out = by_type[[QTYPES.index(question_type(qa.question)) for qa in qas]].clone()
-    for n, qa in enumerate(qas):
-        named = [f"{c} {s}" for c, s in named_objects(qa.question) if c and s]
-        if question_type(qa.question) == "first" and len(named) == 2 and all(w in words for w in named):
-            out[n, :] = False
-            out[n, [words.index(w) for w in named]] = True
-    return out
-
-
-def probe_accuracy(train: list[tuple[Memory, list[QA]]], heldout: list[tuple[Memory, list[QA]]],
+def probe_accuracy(train: list[tuple[Memory, Scene, float]], heldout: list[tuple[Memory, Scene, float]],
                    steps: int = 1500, seed: int = 0) -> dict:
-    """Train a small supervised probe on (memory, question) -> answer over `train`, score it on `heldout`.
-    Returns {"accuracy": percent overall, "per_category": {category: percent}, "questions": n,
-             "train_questions": n, "steps": steps, "s": seconds}."""
+    """Train a TokenProbe on every base token of the ``train`` memories (labels at each triple's t_query), score
+    it on the ``heldout`` memories' tokens. Returns {"per_attribute": {attribute: percent right}, "chance":
+    {attribute: percent of the held-out majority class}, "tokens": {attribute: held-out labelled tokens},
+    "enter_s_within_1": percent of entry seconds within 1 s, "train_tokens": n, "steps": steps run,
+    "s": seconds}; an attribute no held-out token is labelled with is left out."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train_memories, train_index, train_qas = _examples(train)
-    test_memories, test_index, test_qas = _examples(heldout)
-    if not train_qas or not test_qas:
-        raise ValueError(f"train and heldout: expected questions, got {len(train_qas)} and {len(test_qas)}")
-    words = sorted({qa.answer for qa in train_qas if _number(qa.answer) is None})
-    vocab = words + [str(n) for n in range(MAX_NUMBER + 1)]
-    allowed = torch.zeros(len(QTYPES), len(vocab), dtype=torch.bool)  # [types, V]: answers seen per type
-    allowed[[QTYPES.index(t) for t in NUMERIC_TYPES], len(words):] = True
-    for qa in train_qas:
-        if _number(qa.answer) is None:
-            allowed[QTYPES.index(question_type(qa.question)), words.index(qa.answer)] = True
-    allowed[~allowed.any(1)] = True
-    word_index = {w: i for i, w in enumerate(words)}
-    targets = torch.tensor([word_index[qa.answer] if _number(qa.answer) is None else len(words) + _number(qa.answer)
-                            for qa in train_qas])  # [N]
-    train_ids = torch.tensor([_question_ids(qa.question) for qa in train_qas])  # [N, 5]
-    test_ids = torch.tensor([_question_ids(qa.question) for qa in test_qas])
-    train_allowed, test_allowed = (_allowed(allowed, qas, words) for qas in (train_qas, test_qas))  # [N, V]
-    train_mem, test_mem = _stack_memories(train_memories), _stack_memories(test_memories)
-    train_at, test_at = torch.tensor(train_index), torch.tensor(test_index)
-    model = Probe(train_mem[0].shape[-1], train_mem[1].shape[-1], len(words))
-    for i, word in enumerate(words):
-        for part in word.split():
-            if part in COLOURS:
-                model.word_parts[i, COLOURS.index(part)] = 1.0
-            elif part in SHAPES:
-                model.word_parts[i, len(COLOURS) + SHAPES.index(part)] = 1.0
-    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=max(steps, 1),
+    x, y = _dataset(train)
+    test_x, test_y = _dataset(heldout)
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-3)
+    x, test_x = (x - mean) / std, (test_x - mean) / std
+    model = TokenProbe(x.shape[1])
+    optimiser = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=LR, total_steps=max(steps, 1),
                                                    pct_start=0.05)
     done = 0
     model.train()
     for done in range(1, steps + 1):
-        pick = torch.from_numpy(rng.integers(0, len(train_qas), size=64))  # [64]
-        at = train_at[pick]
-        logits = model(train_mem[0][at], train_mem[1][at], train_mem[2][at], train_ids[pick])  # [64, V]
-        logits = logits.masked_fill(~train_allowed[pick], -1e4)
-        loss = F.cross_entropy(logits, targets[pick])
+        pick = torch.from_numpy(rng.integers(0, len(x), size=BATCH))  # [B]
+        logits = model(x[pick])
+        # An attribute no token of the batch is labelled with adds 0, not NaN.
+        loss = sum(F.cross_entropy(logits[a], y[a][pick], ignore_index=-1, reduction="sum")
+                   / (y[a][pick] >= 0).sum().clamp(min=1) for a in ATTRIBUTES)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -267,20 +170,34 @@ def probe_accuracy(train: list[tuple[Memory, list[QA]]], heldout: list[tuple[Mem
         if time.perf_counter() - started > TIME_BUDGET_S:
             break
     model.eval()
-    correct: dict[str, list[bool]] = {}
     with torch.no_grad():
-        for start in range(0, len(test_qas), 256):
-            part = slice(start, start + 256)
-            at = test_at[part]
-            logits = model(test_mem[0][at], test_mem[1][at], test_mem[2][at], test_ids[part])
-            best = logits.masked_fill(~test_allowed[part], -1e4).argmax(1)  # [b]
-            for qa, i in zip(test_qas[part], best.tolist()):
-                correct.setdefault(qa.category, []).append(is_correct(vocab[i], qa))
-    total = [c for cs in correct.values() for c in cs]
-    return {"accuracy": 100.0 * sum(total) / len(total),
-            "per_category": {c: 100.0 * sum(correct[c]) / len(correct[c]) for c in CATEGORIES if c in correct},
-            "questions": len(test_qas), "train_questions": len(train_qas), "steps": done,
-            "s": time.perf_counter() - started}
+        predicted = {a: logits.argmax(1) for a, logits in model(test_x).items()}  # {attribute: [N]}
+    result: dict = {"per_attribute": {}, "chance": {}, "tokens": {}}
+    for a in ATTRIBUTES:
+        known = test_y[a] >= 0
+        if not known.any():
+            continue
+        truth, guess = test_y[a][known], predicted[a][known]
+        result["per_attribute"][a] = 100.0 * float((guess == truth).float().mean())
+        result["chance"][a] = 100.0 * float(torch.bincount(truth).max()) / len(truth)
+        result["tokens"][a] = int(known.sum())
+        if a == "enter_s":
+            result["enter_s_within_1"] = 100.0 * float(((guess - truth).abs() <= 1).float().mean())
+    return result | {"train_tokens": len(x), "steps": done, "s": time.perf_counter() - started}
+
+
+def print_results(results: dict[str, dict], title: str) -> None:
+    """Print probe results side by side ({name: probe_accuracy result}): per attribute, each result's accuracy,
+    chance and held-out tokens; entry seconds within 1 s as a row of its own."""
+    columns = [(title, "")] + [c for name in results for c in ((f"{name} %", ".1f"), ("chance %", ".1f"),
+                                                                  ("tokens", "d"))]
+    rows = [[a] + [v for r in results.values() for v in (r["per_attribute"].get(a), r["chance"].get(a),
+                                                         r["tokens"].get(a))]
+            for a in ATTRIBUTES if any(a in r["per_attribute"] for r in results.values())]
+    if any("enter_s_within_1" in r for r in results.values()):
+        rows.append(["enter_s within 1 s"] + [v for r in results.values() for v in (
+            r.get("enter_s_within_1"), None, r["tokens"].get("enter_s"))])
+    print_table(columns, rows)
 
 
 # -- oracle memories (no trained model needed) ------------------------------------------------------------
@@ -289,10 +206,11 @@ ORACLE_DIM = 64            # width of the concept tokens
 FRAMES_PER_CHUNK = 4
 
 
-def oracle_pairs(spec, snapshots: int, per_category: int, fixed: list[QA] | None = None,
-                 dim: int = ORACLE_DIM) -> list[tuple[Memory, list[QA]]]:
-    """One scene (a SceneSpec) -> (oracle token_dynamics@32 memory, questions asked at its t_end) at
-    `snapshots` chunk ends (the last always one); `fixed`: the questions for the last snapshot (a suite's)."""
+def oracle_memories(spec, snapshots: int, dim: int = ORACLE_DIM,
+                    grid: tuple[int, int] = GRID) -> list[tuple[Memory, Scene, float]]:
+    """One scene (a SceneSpec) -> (oracle token_dynamics@32 memory with its objects, the scene, t_query = the
+    memory's end) at ``snapshots`` chunk ends (the last always one), at 2 frames/s, concept tokens of width
+    ``dim`` on a ``grid``."""
     from scenes.scene import make_scene
     from scenes.suites import sampled_times
     from train.config import MemoryFormat
@@ -300,24 +218,19 @@ def oracle_pairs(spec, snapshots: int, per_category: int, fixed: list[QA] | None
     from train.oracle import Concepts, cell_label_maps, oracle_tokens
 
     scene, times = make_scene(spec), sampled_times(spec)
-    labels = cell_label_maps(scene, times, GRID)  # [T, gh, gw]
+    labels = cell_label_maps(scene, times, grid)  # [T, gh, gw]
     tokens = oracle_tokens(Concepts.make(dim), scene, labels, seed=spec.seed)  # [T, gh, gw, D]
     at = snapshot_chunks(-(-len(times) // FRAMES_PER_CHUNK), snapshots)
-    memories = stream_memories(tokens, times, MemoryFormat("token_dynamics", 32), FRAMES_PER_CHUNK, at, spec.seed)
-    rng = np.random.default_rng([spec.seed, 11])
-    out = []
-    for i, memory in enumerate(memories):
-        last = i == len(memories) - 1
-        asked = fixed if last and fixed is not None else questions(scene, memory.t_end, rng, per_category)
-        out.append((memory, list(asked)))
-    return out
+    memories = stream_memories(tokens, times, MemoryFormat("token_dynamics", 32), FRAMES_PER_CHUNK, at, spec.seed,
+                               labels)
+    return [(memory, scene, memory.t_end) for memory in memories]
 
 
 def probe_main(argv: list[str] | None = None) -> dict:
-    """CLI: build oracle memories, train the probe, print accuracy per category against chance."""
+    """CLI: build oracle memories, train the probe, print accuracy per attribute against chance."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small set (the only mode for now)")
-    parser.add_argument("--train-scenes", type=int, default=20)
+    parser.add_argument("--train-scenes", type=int, default=120)
     parser.add_argument("--heldout-scenes", type=int, default=12)
     parser.add_argument("--snapshots", type=int, default=6)
     parser.add_argument("--steps", type=int, default=1500)
@@ -327,18 +240,16 @@ def probe_main(argv: list[str] | None = None) -> dict:
     from scenes.suites import TRAIN_SEED_START, suite
 
     started = time.perf_counter()
-    train = [pair for i in range(args.train_scenes)
-             for pair in oracle_pairs(SceneSpec(seed=TRAIN_SEED_START + i), args.snapshots, 2)]
-    heldout = [pair for spec, qas in suite("heldout")[:args.heldout_scenes]
-               for pair in oracle_pairs(spec, args.snapshots, 1, fixed=qas)]
+    train = [item for i in range(args.train_scenes)
+             for item in oracle_memories(SceneSpec(seed=TRAIN_SEED_START + i), args.snapshots)]
+    heldout = [item for spec, _ in suite("heldout")[:args.heldout_scenes]
+               for item in oracle_memories(spec, args.snapshots)]
     built = time.perf_counter() - started
     result = probe_accuracy(train, heldout, steps=args.steps)
-    print(f"oracle memories token_dynamics@32: {args.train_scenes} train scenes ({result['train_questions']} "
-          f"questions), {args.heldout_scenes} held-out ({result['questions']}); built in {built:.0f} s, "
+    print(f"oracle memories token_dynamics@32: {args.train_scenes} train scenes x {args.snapshots} snapshots "
+          f"({result['train_tokens']} tokens), {args.heldout_scenes} held-out scenes; built in {built:.0f} s, "
           f"probe {result['steps']} steps in {result['s']:.0f} s")
-    for category, accuracy in result["per_category"].items():
-        print(f"  {category:10s} {accuracy:5.1f}%   (chance {100 * chance(category):4.1f}%)")
-    print(f"  {'overall':10s} {result['accuracy']:5.1f}%")
+    print_results({"oracle": result}, "attribute")
     return result
 
 

@@ -6,9 +6,12 @@ Stages (where an answer is lost, token_dynamics@32): "vision", the vision path's
 (train/oracle.py, train/warmup.py) on 96 frames of held-out scenes, per object (its mean token in a frame, what
 a cluster hands the reader), per object cell (shape and colour apart) and per background cell; "oracle
 memory", the suite asked of memories built from the scenes' true label maps through the concept tokens and
-the same streaming compressor (perfect vision and clustering); "probe on the real memory", a small supervised
-probe (bench/probe.py) from the real memory and the question's words to the answer, trained on the real
-memories of 60 training scenes (is the information in the memory at all?); "real memory", the model as shipped.
+the same streaming compressor (perfect vision and clustering); "real memory", the model as shipped. Then the
+per-token probe (bench/probe.py: is the information in the memory at all?): each base token's object, shape,
+colour, zone, direction and entry second, as the key map and the scenes' label maps define them, named by a
+small supervised probe from the token and its motion features; trained on the memories of 60 training scenes
+(6 snapshots each) and scored on the held-out scenes' last memories, once on the real memories and once on the
+oracle memories of the same scenes (the ceiling), per attribute against chance.
 
 Held-out formats, for every held-out scene: the frames a 2 frames/s pipeline samples, resized like the source actor,
 encoded once by the model's vision tower; then, per memory format, the memory after the scene's last chunk,
@@ -43,7 +46,7 @@ Each with accuracy overall and per category, chance for its mix of questions, ti
 the time it took to stream, the segments sealed and their bytes, the window's span and segments.
 
 --quick: the stage rows and 4 formats at 32 tokens (token_dynamics both ways, uniform, full) on 8 held-out
-scenes, a probe of 100 steps on 8 training scenes, no long or hour scenes (< 60 s). --only runs one section of
+scenes, probes of 100 steps on 8 training scenes, no long or hour scenes (< 60 s). --only runs one section of
 the full run (stages, heldout, long or hour).
 """
 
@@ -69,9 +72,9 @@ from compressor.config import CompressorConfig  # noqa: E402
 from compressor.registry import make_stream_compressor  # noqa: E402
 from compressor.segments import SegmentStore, window_from_folder  # noqa: E402
 from compressor.snapshot import Snapshot  # noqa: E402
-from bench.probe import probe_accuracy  # noqa: E402
-from scenes.questions import CATEGORIES, QA, chance, is_correct, questions  # noqa: E402
-from scenes.scene import SceneSpec, make_scene  # noqa: E402
+from bench.probe import print_results, probe_accuracy  # noqa: E402
+from scenes.questions import CATEGORIES, QA, chance, is_correct  # noqa: E402
+from scenes.scene import Scene, SceneSpec, make_scene  # noqa: E402
 from scenes.suites import FIRST_MINUTE_S, TRAIN_SEED_START, last_sampled_time, sampled_times, suite  # noqa: E402
 from stream.sampling import resize_frames  # noqa: E402
 from train.config import FULL, MemoryFormat  # noqa: E402
@@ -92,8 +95,9 @@ MOTION_CATEGORIES = ("position", "direction", "order", "time")
 #: at once would be 7,200 x 196 x D floats (720 MB at D = 128).
 HOUR_BATCH_FRAMES = 64
 SECTIONS = ("stages", "heldout", "long", "hour")
-#: Training scenes whose real memories train the probe (6 snapshots each, every category twice per snapshot).
+#: Training scenes whose memories train the per-token probes, and the snapshots taken of each (as training does).
 PROBE_SCENES = 60
+PROBE_SNAPSHOTS = 6
 
 
 def formats(quick: bool) -> list[MemoryFormat]:
@@ -268,53 +272,51 @@ def heldout_section(model, dynamics, suite_name: str, fmts: Sequence[MemoryForma
             "full_tokens": "every token of 16 uniformly sampled frames (16 x 196)"}
 
 
-def oracle_memory(model, spec: SceneSpec, fmt: MemoryFormat) -> Memory:
-    """The memory a perfect vision path would give for ``spec``: its true label maps through the concept tokens
-    and the same streaming compressor (train/oracle.py), after the last chunk."""
-    scene, times = make_scene(spec), sampled_times(spec, RATE_HZ)
-    labels = cell_label_maps(scene, times, model.grid)
-    return last_memory(oracle_tokens(Concepts.make(model.hidden_size), scene, labels, spec.seed), times, fmt)
-
-
-def probe_pairs(model, specs: Sequence[SceneSpec], fmt: MemoryFormat) -> list[tuple[Memory, list[QA]]]:
-    """Real memories of ``specs`` at 6 snapshots each (as training builds them) with the questions asked there."""
-    out = []
-    for spec in specs:
-        tokens, times = scene_tokens(model, spec)
-        chunks = snapshot_chunks(-(-len(times) // FRAMES_PER_CHUNK), 6)
-        memories = stream_memories(tokens, times, fmt, FRAMES_PER_CHUNK, chunks)
-        rng = np.random.default_rng([spec.seed, 9])
-        for memory in memories:
-            out.append((memory, questions(make_scene(spec), memory.t_end, rng, per_category=2)))
-    return out
+def labelled_memories(model, spec: SceneSpec, fmt: MemoryFormat,
+                      snapshots: int) -> tuple[Scene, list[Memory], list[Memory]]:
+    """The scene of ``spec``, its real memories (its frames through the model's vision path) and its oracle
+    memories (its true label maps through the concept tokens: perfect vision and clustering, train/oracle.py),
+    both through the same streaming compressor after ``snapshots`` chunks spread over the scene (the last always
+    one), each with the object every base token holds (``Memory.objects``)."""
+    scene = make_scene(spec)
+    tokens, times = scene_tokens(model, spec)
+    labels = cell_label_maps(scene, times, model.grid)  # [T, gh, gw]
+    chunks = snapshot_chunks(-(-len(times) // FRAMES_PER_CHUNK), snapshots)
+    oracle = oracle_tokens(Concepts.make(model.hidden_size), scene, labels, spec.seed)  # [T, gh, gw, D]
+    return (scene, stream_memories(tokens, times, fmt, FRAMES_PER_CHUNK, chunks, labels=labels),
+            stream_memories(oracle, times, fmt, FRAMES_PER_CHUNK, chunks, labels=labels))
 
 
 def stages_section(model, dynamics, suite_name: str, limit: int | None) -> dict:
     """Where answers are lost, a row per stage: the vision path's per-cell and per-object accuracy on held-out
     frames; the suite asked of oracle memories (perfect vision and clustering, the same key-map and motion
-    code); a supervised probe from the real memory to each answer (is the information there at all?); and the
-    suite asked of the real memory (the model as shipped), all at token_dynamics@32."""
+    code) and of the real memory (the model as shipped); then per-token probes (is the information in the
+    memory at all?) on the real memories and on the oracle memories of the same scenes, all at
+    token_dynamics@32."""
     fmt = MemoryFormat("token_dynamics", 32)
     frames, targets = heldout_frames(model.image_size, model.grid)
     vision = cell_accuracy(model, concept_table(Concepts.make(model.hidden_size)), frames, targets)
     print_table([("vision, held-out frames", "s"), ("accuracy", ".3f")], [[k, v] for k, v in vision.items()])
-    scorer, heldout = Scorer(), []
-    scenes = suite(suite_name)[:limit]
-    for spec, qas in scenes:
-        scorer.ask(model, dynamics, "oracle memory", oracle_memory(model, spec, fmt), True, qas)
-        tokens, times = scene_tokens(model, spec)
-        memory = last_memory(tokens, times, fmt)
-        scorer.ask(model, dynamics, "real memory", memory, True, qas)
-        heldout.append((memory, list(qas)))
-    train_specs = [SceneSpec(seed=TRAIN_SEED_START + 50_000 + i, seconds=float(s)) for i, s in
-                   enumerate(np.random.default_rng(3).uniform(20, 60, PROBE_SCENES if limit is None else 8))]
-    probe = probe_accuracy(probe_pairs(model, train_specs, fmt), heldout, steps=1500 if limit is None else 100)
-    rows = [scorer.row("oracle memory"), {"format": "probe on the real memory", "accuracy": probe["accuracy"],
-                                          "per_category": probe["per_category"], "questions": probe["questions"]},
-            scorer.row("real memory")]
+    scorer, heldout = Scorer(), {"real": [], "oracle": []}
+    for spec, qas in suite(suite_name)[:limit]:
+        scene, (real,), (oracle,) = labelled_memories(model, spec, fmt, 1)
+        scorer.ask(model, dynamics, "oracle memory", oracle, True, qas)
+        scorer.ask(model, dynamics, "real memory", real, True, qas)
+        heldout["real"].append((real, scene, real.t_end))
+        heldout["oracle"].append((oracle, scene, oracle.t_end))
+    rows = [scorer.row("oracle memory"), scorer.row("real memory")]
     cats = [c for c in CATEGORIES if any(c in r["per_category"] for r in rows)]
     print_table([("reader, token_dynamics@32", "s"), ("acc %", ".1f")] + [(c[:8], ".0f") for c in cats],
                 [[r["format"], r["accuracy"]] + [r["per_category"].get(c) for c in cats] for r in rows])
+    train: dict[str, list] = {"real": [], "oracle": []}
+    for i, seconds in enumerate(np.random.default_rng(3).uniform(20, 60, PROBE_SCENES if limit is None else 8)):
+        scene, real, oracle = labelled_memories(model, SceneSpec(seed=TRAIN_SEED_START + 50_000 + i,
+                                                                 seconds=float(seconds)), fmt, PROBE_SNAPSHOTS)
+        train["real"] += [(m, scene, m.t_end) for m in real]
+        train["oracle"] += [(m, scene, m.t_end) for m in oracle]
+    probe = {kind: probe_accuracy(train[kind], heldout[kind], steps=1500 if limit is None else 100)
+             for kind in ("real", "oracle")}
+    print_results(probe, "probe per token, token_dynamics@32")
     return {"vision": vision, "vision_frames": len(frames), "rows": rows, "probe": probe}
 
 
