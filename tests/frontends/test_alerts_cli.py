@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from actors.control.alerts import AlertBook, MemoryStore
+from actors.control.alerts import AlertBook
+from actors.control.kv import MemoryStore
 from frontends import alerts_cli
 from frontends.cli import build_parser
 
