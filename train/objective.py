@@ -174,7 +174,8 @@ class QAObjective(nn.Module):
             self.last["aux"] = float(aux.detach())
             loss = loss + self.aux_weight * aux
         if fused_tokens:
-            motion = _word_loss(self.model.lm_head(torch.cat(fused_tokens)).float(), torch.cat(motion_targets).to(device))
+            fused_logits = self.model.lm_head(torch.cat(fused_tokens)).float()  # [M, V]
+            motion = _word_loss(fused_logits, torch.cat(motion_targets).to(device))
             self.last["motion"] = float(motion.detach())
             loss = loss + self.motion_weight * motion
         if focus_rows:

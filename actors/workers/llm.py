@@ -153,7 +153,8 @@ class LLMWorker:
             try:
                 self._fits(window)
             except ValueError as exc:
-                raise WindowUnavailable(f"stream {stream_id!r}: the window's memory does not fit the model: {exc}") from None
+                raise WindowUnavailable(f"stream {stream_id!r}: the window's memory does not fit the model: "
+                                        f"{exc}") from None
             snapshot = window
         visual = self.vlm.memory_tokens(snapshot)  # [K + R, D], motion fused when the model can
         extra = {"span": {"t_start": snapshot.t_start, "t_end": snapshot.t_end},

@@ -109,6 +109,7 @@ def test_two_streams_on_one_host_advance_alone_through_a_crash_a_removal_and_a_k
     wait_for(lambda: _pid_or_none(client, "b") not in (None, *pids), FLOW_S, "b placed again")
     # (counted from before the kill: right after the move its status may still read 0 chunks, then jump to the
     # restored count, which a count taken then would take for progress)
-    wait_for(lambda: chunks(client, "b") >= before + 2, FLOW_S, "b advancing past its checkpoint after its host was killed")
+    wait_for(lambda: chunks(client, "b") >= before + 2, FLOW_S,
+             "b advancing past its checkpoint after its host was killed")
     assert client.stream_status("b").restored is True
     client.remove_stream("b")

@@ -47,7 +47,8 @@ def test_memory_seals_segments_answers_windows_and_removes_them(tmp_path) -> Non
         mine = worker.window(0.0, 9.0)
         live = worker.status()
         assert (mine.t_start, mine.t_end, mine.version) == (0.0, 9.0, live.snapshot_version)
-        assert mine.base.shape[0] <= 6 and np.array_equal(mine.base, window_from_folder(folder, 0.0, 9.0, 6).snapshot.base)
+        assert mine.base.shape[0] <= 6
+        assert np.array_equal(mine.base, window_from_folder(folder, 0.0, 9.0, 6).snapshot.base)
         with pytest.raises(WindowUnavailable, match="stream 'm'"):
             worker.window(100.0, 120.0)
     finally:
