@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import httpx
 import openai
 import pytest
 
 from frontends.api.server import ApiServer
-from actors.config import ApiConfig
+from actors.config import ApiConfig, PipelineConfig
 from vlm.config import ModelConfig
 from vlm.registry import load_vlm
 from tests.frontends.api.local_backend import LocalBackend
@@ -49,3 +53,21 @@ def video_question(stream_id: str, text: str = "What moves?") -> list[dict]:
     """A user message naming the stream the primary way: a video_url content part."""
     return [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": f"tokdyn://{stream_id}"}},
                                          {"type": "text", "text": text}]}]
+
+
+@contextlib.contextmanager
+def served_pipeline(config: PipelineConfig) -> Iterator[tuple[Any, str, Any]]:
+    """A pipeline started from `config` on the connected Ray cluster and its HTTP API actor (which finds the
+    controller by name): yields (pipeline client, API URL, API actor); both are stopped afterwards."""
+    import ray  # imported here: the in-process API tests of this folder need no Ray
+
+    from actors.client.pipeline import start_pipeline
+    from frontends.api.server import start_api
+
+    client = start_pipeline(config)
+    actor, url = start_api(config.api, namespace=config.ray.namespace)
+    try:
+        yield client, url, actor
+    finally:
+        ray.kill(actor, no_restart=True)
+        client.shutdown()

@@ -14,9 +14,8 @@ import httpx
 import pytest
 import ray
 
-from actors.client.pipeline import start_pipeline
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
-from frontends.api.server import start_api
+from tests.frontends.api.conftest import served_pipeline
 from tests.helpers import wait_for
 from vlm import ModelConfig
 
@@ -40,11 +39,8 @@ def deployment(ray_local, tmp_path_factory):
         encoder=EncoderConfig(batch_frames=8, max_wait_ms=20), llm=LLMConfig(replicas=2, max_concurrent=2),
         api=ApiConfig(port=0, api_key=API_KEY), checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
     )
-    client = start_pipeline(config)
-    actor, url = start_api(config.api, namespace=config.ray.namespace)
-    yield client, url, actor, config.ray.namespace
-    ray.kill(actor, no_restart=True)
-    client.shutdown()
+    with served_pipeline(config) as (client, url, actor):
+        yield client, url, actor, config.ray.namespace
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,9 @@ import pytest
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
-from frontends.api.server import start_api
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
-from actors.client.pipeline import start_pipeline
 from vlm import ModelConfig
-from tests.frontends.api.conftest import video_question
+from tests.frontends.api.conftest import served_pipeline, video_question
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.ray
@@ -33,11 +31,8 @@ def api(ray_local, tmp_path_factory):
         encoder=EncoderConfig(batch_frames=8, max_wait_ms=20), llm=LLMConfig(max_concurrent=2),
         api=ApiConfig(port=0, api_key=API_KEY), checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
     )
-    client = start_pipeline(config)
-    actor, url = start_api(config.api, namespace=config.ray.namespace)  # finds the controller by name
-    yield url, actor
-    ray.kill(actor, no_restart=True)
-    client.shutdown()
+    with served_pipeline(config) as (_, url, actor):
+        yield url, actor
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,13 @@ import dataclasses
 import httpx
 import openai
 import pytest
-import ray
 
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
-from actors.client.pipeline import start_pipeline
-from frontends.api.server import start_api
 from frontends.quiz import Quiz
 from scenes.questions import is_correct
 from scenes.scene import make_scene
 from scenes.suites import last_sampled_time, suite
-from tests.frontends.api.conftest import video_question
+from tests.frontends.api.conftest import served_pipeline, video_question
 from tests.helpers import wait_for
 from vlm import ModelConfig
 
@@ -43,11 +40,8 @@ def api(ray_local, tmp_path_factory):
         encoder=EncoderConfig(batch_frames=16, max_wait_ms=20), llm=LLMConfig(max_concurrent=2),
         api=ApiConfig(port=0, api_key=API_KEY), checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
     )
-    client = start_pipeline(config)
-    actor, url = start_api(config.api, namespace=config.ray.namespace)
-    yield url
-    ray.kill(actor, no_restart=True)
-    client.shutdown()
+    with served_pipeline(config) as (_, url, _):
+        yield url
 
 
 def test_shipped_model_answers_held_out_scene_questions(api):
