@@ -6,7 +6,7 @@ it arrives; a deleted rule leaves the list. Leaves screenshots under out/console
 from __future__ import annotations
 
 import pytest
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from tests.frontends.console.conftest import API_KEY, STARTUP_S, screenshot
@@ -18,11 +18,12 @@ STREAM = {"id": "dock", "url": "synthetic://?width=320&height=240&fps=10", "samp
 PROMPT = "Is the loading dock door open?"
 
 
-def find(driver, css: str):
-    """The element at `css`, or None."""
+def text_at(driver, css: str) -> str | None:
+    """The text of the element at `css`, or None when there is none. The panel re-renders its lists as
+    status arrives, so an element found a moment ago may be gone: read its text in the same step."""
     try:
-        return driver.find_element(By.CSS_SELECTOR, css)
-    except NoSuchElementException:
+        return driver.find_element(By.CSS_SELECTOR, css).text
+    except (NoSuchElementException, StaleElementReferenceException):
         return None
 
 
@@ -38,19 +39,19 @@ def test_rules_are_listed_per_stream_and_firings_appear_as_they_arrive(serve, br
             assert added.status_code == 201, added.text
             rule_id = added.json()["id"]
             row = f'li[data-stream-id="dock"] li[data-rule-id="{rule_id}"]'
-            listed = until(browser, lambda d: find(d, row), what="the new rule listed under its stream")
-            assert PROMPT in listed.text and not shown(browser, "no-rules")
+            listed = until(browser, lambda d: text_at(d, row), what="the new rule listed under its stream")
+            assert PROMPT in listed and not shown(browser, "no-rules")
             # and when it fires, the firing appears without a reload, and the rule's counts say so
-            firing = until(browser, lambda d: find(d, f'#firing-list li[data-rule-id="{rule_id}"]'), STARTUP_S,
+            firing = until(browser, lambda d: text_at(d, f'#firing-list li[data-rule-id="{rule_id}"]'), STARTUP_S,
                            "the firing in the page")
-            assert "dock" in firing.text and PROMPT in firing.text and "snapshot" in firing.text
+            assert "dock" in firing and PROMPT in firing and "snapshot" in firing
             assert not shown(browser, "no-firings")
-            until(browser, lambda d: "1 firings" in (find(d, row).text if find(d, row) else ""), what="counts")
-            assert find(browser, row).find_element(By.CSS_SELECTOR, ".state").text == "firing"
+            until(browser, lambda d: "1 firings" in (text_at(d, row) or ""), what="counts")
+            assert text_at(browser, f"{row} .state") == "firing"
             screenshot(browser, "alerts-firing")
             # when the rule is deleted, then it leaves the list; the firing stays in the history shown
             assert http.delete(f"/v1/alerts/{rule_id}").status_code == 200
-            until(browser, lambda d: find(d, row) is None and shown(d, "no-rules"), what="the rule gone")
-            assert find(browser, f'#firing-list li[data-rule-id="{rule_id}"]') is not None
+            until(browser, lambda d: text_at(d, row) is None and shown(d, "no-rules"), what="the rule gone")
+            assert text_at(browser, f'#firing-list li[data-rule-id="{rule_id}"]') is not None
         finally:
             http.delete("/v1/streams/dock")
