@@ -216,11 +216,11 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class WarmupConfig:
-    """Optional vision warm-up on scenes: per grid cell, classify the majority object (shape, colour) or
-    background with a linear head on the projector output, training vision tower + projector.
+    """Optional vision stage (train/warmup.py): the vision tower + projector learn to give each object's
+    tokens its (shape, colour) concept token and background cells the background one, on fresh frames.
 
-    steps:        most optimiser steps (0 = off).
-    lr:           learning rate (AdamW).
+    steps:        most optimiser steps (0 = off); the learning rate's cosine decay ends here.
+    lr:           peak learning rate (AdamW; 50 steps of linear warm-up).
     batch_frames: fresh frames per step.
     eval_every:   steps between held-out evaluations (per-cell accuracy, logged as the stage's curve).
     patience:     stop once that many evaluations in a row did not raise the held-out objects' accuracy (0 = never).
@@ -316,6 +316,8 @@ class TrainConfig:
     focus_weight: weight of the attention loss (the answer looks at the tokens it depends on; 0 = off).
     motion_weight: weight of the fused tokens' motion-word loss (train/objective.py; 0 = off).
     curriculum:   Stages run before the main one, in order (after the vision warm-up).
+    replay:       share of the main stage's steps drawn from the last curriculum stage's pool (0 = none): reading
+                  taught on clean memories is kept while the model adapts to real ones.
     optim, eval, vision_warmup, ray: see their dataclasses.
     """
 
@@ -335,6 +337,7 @@ class TrainConfig:
     focus_weight: float = 0.0
     motion_weight: float = 0.0
     curriculum: tuple[Stage, ...] = ()
+    replay: float = 0.0
     vision_warmup: WarmupConfig = field(default_factory=WarmupConfig)
     ray: RayTrainConfig = field(default_factory=RayTrainConfig)
 
@@ -358,6 +361,9 @@ class TrainConfig:
         check(self.focus_weight >= 0, "focus_weight", ">= 0", self.focus_weight)
         check(self.motion_weight >= 0, "motion_weight", ">= 0", self.motion_weight)
         object.__setattr__(self, "curriculum", tuple(self.curriculum))
+        check(0 <= self.replay < 1, "replay", "a share in [0, 1)", self.replay)
+        check(not self.replay or self.curriculum, "replay", "a curriculum stage to replay (curriculum is empty)",
+              self.replay)
 
     @property
     def output_path(self) -> Path:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import sys
 import time
@@ -36,6 +35,8 @@ from train.checkpoint import capture_rng, read_state, restore_rng, scratch_dir, 
 from train.config import Stage, TrainConfig
 from train.model import check_checkpoint_dir, load_model, load_trained_state, make_dynamics, set_trainable
 from train.objective import QAObjective
+from train.scene_data import ExamplePool
+from train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,7 @@ LOG_EVERY_STEPS = 10         # loss / throughput lines in metrics.jsonl
 
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
     """Linear warm-up to optim.lr over warmup_steps, then cosine decay to 10% of it at `total` steps."""
-    peak, warm = config.optim.lr, config.optim.warmup_steps
-    if step < warm:
-        return peak * (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return warmup_cosine(step, total, config.optim.lr, config.optim.warmup_steps)
 
 
 class MetricsLog:
@@ -103,6 +100,7 @@ class Worker:
         self.dynamics = make_dynamics(self.vlm, config.seed)
         self.phases = phases(config)
         self.phase, self.step, self.optimizer_state, self.extra = 0, 0, None, {}
+        self.stage_pool: ExamplePool | None = None  # the last curriculum stage's examples, for the main's replay
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
@@ -161,10 +159,14 @@ class Worker:
         known_total = stage.steps if stage is not None else config.steps
         if known_total is not None and self.resume_point(index)[0] >= known_total:
             return  # a checkpoint at this phase's end: nothing left to train, no pool to build
+        replay = None
         if stage is None:
             pool = build_train_pool(vlm, config, self.rank, self.world, self.metrics.write)
             total = config.steps if config.steps is not None else config.epochs * steps_per_epoch(pool, config)
             oracle = False
+            if config.replay:  # the last stage's pool: kept from it, or rebuilt when resuming into this phase
+                replay = self.stage_pool or build_stage_pool(vlm, config, config.curriculum[-1], self.rank,
+                                                             self.world, self.metrics.write)
         else:
             pool = build_stage_pool(vlm, config, stage, self.rank, self.world, self.metrics.write)
             total, oracle = stage.steps, stage.memory == "oracle"
@@ -180,18 +182,21 @@ class Worker:
         step, optimizer_state, _ = self.resume_point(index)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
-        weights = np.array([f.weight if pool.by_format[i] else 0.0 for i, f in enumerate(config.formats)])
-        weights /= weights.sum()
+        weights = format_weights(config, pool)
+        replay_weights = format_weights(config, replay) if replay is not None else None
         bar = tqdm(total=total, initial=step, disable=self.rank != 0, desc=f"train {name}", file=sys.stderr,
                    mininterval=5.0, ascii=True, dynamic_ncols=False)
         losses: list[float] = []
-        window_start, window_examples = time.perf_counter(), 0
+        window_start, window_examples, replays = time.perf_counter(), 0, 0
         while step < total:
             lr = lr_at(step, total, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-            fmt = int(self.rng.choice(len(config.formats), p=weights))
-            loss, _ = model(pool.sample(fmt, config.batch_size, self.rng))
+            replayed = replay is not None and self.rng.random() < config.replay
+            source, p = (replay, replay_weights) if replayed else (pool, weights)
+            replays += replayed
+            fmt = int(self.rng.choice(len(config.formats), p=p))
+            loss, _ = model(source.sample(fmt, config.batch_size, self.rng))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.optim.grad_clip:
@@ -206,9 +211,10 @@ class Worker:
                 elapsed = time.perf_counter() - window_start
                 record = {"phase": name, "step": step, "loss": float(np.mean(losses)), "lr": lr,
                           **{f"loss_{k}": v for k, v in objective.last.items()},
-                          "s_per_step": elapsed / len(losses), "examples_per_s": window_examples / elapsed}
+                          "s_per_step": elapsed / len(losses), "examples_per_s": window_examples / elapsed,
+                          **({"replayed": replays / len(losses)} if replay is not None else {})}
                 self.metrics.write(record)
-                losses, window_start, window_examples = [], time.perf_counter(), 0
+                losses, window_start, window_examples, replays = [], time.perf_counter(), 0, 0
             at_eval = (config.eval.every_steps and step % config.eval.every_steps == 0) or step == total
             if at_eval and eval_examples:
                 from train.evaluate import accuracy
@@ -222,6 +228,14 @@ class Worker:
                 self.checkpoint(index, step, optimizer, record)
         bar.close()
         objective.serving()
+        self.stage_pool = pool if stage is not None else None
+
+
+def format_weights(config: TrainConfig, pool: ExamplePool) -> np.ndarray:
+    """[len(formats)] probabilities of drawing each format's batch from `pool`: the configured weights of the
+    formats it has examples of."""
+    weights = np.array([f.weight if pool.by_format[i] else 0.0 for i, f in enumerate(config.formats)])
+    return weights / weights.sum()
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:

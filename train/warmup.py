@@ -10,7 +10,8 @@ most of a frame and gets a lower weight. Frames are fresh every step (the scenes
 unlimited: a fixed pool of frames was memorised on shape before), and the stage is measured on frames of
 held-out scenes (`cell_accuracy`): objects' mean tokens, object cells and background cells apart, shape and
 colour apart. It ends after `steps`, or earlier once the held-out accuracy of the objects' mean tokens has
-stopped rising for `patience` evaluations."""
+stopped rising for `patience` evaluations. The learning rate decays along a cosine over `steps`: at a constant
+rate the held-out accuracy swung by ±0.06 between evaluations 100 steps apart."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from train.memory import encode
 from train.model import encode_frames_grad
 from train.oracle import Concepts
 from train.scene_data import scene_specs
+from train.schedule import warmup_cosine
 from vlm.llava_onevision import LlavaOnevision
 
 NUM_CLASSES = 1 + len(SHAPES) * len(COLOURS)  # background + every (shape, colour)
@@ -42,6 +44,7 @@ EVAL_FRAMES = 96  # held-out frames the stage is measured on (seeds of the held-
 # of it. The memory hands the reader cluster means, so the object's mean must name it; each cell must at least
 # be nearer its own object's concept than any other (colour does that) for the clustering.
 CELL_WEIGHT = 0.25
+WARMUP_STEPS = 50  # of linear learning-rate warm-up, then cosine decay over the stage's `steps`
 
 
 def concept_table(concepts: Concepts) -> torch.Tensor:
@@ -176,7 +179,7 @@ def vision_warmup(vlm: LlavaOnevision, config: TrainConfig, rank: int, world: in
     while step < warm.steps and not (warm.patience and stale >= warm.patience):
         step += 1
         for group in optimizer.param_groups:
-            group["lr"] = warm.lr * min(1.0, step / 50)
+            group["lr"] = warmup_cosine(step - 1, warm.steps, warm.lr, WARMUP_STEPS)
         rng = np.random.default_rng([config.seed, rank, 8, step])
         frames, targets = cell_frames(scenes, warm.batch_frames, rng, vlm.image_size, vlm.grid)
         loss = model(torch.from_numpy(frames), torch.from_numpy(targets).to(vlm.device))

@@ -151,6 +151,7 @@ aux_weight: 1.0
 focus_weight: 1.0
 curriculum:
   - {{memory: oracle, steps: 40, scenes: 4, snapshots: 2, per_category: 1}}
+replay: 0.5
 vision_warmup: {{steps: 8, batch_frames: 2, eval_every: 4}}
 optim: {{lr: 0.003, warmup_steps: 2, dynamics_lr_scale: 3.0}}
 eval: {{suite: heldout-small, max_questions: 3, every_steps: 20}}
@@ -188,5 +189,10 @@ def test_curriculum_stages_each_lower_their_loss_and_resume_where_killed(tmp_pat
         assert evals and evals[-1]["step"] == total and evals[-1]["examples_seen"] == total * 8
         assert any(r.get("phase") == phase and r.get("loss_aux", 0) > 0 and r.get("loss_focus", 0) > 0
                    for r in records)
+    # and the main stage replayed some of its steps from the oracle stage's pool (kept, not built again)
+    replayed = [r["replayed"] for r in records if r.get("phase") == "main" and "loss" in r and "event" not in r]
+    assert replayed and 0 < sum(replayed) / len(replayed) < 1
+    assert not any("replayed" in r for r in records if r.get("phase") == "stage0")
+    assert [r["memory"] for r in records if r.get("event") == "stage_pool"] == ["oracle", "oracle"]  # killed, resumed
     assert (run / "model" / "model.safetensors").is_file()
     assert load_vlm(ModelConfig(path=str(run / "model"))).meaningful
