@@ -58,21 +58,21 @@ def run(args: argparse.Namespace, client: Any) -> int:
                            ("webhook", args.webhook)):
             if value is not None:
                 spec[key] = value
-        rule = client.alerts.add(spec)
+        rule = client.add_alert(spec)
         print(json.dumps(rule) if args.json else rule_line(rule))
         if rule.get("webhook_secret") and not args.json:
             print(f"webhook secret (shown once; verify X-Tokdyn-Signature with it): {rule['webhook_secret']}")
     elif args.action == "list":
-        for rule in client.alerts.list(args.stream):
+        for rule in client.list_alerts(args.stream):
             print(json.dumps(rule) if args.json else rule_line(rule))
     elif args.action == "rm":
-        client.alerts.delete(args.rule_id)
+        client.delete_alert(args.rule_id)
         print(f"removed {args.rule_id}")
     else:
-        after = args.after if args.after is not None else client.alerts.stats()["last_event_id"]
+        after = args.after if args.after is not None else client.alert_stats()["last_event_id"]
         try:
             while True:
-                for event in client.alerts.events(after, 100):
+                for event in client.alert_events(after, 100):
                     after = event["id"]
                     print(json.dumps(event) if args.json else event_line(event), flush=True)
                 time.sleep(WATCH_POLL_S)

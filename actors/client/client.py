@@ -2,7 +2,8 @@
 
 The CLI, the demo, the HTTP API's backend, benches and tests call these methods instead of
 `controller.x.remote(...)`, the way Ray's util/queue.py wraps its private actor. Each method comes in a
-blocking form and an `_async` form (for the API's event loop). Failures arrive as the pipeline's own
+blocking form and an `_async` form (for the API's event loop); the control operations are declared once, in
+actors/client/operations.py. Failures arrive as the pipeline's own
 errors (actors/errors.py), `ConfigError` or the model's `InputError`, never as Ray's wrappers: a remote
 error is unwrapped to its cause, and an actor that is dead, restarting or too slow becomes
 `PipelineUnavailable`.
@@ -19,17 +20,13 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from actors.errors import PipelineError, PipelineUnavailable, StreamFailed, StreamNotFound, StreamNotReady
-from actors.client.alerts import AlertClient
+from actors.client.operations import CALL_TIMEOUT_S, with_operations
 from actors.client.routing import LLMRouter
 from actors.control.table import stop_all
 from actors.status import ReplicaStatus, ScaleEvent, StreamStatus
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT_S = 30.0  # a control call on a live pipeline answers well within this (status polls: ~10 ms)
-# The controller waits for a new stream's actors to start (imports, on a busy 2-core machine: minutes);
-# giving up sooner would report a failure for a stream that then appears anyway.
-ADD_TIMEOUT_S = 300.0
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -45,8 +42,10 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+@with_operations
 class PipelineClient:
-    """Calls on one pipeline's controller (an ActorHandle of actors.control.controller.ControllerActor)."""
+    """Calls on one pipeline's controller (an ActorHandle of actors.control.controller.ControllerActor): the
+    control operations of actors/client/operations.py (each blocking and `_async`), questions, life cycle."""
 
     def __init__(self, controller: Any, call_timeout_s: float = CALL_TIMEOUT_S, namespace: str = "tokdyn") -> None:
         """`namespace`: the Ray namespace the pipeline lives in (its table, for a shutdown without it)."""
@@ -54,8 +53,7 @@ class PipelineClient:
         self.namespace = namespace
         self.call_timeout_s = call_timeout_s
         self.adopted = False  # set by actors.client.pipeline.start_pipeline: it found this pipeline running
-        self.router = LLMRouter(lambda: self._get("llm_handles"))
-        self.alerts = AlertClient(self)  # alert rules and firings (actors/client/alerts.py)
+        self.router = LLMRouter(self.llm_handles)
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
@@ -78,73 +76,6 @@ class PipelineClient:
 
     async def _get_async(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         return await self.call_async(getattr(self.controller, method), *args, timeout_s=timeout_s)
-
-    # --- streams ----------------------------------------------------------------------------------------
-
-    def add_stream(self, spec: dict[str, Any]) -> StreamStatus:
-        """Start a stream from a StreamSpec dict. Raises ConfigError (bad spec), StreamExists."""
-        return self._get("add_stream", spec, timeout_s=ADD_TIMEOUT_S)
-
-    async def add_stream_async(self, spec: dict[str, Any]) -> StreamStatus:
-        return await self._get_async("add_stream", spec, timeout_s=ADD_TIMEOUT_S)
-
-    def list_streams(self) -> list[StreamStatus]:
-        return self._get("list_streams")
-
-    async def list_streams_async(self) -> list[StreamStatus]:
-        return await self._get_async("list_streams")
-
-    def stream_status(self, stream_id: str) -> StreamStatus:
-        """One stream's status and telemetry. Raises StreamNotFound."""
-        return self._get("stream_status", stream_id)
-
-    async def stream_status_async(self, stream_id: str) -> StreamStatus:
-        return await self._get_async("stream_status", stream_id)
-
-    def remove_stream(self, stream_id: str) -> int:
-        """Stop a stream and delete its memory and alert rules (returns how many rules). Raises StreamNotFound."""
-        return self._get("remove_stream", stream_id)
-
-    async def remove_stream_async(self, stream_id: str) -> int:
-        return await self._get_async("remove_stream", stream_id)
-
-    def stream_handles(self, stream_id: str) -> dict[str, Any]:
-        """The stream's actor handles {"source", "memory"} (tests and tools: pids, digests, kills)."""
-        return self._get("stream_handles", stream_id)
-
-    async def stream_handles_async(self, stream_id: str) -> dict[str, Any]:
-        return await self._get_async("stream_handles", stream_id)
-
-    # --- replica pools ----------------------------------------------------------------------------------
-
-    def replicas(self) -> list[ReplicaStatus]:
-        """Every encoder and LLM replica with its telemetry (role, then name order)."""
-        return self._get("replicas")
-
-    async def replicas_async(self) -> list[ReplicaStatus]:
-        return await self._get_async("replicas")
-
-    def scale_events(self) -> list[ScaleEvent]:
-        """The pools' recent changes (added, removed, streams re-assigned), oldest first."""
-        return self._get("scale_events")
-
-    async def scale_events_async(self) -> list[ScaleEvent]:
-        return await self._get_async("scale_events")
-
-    def scale_event_totals(self) -> dict[tuple[str, str], int]:
-        """Pool changes since the controller process began, by (role, action) (a counter: 0 after a restart)."""
-        return self._get("scale_event_totals")
-
-    async def scale_event_totals_async(self) -> dict[tuple[str, str], int]:
-        return await self._get_async("scale_event_totals")
-
-    def scale(self, role: str, count: int) -> list[ReplicaStatus]:
-        """Set how many replicas of `role` ("encoder" | "llm") run; returns the replicas after the change.
-        Raises ConfigError for a bad role or count, ScaleRefused when the cluster cannot host them."""
-        return self._get("scale", role, count, timeout_s=ADD_TIMEOUT_S)
-
-    async def scale_async(self, role: str, count: int) -> list[ReplicaStatus]:
-        return await self._get_async("scale", role, count, timeout_s=ADD_TIMEOUT_S)
 
     # --- shared actors ----------------------------------------------------------------------------------
 
@@ -169,12 +100,12 @@ class PipelineClient:
 
     def _pick_llm(self) -> tuple[str, Any]:
         if self.router.stale():
-            self.router.update(self._get("llm_handles"))
+            self.router.update(self.llm_handles())
         return self._picked()
 
     async def _pick_llm_async(self) -> tuple[str, Any]:
         if self.router.stale():
-            self.router.update(await self._get_async("llm_handles"))
+            self.router.update(await self.llm_handles_async())
         return self._picked()
 
     def _picked(self) -> tuple[str, Any]:
@@ -184,16 +115,8 @@ class PipelineClient:
             raise PipelineUnavailable("no LLM replica is alive (restarting or being added): retry shortly") from None
 
     def encoder(self) -> Any:
-        """The first encoder replica's handle (tools and fault drills; `encoders()` has them all)."""
-        return next(iter(self.encoders().values()))
-
-    def assignments(self) -> dict[str, str]:
-        """Stream id -> name of the encoder replica that serves it."""
-        return self._get("assignments")
-
-    def encoders(self) -> dict[str, Any]:
-        """Every encoder replica's handle by name."""
-        return self._get("encoder_handles")
+        """The first encoder replica's handle (tools and fault drills; `encoder_handles()` has them all)."""
+        return next(iter(self.encoder_handles().values()))
 
     async def models_async(self) -> list[str]:
         """Names of the models that answer."""

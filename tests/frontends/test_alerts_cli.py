@@ -1,38 +1,46 @@
-"""`tokdyn alerts ...` over a client whose controller is an AlertBook (no Ray)."""
+"""`tokdyn alerts ...` through the real client over a controller whose alerts are an AlertBook (no Ray)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
+from actors.client.client import PipelineClient
 from actors.control.alerts import AlertBook
 from actors.control.kv import MemoryStore
 from frontends import alerts_cli
 from frontends.cli import build_parser
 
 
-class Alerts:
-    """PipelineClient.alerts over a book (what AlertClient forwards to the controller)."""
+class Controller:
+    """The controller's alert operations over a book, in process (no Ray)."""
 
     def __init__(self) -> None:
         self.book = AlertBook(MemoryStore())
 
-    def add(self, spec):
+    def add_alert(self, spec):
         return self.book.add(spec, ["cam"])
 
-    def list(self, stream_id=None):
+    def list_alerts(self, stream_id=None):
         return self.book.list(stream_id)
 
-    def delete(self, rule_id):
+    def delete_alert(self, rule_id):
         self.book.delete(rule_id)
 
-    def events(self, after, limit):
+    def alert_events(self, after, limit):
         return self.book.events_after(after, limit)
 
-    def stats(self):
+    def alert_stats(self):
         return self.book.stats()
+
+
+class LocalClient(PipelineClient):
+    """The real client (its operations as actors/client/operations.py declares them), calling the controller in
+    process instead of through Ray."""
+
+    def _get(self, method, *args, timeout_s=None):
+        return getattr(self.controller, method)(*args)
 
 
 def run(client, argv: list[str]) -> None:
@@ -41,7 +49,7 @@ def run(client, argv: list[str]) -> None:
 
 
 def test_add_list_rm(capsys):
-    client = argparse.Namespace(alerts=Alerts())
+    client = LocalClient(Controller())
     run(client, ["add", "cam", "Is a star visible?", "--min-consecutive", "2", "--json"])
     assert json.loads(capsys.readouterr().out)["min_consecutive"] == 2
     run(client, ["list"])
@@ -49,14 +57,14 @@ def test_add_list_rm(capsys):
     assert "alert-1" in out and "'Is a star visible?'" in out
     run(client, ["rm", "alert-1"])
     assert capsys.readouterr().out.strip() == "removed alert-1"
-    assert client.alerts.list() == []
+    assert client.list_alerts() == []
 
 
 def test_watch_prints_firings_after_the_given_id(capsys, monkeypatch):
-    client = argparse.Namespace(alerts=Alerts())
-    rule = client.alerts.add({"stream_id": "cam", "prompt": "q", "cooldown_s": 0})["id"]
+    client = LocalClient(Controller())
+    rule = client.add_alert({"stream_id": "cam", "prompt": "q", "cooldown_s": 0})["id"]
     for version, yes in enumerate([True, False, True]):
-        client.alerts.book.apply([{"stream_id": "cam", "version": version, "t_start": 0.0, "t_end": version * 2.0,
+        client.controller.book.apply([{"stream_id": "cam", "version": version, "t_start": 0.0, "t_end": version * 2.0,
                                    "answers": {rule: [yes, 1.0]}, "skipped": 0, "latency_s": 0.0}])
 
     def stop(_seconds):

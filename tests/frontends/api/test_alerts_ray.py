@@ -99,7 +99,7 @@ def test_one_firing_per_event_with_two_replicas_and_sse_resume_across_an_api_res
     # when each rule has been checked on several snapshots, by the owner of its stream
     wait_for(lambda: all(r["counts"]["evaluations"] >= 6 for r in rules(http).values()), STARTUP_S,
              "six evaluations of every rule")
-    owners = client.alerts.stats()["owners"]
+    owners = client.alert_stats()["owners"]
     assert set(owners) == set(STREAMS) and set(owners.values()) <= llm_names(client)
     # then each rule fired exactly once: one event each, in id order, at an answered snapshot
     listed = rules(http)
@@ -116,13 +116,13 @@ def test_one_firing_per_event_with_two_replicas_and_sse_resume_across_an_api_res
     seen = {i: listed[i]["counts"]["evaluations"] for i in ids}
     wait_for(lambda: all(r["counts"]["evaluations"] >= seen[i] + 3 for i, r in rules(http).items()), STARTUP_S,
              "three more evaluations of every rule")
-    assert len(client.alerts.events(0)) == 3
+    assert len(client.alert_events(0)) == 3
 
     # when the API actor's process dies and a rule fires while it is down
     last = events[-1]["id"]
     ray.kill(actor, no_restart=False)
-    late = client.alerts.add({"stream_id": "dock", "prompt": "Is it raining?", "cooldown_s": FOREVER_S})
-    fired = wait_for(lambda: client.alerts.events(last), STARTUP_S, "the late rule's firing")
+    late = client.add_alert({"stream_id": "dock", "prompt": "Is it raining?", "cooldown_s": FOREVER_S})
+    fired = wait_for(lambda: client.alert_events(last), STARTUP_S, "the late rule's firing")
     assert [e["rule_id"] for e in fired] == [late["id"]]
 
     def back() -> bool:
@@ -142,13 +142,13 @@ def test_a_killed_owner_replica_hands_its_streams_over_and_no_rule_is_lost(deplo
     client, _, _, namespace = deployment
     # given the rules of the first test, each fired once, and the replica owning "cam"
     before = wait_for(lambda: (r := rules(http)) and len(r) == 4 and r, STARTUP_S, "the first test's rules")
-    owners = client.alerts.stats()["owners"]
+    owners = client.alert_stats()["owners"]
     victim = owners["cam"]
     evaluations = {i: r["counts"]["evaluations"] for i, r in before.items()}
     # when that replica is killed for good
     ray.kill(ray.get_actor(victim, namespace=namespace), no_restart=True)
     # then the stream gets a new owner among the replicas still alive
-    new = wait_for(lambda: (o := client.alerts.stats()["owners"]).get("cam") not in (None, victim) and o,
+    new = wait_for(lambda: (o := client.alert_stats()["owners"]).get("cam") not in (None, victim) and o,
                    STARTUP_S, "a new owner of cam")
     assert new["cam"] in llm_names(client) and victim not in llm_names(client)
     # and every rule is still listed and evaluated again: its counter moves past where it was
@@ -158,7 +158,7 @@ def test_a_killed_owner_replica_hands_its_streams_over_and_no_rule_is_lost(deplo
     assert set(after) == set(before)
     # and no rule fired a second time across the owner change
     assert all(r["counts"]["firings"] == 1 for r in after.values())
-    events = client.alerts.events(0)
+    events = client.alert_events(0)
     assert sorted(e["rule_id"] for e in events) == sorted(before)
     metrics = http.get("/metrics").text
     assert "tokdyn_alert_firings_total 4.0" in metrics
