@@ -214,13 +214,17 @@ class EvalConfig:
         check(self.format >= 0, "format", ">= 0", self.format)
 
 
+WARMUP_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class WarmupConfig:
     """Optional vision stage (train/warmup.py): the vision tower + projector learn to give each object's
     tokens its (shape, colour) concept token and background cells the background one, on fresh frames.
 
-    steps:        most optimiser steps (0 = off); the learning rate's cosine decay ends here.
+    steps:        most optimiser steps (0 = off).
     lr:           peak learning rate (AdamW; 50 steps of linear warm-up).
+    schedule:     "constant" after the warm-up, or "cosine": decay to a tenth of lr at `steps`.
     batch_frames: fresh frames per step.
     eval_every:   steps between held-out evaluations (per-cell accuracy, logged as the stage's curve).
     patience:     stop once that many evaluations in a row did not raise the held-out objects' accuracy (0 = never).
@@ -231,8 +235,10 @@ class WarmupConfig:
     batch_frames: int = 32
     eval_every: int = 100
     patience: int = 0
+    schedule: str = "cosine"
 
     def __post_init__(self) -> None:
+        check(self.schedule in WARMUP_SCHEDULES, "schedule", " | ".join(WARMUP_SCHEDULES), self.schedule)
         check(self.steps >= 0, "steps", ">= 0", self.steps)
         check(self.eval_every >= 1, "eval_every", ">= 1", self.eval_every)
         check(self.patience >= 0, "patience", ">= 0", self.patience)

@@ -38,6 +38,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("freeze: [vision, projector, dynamics, llm]\n", "freeze"),
     ("steps: 10\nepochs: 2\n", "steps/epochs"),
     ("data: {on_bad_row: ignore}\n", "data.on_bad_row"),
+    ("vision_warmup: {steps: 10, schedule: linear}\n", "vision_warmup.schedule"),
+    ("replay: 0.5\n", "replay"),  # nothing to replay: no curriculum stage
+    ("replay: 1.0\ncurriculum: [{memory: oracle}]\n", "replay"),
     ("ray: {resources_per_worker: {CPU: -1}}\n", "ray.resources_per_worker.CPU"),
     ("formats: [{method: uniform, centroid_only: true}]\n", "formats[0].centroid_only"),
     ("steps: ten\n", "steps: expected int"),
