@@ -23,7 +23,7 @@ PARTS = ("vision", "projector", "dynamics", "llm")
 FULL = "full"
 BAD_ROW_POLICIES = ("skip", "stop")
 TINY_TOKENIZERS = ("bytes", "scenes")
-
+WARMUP_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -212,9 +212,6 @@ class EvalConfig:
         check(self.every_steps >= 0, "every_steps", ">= 0", self.every_steps)
         check(self.max_questions >= 0, "max_questions", ">= 0", self.max_questions)
         check(self.format >= 0, "format", ">= 0", self.format)
-
-
-WARMUP_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
