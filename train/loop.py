@@ -228,7 +228,7 @@ class Worker:
                 self.checkpoint(index, step, optimizer, record)
         bar.close()
         objective.serving()
-        self.stage_pool = pool if stage is not None else None
+        self.stage_pool = pool if stage is not None and config.replay else None  # else freed before the next pool
 
 
 def format_weights(config: TrainConfig, pool: ExamplePool) -> np.ndarray:
