@@ -108,6 +108,12 @@ def score(firing_ts: list[float], events: list[tuple[float, float]], chunk_s: fl
     return correct, len(latencies), latencies
 
 
+def detection_figures(fired: int, correct: int, events: int, detected: int, latency: list[float]) -> dict:
+    """One rule kind's figures from its counts: precision, recall, median detection latency (media s), counts."""
+    return {"precision": correct / fired if fired else None, "recall": detected / events if events else None,
+            "median_latency_s": statistics.median(latency) if latency else None, "firings": fired, "events": events}
+
+
 def play(model, scorer, spec: SceneSpec):
     """Per snapshot: (t_end, margins of the 4 kinds); plus the rules and the last chunk's frame tokens."""
     scene = make_scene(spec)
@@ -206,11 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  scene seed {spec.seed}: {len(rows)} snapshots", flush=True)
     table = {}
     for kind, a in per_kind.items():
-        table[kind] = {"precision": a["correct"] / a["fired"] if a["fired"] else None,
-                       "recall": a["detected"] / a["events"] if a["events"] else None,
-                       "median_latency_s": statistics.median(a["latency"]) if a["latency"] else None,
-                       "firings": a["fired"], "events": a["events"], "yes_rate": a["yes"] / max(a["n"], 1),
-                       "chance_precision": float(np.mean(a["chance_p"])),
+        table[kind] = {**detection_figures(a["fired"], a["correct"], a["events"], a["detected"], a["latency"]),
+                       "yes_rate": a["yes"] / max(a["n"], 1), "chance_precision": float(np.mean(a["chance_p"])),
                        "chance_recall": float(np.mean(a["chance_r"]))}
     print_table([("kind", "s"), ("precision", ".2f"), ("recall", ".2f"), ("latency s", ".1f"), ("firings", "d"),
                  ("events", "d"), ("chance P", ".2f"), ("chance R", ".2f")],

@@ -37,8 +37,8 @@ import ray
 from actors.client.client import PipelineClient
 from actors.client.pipeline import start_pipeline
 from actors.errors import PipelineUnavailable
-from bench.alerts import (BUDGET, EXTRA_PROMPTS, FRAMES_PER_CHUNK, KINDS, RATE_HZ, SCENE_SEED, onsets, rules_for,
-                          score)
+from bench.alerts import (BUDGET, EXTRA_PROMPTS, FRAMES_PER_CHUNK, KINDS, RATE_HZ, SCENE_SEED, detection_figures,
+                          onsets, rules_for, score)
 from bench.common import BenchRun, print_table
 from bench.pipeline import FIRST_CHUNK_TIMEOUT_S, bench_config, run_step, wait_first_chunks
 from scenes.scene import SceneSpec, make_scene
@@ -163,11 +163,8 @@ def score_window(events: list[dict[str, Any]], rules: dict[str, RuleInfo],
         for key, value in (("fired", len(times)), ("correct", correct), ("events", len(window)),
                            ("detected", detected), ("latency", latency)):
             agg[key] += value
-    table = {kind: {"precision": a["correct"] / a["fired"] if a["fired"] else None,
-                    "recall": a["detected"] / a["events"] if a["events"] else None,
-                    "median_latency_s": statistics.median(a["latency"]) if a["latency"] else None,
-                    "p90_latency_s": percentile(a["latency"], 90), "firings": a["fired"], "events": a["events"]}
-             for kind, a in totals.items()}
+    table = {kind: {**detection_figures(a["fired"], a["correct"], a["events"], a["detected"], a["latency"]),
+                    "p90_latency_s": percentile(a["latency"], 90)} for kind, a in totals.items()}
     return table, [t for a in totals.values() for t in a["latency"]]
 
 
