@@ -15,8 +15,7 @@ from typing import Any
 import yaml
 
 from configs.schema import ConfigError, build, check, config_path
-from compressor.config import METHODS
-
+from compressor.config import METHODS, CompressorConfig
 #: Parts of a LLaVA-OneVision model (plus the cross-dynamics attention) that `freeze` may list.
 PARTS = ("vision", "projector", "dynamics", "llm")
 #: The memory format that hands the LLM every token of uniformly sampled frames (no compression).
@@ -52,6 +51,8 @@ class ModelInit:
         check(self.tokenizer in TINY_TOKENIZERS, "tokenizer", " | ".join(TINY_TOKENIZERS), self.tokenizer)
         check(self.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32 | bfloat16 | float16", self.dtype)
         check(self.device in ("auto", "cpu", "cuda"), "device", "auto | cpu | cuda", self.device)
+        if not self.is_tiny:  # relative to where the command runs, not to a Ray worker's own directory
+            object.__setattr__(self, "init", str(Path(self.init).expanduser().resolve()))
 
     @property
     def is_tiny(self) -> bool:
@@ -133,6 +134,9 @@ class MemoryFormat:
     recent_window: pooled tokens of the latest frame, counted in the budget.
     centroid_only: token_dynamics without the cross-dynamics attention (the ablation: no key map).
     frames:        "full" only: frames sampled uniformly over the memory's span.
+    adaptive, k_min, merge_similarity: token_dynamics only, as in compressor.config.CompressorConfig: K may fall
+                   to k_min by merging clusters whose centroids are more alike than merge_similarity (an
+                   object's cells in one token instead of split over two).
     weight:        relative probability of drawing this format for a step (> 0).
     """
 
@@ -141,6 +145,9 @@ class MemoryFormat:
     recent_window: int = 0
     centroid_only: bool = False
     frames: int = 16
+    adaptive: bool = False
+    k_min: int = 12
+    merge_similarity: float = 0.95
     weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -152,6 +159,10 @@ class MemoryFormat:
         check(self.weight > 0, "weight", "> 0", self.weight)
         check(not self.centroid_only or self.method == "token_dynamics", "centroid_only",
                "false unless method is token_dynamics", self.centroid_only)
+        check(not self.adaptive or self.method == "token_dynamics", "adaptive",
+               "false unless method is token_dynamics", self.adaptive)
+        check(1 <= self.k_min <= self.budget, "k_min", f"1 <= k_min <= budget={self.budget}", self.k_min)
+        check(-1.0 <= self.merge_similarity <= 1.0, "merge_similarity", "a cosine in [-1, 1]", self.merge_similarity)
 
     @property
     def uses_dynamics(self) -> bool:
@@ -163,7 +174,14 @@ class MemoryFormat:
         """Short label, e.g. "token_dynamics@32", "token_dynamics@32/centroid", "full@16f"."""
         if self.method == FULL:
             return f"full@{self.frames}f"
-        return f"{self.method}@{self.budget}" + ("/centroid" if self.centroid_only else "")
+        adaptive = f"/adaptive{self.k_min}-{self.merge_similarity:g}" if self.adaptive else ""
+        return f"{self.method}@{self.budget}" + adaptive + ("/centroid" if self.centroid_only else "")
+
+    def compressor_config(self, seed: int) -> CompressorConfig:
+        """The streaming compressor's config for this format (not for "full", which keeps every token)."""
+        adaptive = dict(adaptive=True, k_min=self.k_min, merge_similarity=self.merge_similarity) if self.adaptive else {}
+        return CompressorConfig(method=self.method, budget=self.budget, recent_window=self.recent_window, seed=seed,
+                                **adaptive)
 
 
 @dataclass(frozen=True)

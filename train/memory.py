@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from compressor.config import CompressorConfig
 from compressor.registry import make_stream_compressor
 from compressor.snapshot import Snapshot
 from compressor.stream_base import StreamCompressor
@@ -82,8 +81,7 @@ def _snapshot_memory(compressor: StreamCompressor, device: torch.device | str = 
 
 
 def _compressor(fmt: MemoryFormat, seed: int) -> StreamCompressor:
-    return make_stream_compressor(CompressorConfig(method=fmt.method, budget=fmt.budget,
-                                                   recent_window=fmt.recent_window, seed=seed))
+    return make_stream_compressor(fmt.compressor_config(seed))
 
 
 def stream_memories(tokens: torch.Tensor, timestamps: np.ndarray, fmt: MemoryFormat, frames_per_chunk: int,

@@ -45,6 +45,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("formats: [{method: uniform, centroid_only: true}]\n", "formats[0].centroid_only"),
     ("steps: ten\n", "steps: expected int"),
     ("model: {tokenizer: words}\n", "model.tokenizer"),
+    ("formats: [{method: uniform, adaptive: true}]\n", "formats[0].adaptive"),
+    ("formats: [{method: token_dynamics, budget: 16, adaptive: true, k_min: 20}]\n", "formats[0].k_min"),
+    ("formats: [{method: token_dynamics, merge_similarity: 1.5}]\n", "formats[0].merge_similarity"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
@@ -59,3 +62,19 @@ def test_overrides_replace_steps_and_epochs(tmp_path):
 def test_full_format_from_yaml(tmp_path):
     config = load_train_config(_write(tmp_path, "formats: [{method: full, frames: 8}]\n"))
     assert config.formats[0].name == "full@8f" and not config.formats[0].uses_dynamics
+
+
+def test_adaptive_format_builds_the_adaptive_compressor(tmp_path):
+    text = "formats: [{method: token_dynamics, budget: 32, adaptive: true, k_min: 4, merge_similarity: 0.9}]\n"
+    fmt = load_train_config(_write(tmp_path, text)).formats[0]
+    compressor = fmt.compressor_config(seed=3)
+    assert (compressor.adaptive, compressor.k_range, compressor.merge_similarity, compressor.seed) == \
+        (True, (4, 32), 0.9, 3)
+    assert fmt.name == "token_dynamics@32/adaptive4-0.9"
+
+
+def test_checkpoint_init_is_resolved_where_the_command_runs(tmp_path, monkeypatch):
+    # Ray Train workers run in a directory of their own: a relative checkpoint path must not reach them as is.
+    monkeypatch.chdir(tmp_path)
+    config = load_train_config(_write(tmp_path, "model: {init: runs/model}\n"))
+    assert config.model.init == str(tmp_path / "runs" / "model")
