@@ -161,7 +161,8 @@ class MemoryFormat:
                "false unless method is token_dynamics", self.centroid_only)
         check(not self.adaptive or self.method == "token_dynamics", "adaptive",
                "false unless method is token_dynamics", self.adaptive)
-        check(1 <= self.k_min <= self.budget, "k_min", f"1 <= k_min <= budget={self.budget}", self.k_min)
+        check(self.k_min >= 1 and (self.k_min <= self.budget or not self.adaptive), "k_min",
+              f"1 <= k_min <= budget={self.budget}", self.k_min)
         check(-1.0 <= self.merge_similarity <= 1.0, "merge_similarity", "a cosine in [-1, 1]", self.merge_similarity)
 
     @property
