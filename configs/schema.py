@@ -138,6 +138,37 @@ def build(cls: type[T], data: Any, key: str = "") -> T:
         raise ConfigError(message if not key or message.startswith(key) else f"{key}.{message}") from None
 
 
+def apply_settings(data: Mapping[str, Any], settings: typing.Sequence[str]) -> dict[str, Any]:
+    """``data`` with each ``"dotted.key=value"`` of ``settings`` set (value read as YAML: ``3``, ``0.5``,
+    ``true``, ``null``, ``[1, 2]``, text), creating mappings on the way. A list in the path is not indexed:
+    set the whole list instead. Returns a new dict; ``data`` is not changed."""
+    import yaml
+
+    out = _copy_mappings(data)
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set: expected KEY=VALUE with a dotted KEY (e.g. model.init=out/run/model), "
+                              f"got {setting!r}")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: expected {'.'.join(parts[:i + 1])} to be a mapping, got "
+                                  f"{type(child).__name__}")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: expected a YAML value, got {text!r} ({exc.problem})") from None
+    return out
+
+
+def _copy_mappings(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _copy_mappings(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
 def config_path(path_or_name: str | Path) -> Path:
     """A shipped config name ("default", "train-default", ...) or a YAML path -> its path."""
     path = Path(path_or_name)

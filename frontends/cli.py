@@ -213,7 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from train.config import load_train_config
     from train.loop import run_training
 
-    model_dir = run_training(load_train_config(args.config, output=args.output, steps=args.steps))
+    model_dir = run_training(load_train_config(args.config, args.set, output=args.output, steps=args.steps))
     print(f"trained model in {model_dir} (serve it with model.path: {model_dir})")
     return 0
 
@@ -292,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-c", "--config", required=True, help="training config name or YAML path")
     train.add_argument("--output", default=None, help="run directory (overrides the config; resumes if it holds a run)")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides steps/epochs)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="set a dotted config key, value as YAML (e.g. --set model.init=out/run/model); repeatable")
     train.set_defaults(func=cmd_train)
 
     alerts = sub.add_parser("alerts", help="alert rules of a running `tokdyn serve`: add, list, rm, watch")

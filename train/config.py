@@ -7,14 +7,14 @@ Keys and units are documented on each dataclass and, line by line, in `configs/t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from configs.schema import ConfigError, build, check, config_path
+from configs.schema import ConfigError, apply_settings, build, check, config_path
 from compressor.config import METHODS, CompressorConfig
 #: Parts of a LLaVA-OneVision model (plus the cross-dynamics attention) that `freeze` may list.
 PARTS = ("vision", "projector", "dynamics", "llm")
@@ -401,16 +401,17 @@ class TrainConfig:
         return part not in self.freeze
 
 
-def load_train_config(path_or_name: str | Path, **overrides: Any) -> TrainConfig:
-    """A training config from YAML ("train-default" -> configs/train-default.yaml); `overrides` replace
-    top-level keys (e.g. output=..., steps=... from the command line)."""
+def load_train_config(path_or_name: str | Path, settings: Sequence[str] = (), **overrides: Any) -> TrainConfig:
+    """A training config from YAML ("train-default" -> configs/train-default.yaml); `settings` set dotted keys
+    (``"model.init=out/run/model"``, configs.schema.apply_settings), then `overrides` replace top-level keys
+    (e.g. output=..., steps=... from the command line)."""
     path = config_path(path_or_name)
     if not path.is_file():
         raise ConfigError(f"config: expected a YAML file, got {str(path)!r} (not found)")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping at the top of {path.name}, got {type(data).__name__}")
-    data = dict(data)
+    data = apply_settings(data, settings)
     if overrides.get("steps") is not None:
         data.pop("epochs", None)
     elif data.get("epochs") is not None:

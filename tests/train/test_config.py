@@ -78,3 +78,23 @@ def test_checkpoint_init_is_resolved_where_the_command_runs(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     config = load_train_config(_write(tmp_path, "model: {init: runs/model}\n"))
     assert config.model.init == str(tmp_path / "runs" / "model")
+
+
+def test_settings_set_dotted_keys_as_yaml_values(tmp_path):
+    config = load_train_config("train-adaptive", ["model.init=tiny", "data.scenes.first_seed=101000",
+                                                  "formats=[{method: uniform, budget: 8}]", "optim.lr=0.0002"])
+    assert config.model.is_tiny and config.data.scenes.first_seed == 101000 and config.optim.lr == 0.0002
+    assert [f.name for f in config.formats] == ["uniform@8"]
+    assert config.data.scenes.count == load_train_config("train-adaptive").data.scenes.count  # the rest kept
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.init", "expected KEY=VALUE"),
+    ("model..init=x", "expected KEY=VALUE"),
+    ("seed.value=3", "expected seed to be a mapping"),
+    ("optim.lr=[1", "expected a YAML value"),
+    ("optim.rate=0.1", "optim.rate: unknown key"),
+])
+def test_bad_settings_say_what_was_expected(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        load_train_config("train-adaptive", [setting])

@@ -53,6 +53,17 @@ def test_cli_refuses_wrong_architecture_before_starting_ray(tmp_path, capsys):
     assert "model_type 'llava_onevision', got 'gpt2'" in capsys.readouterr().err
 
 
+def test_cli_set_reaches_the_config(tmp_path, capsys):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"output: {tmp_path / 'out'}\n")
+    assert main(["train", "-c", str(cfg), "--set", f"model.init={tmp_path / 'ckpt'}"]) == 1
+    assert "model_type 'llava_onevision', got 'gpt2'" in capsys.readouterr().err
+    assert main(["train", "-c", str(cfg), "--set", "model.init"]) != 0
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
 def test_resume_state_of_other_sizes_is_refused(vlm):
     other = load_model(ModelInit(size={"text_hidden": 64, "text_heads": 2, "text_kv_heads": 1}), seed=0, device="cpu")
     state = {"model": other.model.state_dict(), "dynamics": make_dynamics(other, 0).state_dict()}
