@@ -22,8 +22,10 @@ normalised exact match (times within +-1 s: scenes/questions.py).
 Formats: `full` = every token of 16 uniformly sampled frames (3,136 tokens: all 120 sampled frames would be
 23,520, too long for this CPU), `token_dynamics` with the trained cross-dynamics attention, `token_dynamics`
 centroid-only (the key map never reaches the model), `offline_token_dynamics`, `uniform`, `pooling`, `dycoke`,
-`tome`, at budgets 16, 32 and 64. One model answers them all: the shipped model is trained on a mix of these
-formats (configs/train-default.yaml says which, with weights). TokDense = accuracy (%) / visual tokens.
+`tome`, at budgets 16, 32 and 64, and at 32 the adaptive `token_dynamics` memory configs/train-adaptive.yaml
+trains on (clusters more alike than its merge_similarity merged, down to k_min). One model answers them all:
+the shipped model is trained on a mix of these formats (configs/train-default.yaml and train-adaptive.yaml say
+which, with weights). TokDense = accuracy (%) / visual tokens.
 Time to first token is the mean over the questions of each format (prefill of visual + text tokens).
 
 Long scenes (suite "long", 10 minutes at 2 frames/s): questions about their first and last minute, against
@@ -77,7 +79,7 @@ from scenes.questions import CATEGORIES, QA, chance, is_correct  # noqa: E402
 from scenes.scene import Scene, SceneSpec, make_scene  # noqa: E402
 from scenes.suites import FIRST_MINUTE_S, TRAIN_SEED_START, last_sampled_time, sampled_times, suite  # noqa: E402
 from stream.sampling import resize_frames  # noqa: E402
-from train.config import FULL, MemoryFormat  # noqa: E402
+from train.config import FULL, MemoryFormat, load_train_config  # noqa: E402
 from train.evaluate import MAX_ANSWER_TOKENS  # noqa: E402
 from train.memory import Memory, encode, snapshot_chunks, snapshot_memory, stream_memories  # noqa: E402
 from train.oracle import Concepts, cell_label_maps, oracle_tokens  # noqa: E402
@@ -108,6 +110,8 @@ def formats(quick: bool) -> list[MemoryFormat]:
     out = [MemoryFormat(FULL)]
     for budget in (16, 32, 64):
         out += [MemoryFormat("token_dynamics", budget), MemoryFormat("token_dynamics", budget, centroid_only=True)]
+        if budget == 32:  # the adaptive memory the model was trained on last (K merges down from 32)
+            out.append(load_train_config("train-adaptive").formats[0])
         out += [MemoryFormat(method, budget) for method in BASELINES]
     return out
 

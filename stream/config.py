@@ -23,6 +23,9 @@ class BufferPolicy(str, enum.Enum):
     DROP_OLDEST = "drop_oldest"
 
 
+MAX_DECODER_THREADS = 64  # FFmpeg caps frame threads lower; more is a typo
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """How to open and read a source. Times in seconds.
@@ -47,6 +50,10 @@ class SourceConfig:
         (keyframes only: the first keyframe at or after each grid point, up to a keyframe interval late).
     hwaccel: hardware decoding: "auto" (CUDA/NVDEC where FFmpeg and the node have it), "cuda", "none";
         software is the fallback, said once in the log.
+    decoder_threads: FFmpeg decoding threads; 0 = auto: 1 for a live source (a camera or a paced file needs a
+        small share of one core, and every frame thread holds frame buffers of its own: 7 MB more per 720p
+        stream with 2 threads, bench/host_memory.py), FFmpeg's own choice (one per core) for a file read as
+        fast as it decodes.
     """
 
     realtime: bool = False
@@ -63,6 +70,7 @@ class SourceConfig:
     loop: bool = False
     decode: str = "auto"
     hwaccel: str = "auto"
+    decoder_threads: int = 0
 
     def __post_init__(self) -> None:
         from stream.decode import DecodeMode, HwAccel
@@ -76,6 +84,8 @@ class SourceConfig:
             object.__setattr__(self, "policy", BufferPolicy(self.policy))
         check(self.transport in ("tcp", "udp"), "transport", "'tcp' or 'udp'", self.transport)
         check(self.buffer_frames >= 1, "buffer_frames", ">= 1", self.buffer_frames)
+        check(0 <= self.decoder_threads <= MAX_DECODER_THREADS, "decoder_threads",
+              f"0 (auto) .. {MAX_DECODER_THREADS}", self.decoder_threads)
         for name in ("max_staleness_s", "open_timeout_s", "read_timeout_s", "reconnect_initial_s",
                      "reconnect_max_s"):
             check(getattr(self, name) > 0, name, "> 0", getattr(self, name))

@@ -89,6 +89,7 @@ class SourceStatus:
     fps / width / height / codec: of the current stream, when known.
     decode_s: wall seconds spent inside the video decoder so far, every frame (kept or not), RGB conversion
     excluded; None for sources that draw frames instead of decoding them (synthetic).
+    decoder_threads: FFmpeg decoding threads of the current stream (0: FFmpeg's choice), when known.
     """
 
     url: str
@@ -107,12 +108,13 @@ class SourceStatus:
     reconnect_attempts: int = 0
     last_error_at: float | None = None
     state_since: float | None = None
+    decoder_threads: int | None = None
 
     def to_dict(self) -> dict:
         """Plain dict (msgpack / JSON friendly), events as dicts."""
         out = {k: getattr(self, k) for k in ("url", "decoded", "sampled", "dropped", "reconnects", "last_error",
                                              "fps", "width", "height", "codec", "decode_s", "reconnect_attempts",
-                                             "last_error_at", "state_since")}
+                                             "last_error_at", "state_since", "decoder_threads")}
         out["state"] = self.state.value
         out["events"] = [{"time": e.time, "state": e.state.value, "detail": e.detail} for e in self.events]
         return out

@@ -216,7 +216,12 @@ class AvSource(Source):
         if not container.streams.video:
             raise self._fail(f"no video stream (streams: {[s.type for s in container.streams]})")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame threads: several times faster on multi-core machines
+        threads = self.config.decoder_threads or (1 if self.live else 0)  # 0: FFmpeg's choice, one per core
+        if threads != 1:
+            stream.thread_type = "AUTO"  # frame threads: a file decodes several times faster on many cores
+        stream.codec_context.thread_count = threads
+        with self._lock:
+            self._info["decoder_threads"] = threads
         rate = stream.average_rate or stream.guessed_rate
         with self._lock:
             self._info.update(fps=float(rate) if rate else None, width=stream.width, height=stream.height,

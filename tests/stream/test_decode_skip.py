@@ -140,3 +140,24 @@ def test_loopback_camera_samples_on_the_grid_in_every_exact_mode(mode):
     period, t0 = 1 / RATE_HZ, times[0]
     late = [((t - t0) % period) for t in times[1:]]
     assert all(x < 1.5 / FPS or period - x < 1e-3 for x in late), late
+
+
+@pytest.mark.parametrize("realtime, threads, expected", [(True, 0, 1), (False, 0, 0), (True, 3, 3)])
+def test_decoder_threads_one_for_a_live_source_unless_set(tmp_path, realtime, threads, expected):
+    # A live camera needs a small share of one core; each frame thread would hold frame buffers of its own.
+    path = write_h264(tmp_path / "b.mp4", frames=30, gop=30, bframes=3)
+
+    def sampled_times(config: SourceConfig) -> tuple[list[float], int | None]:
+        source = open_source(str(path), config)
+        times = [float(t) for chunk in chunks(source, 10.0, 4, None, "s") for t in chunk.timestamps]
+        return times, source.status().decoder_threads
+
+    times, used = sampled_times(SourceConfig(realtime=realtime, decoder_threads=threads, hwaccel="none"))
+    assert used == expected
+    assert times == sampled_times(SourceConfig(decoder_threads=1, hwaccel="none"))[0]  # the same frames
+    assert len(times) == 10
+
+
+def test_config_names_bad_decoder_threads():
+    with pytest.raises(ValueError, match="decoder_threads"):
+        SourceConfig(decoder_threads=-1)
