@@ -7,14 +7,16 @@ In a fresh interpreter (as a Ray worker is): a StreamHost; one stream added (a 1
 file looped and paced live through the source, decode auto, pushing to a sink that drains it, and a memory
 fed 196 tokens x D=896 per frame in 4-frame chunks, as the capacity model's real-size encoder sends); warmed
 up; then N - 1 more streams of the same kind. Private memory = the process's `RssAnon` (/proc), read after
-each step has run 8 s. Per additional stream = (RssAnon with N - RssAnon with 1) / (N - 1); the one-stream
-process's own RssAnon is the floor a stream paid when it had processes of its own (twice: a source and a
-memory process, plus Ray's worker, which this leaves out).
+each step has run 8 s (5 s with --quick). Per additional stream = (RssAnon with N - RssAnon with 1) / (N - 1);
+the one-stream process's own RssAnon is the floor a stream paid when it had processes of its own (twice: a source and a
+memory process, plus Ray's worker, which this leaves out). Measured twice in one run: with glibc's default
+malloc settings, and with the ones a host actor is started with (actors/workers/host_remote.py HOST_ENV).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +28,8 @@ sys.path[0] = str(ROOT)
 
 from bench.common import BenchRun, bench_parser, print_table  # noqa: E402
 
-SETTLE_S = 8.0
+SETTLE_S = 8.0        # seconds each step runs before RssAnon is read
+QUICK_SETTLE_S = 5.0  # --quick: both variants inside a minute
 CHILD = r'''
 import json, sys, time, threading
 import numpy as np
@@ -90,11 +93,13 @@ print(json.dumps(out))
 '''
 
 
-def measure(streams: int, video: Path, checkpoint_dir: Path) -> dict:
-    """RssAnon (bytes) of a fresh host process: empty, with one stream, with ``streams``."""
+def measure(streams: int, video: Path, checkpoint_dir: Path, env: dict[str, str], settle_s: float) -> dict:
+    """RssAnon (bytes) of a fresh host process started with ``env`` added to ours: empty, with one stream, with
+    ``streams``."""
     code = CHILD.replace("ROOT", repr(str(ROOT))).replace("CKPT", repr(str(checkpoint_dir))) \
-        .replace("VIDEO", repr(str(video))).replace("SETTLE", repr(SETTLE_S)).replace("N)", f"{streams})")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+        .replace("VIDEO", repr(str(video))).replace("SETTLE", repr(settle_s)).replace("N)", f"{streams})")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, **env})
     if done.returncode != 0:
         raise RuntimeError(f"host process failed (exit {done.returncode}): {done.stderr[-2000:]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -110,16 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     run = BenchRun("host_memory", args.quick)
     from bench.skip_decode import write_camera
 
+    from actors.workers.host_remote import HOST_ENV
+
+    variants = {"glibc defaults": {}, "as hosts run (HOST_ENV)": HOST_ENV}
     with tempfile.TemporaryDirectory() as tmp:
         video = write_camera(Path(tmp) / "cam.mp4", "720p", "no B, key 0.5 s", 3.0)
-        out = measure(streams, video, Path(tmp) / "ckpt")
+        settle_s = QUICK_SETTLE_S if args.quick else SETTLE_S
+        out = {name: measure(streams, video, Path(tmp) / f"ckpt{i}", env, settle_s)
+               for i, (name, env) in enumerate(variants.items())}
     mb = 1 / 2**20
-    print_table([("host process", ""), ("RssAnon MB", ".1f")],
-                [["empty (interpreter + imports)", out["before"] * mb], ["1 stream", out["one"] * mb],
-                 [f"{streams} streams", out["all"] * mb],
-                 ["per additional stream", out["per_additional_stream"] * mb]])
-    print(f"chunks applied per memory: {out['chunks']}; chunks sent per source: {out['sources']}")
-    run.finish({"streams": streams, **out}, args.json)
+    print_table([("host process, RssAnon MB", "")] + [(name, ".1f") for name in out],
+                [["empty (interpreter + imports)"] + [o["before"] * mb for o in out.values()],
+                 ["1 stream"] + [o["one"] * mb for o in out.values()],
+                 [f"{streams} streams"] + [o["all"] * mb for o in out.values()],
+                 ["per additional stream"] + [o["per_additional_stream"] * mb for o in out.values()]])
+    for name, o in out.items():
+        print(f"{name}: chunks applied per memory {o['chunks']}; chunks sent per source {o['sources']}")
+    run.finish({"streams": streams, "host_env": HOST_ENV, "variants": out}, args.json)
     return 0
 
 

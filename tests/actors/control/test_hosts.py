@@ -14,6 +14,7 @@ from actors.client.pipeline import start_pipeline
 from actors.config import EncoderConfig, LLMConfig, PipelineConfig, StreamSpec, TransportConfig
 from actors.control.hosts import Host, pick_host
 from actors.control.table import StreamEntry, Table
+from actors.workers.host_remote import HOST_ENV
 from actors.workers.memory import checkpoint_file
 from tests.helpers import wait_for
 from vlm import ModelConfig
@@ -87,6 +88,9 @@ def test_two_streams_on_one_host_advance_alone_through_a_crash_a_removal_and_a_k
     host = handles["a"]["memory"].host
     pids = {ray.get(h[role].pid.remote()) for h in handles.values() for role in ("source", "memory")}
     assert len(pids) == 1  # one process for both streams' sources and memories
+    environ = dict(item.split("=", 1) for item in
+                   open(f"/proc/{next(iter(pids))}/environ").read().split("\0") if "=" in item)
+    assert {k: environ.get(k) for k in HOST_ENV} == HOST_ENV  # glibc settings that halve memory per stream
     wait_for(lambda: chunks(client, "a") >= 2 and chunks(client, "b") >= 2, STARTUP_S, "both streams compressing")
 
     # when a's memory crashes on its next chunk, then b keeps advancing and a is built again alone
