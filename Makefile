@@ -2,6 +2,7 @@
 #   make demo   -> installs everything into .venv and runs `tokdyn demo` on the embedded default
 #   make test   -> installs everything (incl. the Debian RTSP server packages) and runs the test suite
 #   make test-fast -> the inner loop: no Ray cluster, no browser, no RTSP server, nothing marked slow
+#   make model  -> the shipped model (vlm/weights/scenes-tiny) trained from nothing: three `tokdyn train` runs
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -15,7 +16,7 @@ APT_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreame
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
 	chromium chromium-driver
 
-.PHONY: setup apt demo test test-fast bench gpu clean
+.PHONY: setup apt demo test test-fast bench model gpu clean
 
 setup: $(VENV)/.installed
 
@@ -54,6 +55,15 @@ bench: setup
 	$(BIN)/python bench/qa.py --quick --json out/bench-qa.json
 	$(BIN)/python bench/reader.py --quick --json out/bench-reader.json
 	$(BIN)/python bench/scale.py --quick --json out/bench-scale.json
+
+# The shipped model from nothing, about 2.5 hours on 2 cores (each run resumes after a kill): the first run teaches
+# vision and reading (fixed-K memories); the second continues it on adaptive memories; the third on 384 fresh
+# scenes. Then copy out/train-adaptive-2/model into vlm/weights/scenes-tiny.
+model: setup
+	$(BIN)/tokdyn train -c configs/train-default.yaml
+	$(BIN)/tokdyn train -c configs/train-adaptive.yaml
+	$(BIN)/tokdyn train -c configs/train-adaptive.yaml --output out/train-adaptive-2 \
+		--set model.init=out/train-adaptive/model --set data.scenes.first_seed=101000 --set seed=2
 
 # On a GPU machine (docs/gpu.md), with its own Python (torch, transformers, numpy, msgpack; no venv, no network):
 # the real-size check in under 8 minutes -> out/gpu.json. Wheels carried in out/wheels (pytest, hypothesis) are

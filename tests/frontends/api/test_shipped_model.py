@@ -23,13 +23,13 @@ pytestmark = pytest.mark.ray  # the shipped weights are in the repo: no skip if 
 API_KEY = "shipped-model-key-0123"
 STARTUP_S = 300.0
 SCENES = 3  # the first held-out scenes (scenes.suites "heldout"): a fixed set, about 22 questions
-#: Lowest accuracy accepted through the pipeline. bench/qa.py (full run, 2026-12-07, second model of the day)
-#: measured the shipped model at 62.3 % on the held-out suite (token_dynamics@32, real memory; a uniform guess
-#: scores about 23 %), and 64 % (14 of 22) on exactly these three scenes' questions from memories built offline
-#: with the same sampling and chunking. The bar leaves four answers of slack for what the live path may change
-#: (chunk timing) and stays 21 points above chance: a serving path that breaks the model's answers, or a model
-#: that learned nothing, fails it.
-THRESHOLD = 0.45
+#: Lowest accuracy accepted through the pipeline. bench/qa.py (2026-12-07, the model continued on adaptive memories,
+#: configs/train-adaptive.yaml) measured the shipped model at 70.7 % on the held-out suite (token_dynamics@32, real
+#: memory; a uniform guess scores about 23 %), and 82 % (18 of 22) on exactly these three scenes' questions from
+#: memories built offline with the same sampling and chunking. The bar leaves four answers of slack for what the
+#: live path may change (chunk timing) and stays 37 points above chance: a serving path that breaks the model's
+#: answers, or a model that learned nothing, fails it.
+THRESHOLD = 0.6
 
 
 @pytest.fixture(scope="module")
