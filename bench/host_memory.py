@@ -7,7 +7,7 @@ In a fresh interpreter (as a Ray worker is): a StreamHost; one stream added (a 1
 file looped and paced live through the source, decode auto, pushing to a sink that drains it, and a memory
 fed 196 tokens x D=896 per frame in 4-frame chunks, as the capacity model's real-size encoder sends); warmed
 up; then N - 1 more streams of the same kind. Private memory = the process's `RssAnon` (/proc), read after
-each step has run 8 s (5 s with --quick). Per additional stream = (RssAnon with N - RssAnon with 1) / (N - 1);
+each step has run 20 s (5 s with --quick). Per additional stream = (RssAnon with N - RssAnon with 1) / (N - 1);
 the one-stream process's own RssAnon is the floor a stream paid when it had processes of its own (twice: a source and a
 memory process, plus Ray's worker, which this leaves out). Measured twice in one run: with glibc's default
 malloc settings, and with the ones a host actor is started with (actors/workers/host_remote.py HOST_ENV).
@@ -28,7 +28,7 @@ sys.path[0] = str(ROOT)
 
 from bench.common import BenchRun, bench_parser, print_table  # noqa: E402
 
-SETTLE_S = 8.0        # seconds each step runs before RssAnon is read
+SETTLE_S = 20.0       # seconds each step runs before RssAnon is read (every memory past its first chunk)
 QUICK_SETTLE_S = 5.0  # --quick: both variants inside a minute
 CHILD = r'''
 import json, sys, time, threading
