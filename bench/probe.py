@@ -213,7 +213,7 @@ def oracle_memories(spec, snapshots: int, dim: int = ORACLE_DIM,
     ``dim`` on a ``grid``."""
     from scenes.scene import make_scene
     from scenes.suites import sampled_times
-    from train.config import MemoryFormat
+    from train.formats import MemoryFormat
     from train.memory import snapshot_chunks, stream_memories
     from train.oracle import Concepts, cell_label_maps, oracle_tokens
 

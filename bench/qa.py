@@ -79,7 +79,8 @@ from scenes.questions import CATEGORIES, QA, chance, is_correct  # noqa: E402
 from scenes.scene import Scene, SceneSpec, make_scene  # noqa: E402
 from scenes.suites import FIRST_MINUTE_S, TRAIN_SEED_START, last_sampled_time, sampled_times, suite  # noqa: E402
 from stream.sampling import resize_frames  # noqa: E402
-from train.config import FULL, MemoryFormat, load_train_config  # noqa: E402
+from train.config import load_train_config  # noqa: E402
+from train.formats import FULL, MemoryFormat  # noqa: E402
 from train.evaluate import MAX_ANSWER_TOKENS  # noqa: E402
 from train.memory import Memory, encode, snapshot_chunks, snapshot_memory, stream_memories  # noqa: E402
 from train.oracle import Concepts, cell_label_maps, oracle_tokens  # noqa: E402

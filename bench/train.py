@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from bench.common import BenchRun, bench_parser, print_table
-from train.config import DataConfig, MemoryFormat, ModelInit, SceneData
+from train.config import DataConfig, ModelInit, SceneData
+from train.formats import MemoryFormat
 from train.model import load_model, make_dynamics, set_trainable
 from train.objective import QAObjective
 from train.scene_data import build_scene_pool, scene_specs

@@ -18,7 +18,8 @@ import numpy as np
 
 from stream.sampling import chunks
 from stream.sources import SourceError
-from train.config import DataConfig, MemoryFormat
+from train.config import DataConfig
+from train.formats import MemoryFormat
 from train.memory import memory_inputs
 from train.objective import Example
 from vlm.llava_onevision import LlavaOnevision

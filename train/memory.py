@@ -19,7 +19,7 @@ import torch
 from compressor.registry import make_stream_compressor
 from compressor.snapshot import Snapshot
 from compressor.stream_base import StreamCompressor
-from train.config import FULL, MemoryFormat
+from train.formats import FULL, MemoryFormat
 from train.model import encode_frames_grad
 from train.oracle import token_objects
 from vlm.llava_onevision import LlavaOnevision

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.attention import CrossDynamicsAttention, fuse_memory
-from train.config import MemoryFormat
+from train.formats import MemoryFormat
 from train.memory import FrameSource, Memory, live_memory
 from train.oracle import IGNORE, MOTION_COLUMNS
 from vlm.llava_onevision import LlavaOnevision

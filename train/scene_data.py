@@ -20,7 +20,8 @@ from scenes.questions import questions
 from scenes.scene import Scene, SceneSpec, make_scene
 from scenes.suites import TRAIN_SEED_START
 from stream.sampling import resize_frames
-from train.config import DataConfig, MemoryFormat
+from train.config import DataConfig
+from train.formats import MemoryFormat
 from train.memory import Memory, memory_inputs, snapshot_chunks, stream_memories
 from train.oracle import (Concepts, cell_label_maps, focus_tokens, oracle_tokens, referents, token_targets,
                           without_motion)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import write_video
-from train.config import DataConfig, MemoryFormat, ModelInit, SceneData
+from train.config import DataConfig, ModelInit, SceneData
+from train.formats import MemoryFormat
 from train.jsonl import BadRow, read_rows, row_examples
 from train.model import load_model
 

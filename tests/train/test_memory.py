@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.config import MemoryFormat, ModelInit
+from train.config import ModelInit
+from train.formats import MemoryFormat
 from train.memory import FrameSource, encode, live_memory, snapshot_chunks, stream_memories
 from train.model import load_model
 

@@ -11,7 +11,8 @@ import torch
 
 from configs.schema import ConfigError
 from frontends.cli import main
-from train.config import MemoryFormat, ModelInit
+from train.config import ModelInit
+from train.formats import MemoryFormat
 from train.memory import snapshot_chunks, stream_memories
 from train.model import ArchitectureMismatch, load_model, load_trained_state, make_dynamics, set_trainable
 from train.objective import Example, QAObjective

@@ -12,7 +12,7 @@ import torch
 from scenes.questions import questions
 from scenes.scene import SceneSpec, make_scene, zone_of
 from scenes.suites import sampled_times
-from train.config import MemoryFormat
+from train.formats import MemoryFormat
 from train.memory import stream_memories
 from train.config import ModelInit
 from train.model import load_model, make_dynamics, scene_tokenizer

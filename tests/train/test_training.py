@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import wait_for
-from train.config import MemoryFormat
+from train.formats import MemoryFormat
 from train.memory import stream_memories
 from vlm import ModelConfig, load_vlm
 
