@@ -220,7 +220,7 @@ def run_hour(model, dynamics, fmt: MemoryFormat) -> dict:
     """After an hour of scene ("hour"): last-minute questions from the live memory, first-minute questions from
     a window memory of the first minute (built from the segments) and from the live memory, against the same
     first-minute questions asked of a fresh 1-minute stream of that minute ("hour-first-minute")."""
-    config = CompressorConfig(method=fmt.method, budget=fmt.budget, recent_window=fmt.recent_window)
+    config = fmt.compressor_config(seed=0)
     scorer, scenes, fused = Scorer(), [], fmt.uses_dynamics
     for (spec, qas), (short, early) in zip(suite("hour"), suite("hour-first-minute")):
         started = time.perf_counter()

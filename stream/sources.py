@@ -220,12 +220,10 @@ class AvSource(Source):
         if threads != 1:
             stream.thread_type = "AUTO"  # frame threads: a file decodes several times faster on many cores
         stream.codec_context.thread_count = threads
-        with self._lock:
-            self._info["decoder_threads"] = threads
         rate = stream.average_rate or stream.guessed_rate
         with self._lock:
             self._info.update(fps=float(rate) if rate else None, width=stream.width, height=stream.height,
-                              codec=stream.codec_context.name)
+                              codec=stream.codec_context.name, decoder_threads=threads)
         return stream
 
     def _decode(self, container, stream, clock: TimestampCorrector, pace_from: list):
