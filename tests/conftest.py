@@ -30,8 +30,13 @@ def _cuda_available() -> bool:
         return False
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the marks added here must count there
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """GPU tests skip cleanly on machines without CUDA."""
+    """A test that starts the Ray cluster is marked `ray` whether or not its module says so (so `make test-fast`,
+    which runs without one, never starts it); GPU tests skip cleanly on machines without CUDA."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
     if _cuda_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
