@@ -32,7 +32,7 @@ import torch
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from compressor.baselines import reduce_clip  # noqa: E402
-from compressor.config import CompressorConfig  # noqa: E402
+from compressor.config import ADAPTIVE_RULES, CompressorConfig  # noqa: E402
 from compressor.metrics import fidelity, fidelity_keymap, token_counts  # noqa: E402
 from testkit.token_sources import TinySiglip, lift, pixel_patch_tokens  # noqa: E402
 from compressor.streaming import StreamingTokenDynamics  # noqa: E402
@@ -176,11 +176,16 @@ def bench_seeding() -> dict:
     }
 
 
-def streaming_fidelity(tokens: torch.Tensor, times: np.ndarray, config: CompressorConfig) -> tuple[float, int]:
-    """Stream the clip in chunks of 4 frames; fidelity of every token through the final key map and base."""
+def streaming_fidelity(tokens: torch.Tensor, times: np.ndarray, config: CompressorConfig,
+                       timings: list[float] | None = None) -> tuple[float, int]:
+    """Stream the clip in chunks of 4 frames; fidelity of every token through the final key map and base.
+    ``timings``, when given, receives each update's wall seconds."""
     compressor = StreamingTokenDynamics(config)
     for i in range(0, tokens.shape[0], FRAMES_PER_CHUNK):
+        start = time.perf_counter()
         compressor.update(tokens[i:i + FRAMES_PER_CHUNK], times[i:i + FRAMES_PER_CHUNK])
+        if timings is not None:
+            timings.append(time.perf_counter() - start)
     base = torch.from_numpy(compressor.snapshot().base.copy())
     return fidelity_keymap(tokens, base, compressor.key_map()), base.shape[0]
 
@@ -214,17 +219,22 @@ def bench_fidelity(clips: dict[str, tuple[float, int]], budgets: list[int]) -> l
 
 
 def bench_adaptive(rate_hz: float, max_frames: int) -> list[dict]:
-    """Adaptive K in [12, 32] on vtest with tiny-SigLIP tokens: offline elbow and silhouette vs streaming."""
+    """Adaptive K in [12, 32] on vtest with tiny-SigLIP tokens: offline vs streaming per first-chunk rule, and
+    what the streaming first chunk costs (elbow and silhouette fit every K in the range; merge_cost fits
+    K = 32 once and merges the similar clusters, as every later chunk does). Offline has no merge step, so its
+    merge_cost row is the elbow rule's fit."""
     frames, times = decode(sample_path("vtest"), rate_hz, max_frames)
     tokens = TinySiglip()(frames)
     rows = []
-    for rule in ("elbow", "silhouette"):
+    for rule in ADAPTIVE_RULES:
         config = CompressorConfig(budget=32, adaptive=True, k_min=12, k_max=32, adaptive_rule=rule)
         offline = reduce_clip("offline_token_dynamics", tokens, config)
-        stream_fid, stream_k = streaming_fidelity(tokens, times, config)
+        timings: list[float] = []
+        stream_fid, stream_k = streaming_fidelity(tokens, times, config, timings)
         rows.append({"rule": rule, "frames": int(frames.shape[0]), "offline_k": int(offline.tokens.shape[0]),
                      "offline_fidelity": fidelity(tokens, offline), "streaming_k": stream_k,
-                     "streaming_fidelity": stream_fid})
+                     "streaming_fidelity": stream_fid, "first_chunk_ms": timings[0] * 1000,
+                     "later_chunk_ms": float(np.median(timings[1:])) * 1000 if len(timings) > 1 else None})
     return rows
 
 
@@ -258,8 +268,10 @@ def print_report(result: dict) -> None:
               + " ".join(f"{row[m]:>12.4f}" for m in methods) + f"  {row['streaming_over_offline']:>10.4f}")
     print("\nAdaptive K in [12, 32] (vtest, tiny-siglip-64): rule, offline K / fidelity, streaming K / fidelity")
     for row in result["adaptive"]:
+        later = f"{row['later_chunk_ms']:.1f}" if row["later_chunk_ms"] is not None else "-"
         print(f"  {row['rule']:>10}: offline K={row['offline_k']:>2} {row['offline_fidelity']:.4f}; "
-              f"streaming K={row['streaming_k']:>2} {row['streaming_fidelity']:.4f}")
+              f"streaming K={row['streaming_k']:>2} {row['streaming_fidelity']:.4f}; first chunk "
+              f"{row['first_chunk_ms']:.1f} ms, later chunks {later} ms (median)")
     ls = result["long_stream"]
     print(f"\nLong stream ({ls['media_s'] / 3600:.2f} h of media at 1 frame/s, episodes of {ls['episode_s']} s from "
           f"{', '.join(ls['sources'])}; K={ls['K']}, half-life {ls['half_life_s']:.0f} s, segments of "

@@ -123,7 +123,9 @@ class StreamingTokenDynamics(StreamCompressorBase):
 
     def _first_chunk(self, flat: torch.Tensor, norms: torch.Tensor) -> np.ndarray:
         c = self.config
-        rule = c.adaptive_rule if c.adaptive and self.k_min < self.k_max else None
+        # "merge_cost" fits K_max clusters here and lets _merge_down merge the similar ones, as on every later
+        # chunk: one k-means instead of one per K in the range
+        rule = c.adaptive_rule if c.adaptive and self.k_min < self.k_max and c.adaptive_rule != "merge_cost" else None
         fit = fit_tokens(flat, norms, self.k_max, seed=c.seed, tol=c.kmeans_tol, max_iter=c.kmeans_max_iter,
                          adaptive_rule=rule, k_min=self.k_min, sample=c.silhouette_sample,
                          restarts=c.kmeans_restarts)

@@ -87,6 +87,19 @@ def test_adaptive_one_chunk_equals_offline_elbow() -> None:
     assert np.array_equal(compressor.key_map(), offline.key_map) and offline.k == 5
 
 
+def test_adaptive_merge_cost_first_chunk_finds_the_clusters_with_one_fit() -> None:
+    # given 5 well-separated groups and the default first-chunk rule
+    tokens = clustered_tokens(4, centres=5, noise=0.05)
+    config = CompressorConfig(budget=32, adaptive=True, k_min=2, k_max=10, merge_similarity=0.8)
+    assert config.adaptive_rule == "merge_cost"
+    compressor = StreamingTokenDynamics(config)
+    compressor.update(tokens, timestamps(0, 4))
+    # then K_max clusters were fitted once and the similar ones merged back to the 5 groups
+    assert compressor.snapshot().base.shape[0] == 5 and compressor.merges >= 5
+    offline = token_dynamics(tokens, 10, adaptive_rule="elbow", k_min=2)
+    assert offline.k == 5  # the same K the elbow rule finds with k-means for every K in the range
+
+
 def test_new_content_seeds_clusters_and_merges_keep_history_valid() -> None:
     # given a stream whose second half shows different content
     config = CompressorConfig(budget=6, novelty_threshold=0.8)
