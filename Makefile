@@ -2,7 +2,7 @@
 #   make demo   -> installs everything into .venv and runs `tokdyn demo` on the embedded default
 #   make test   -> installs everything (incl. the Debian RTSP server packages) and runs the test suite
 #   make test-fast -> the inner loop: no Ray cluster, no browser, no RTSP server, nothing marked slow
-#   make model  -> the shipped model (vlm/weights/scenes-tiny) trained from nothing: three `tokdyn train` runs
+#   make model  -> the shipped model (vlm/weights/scenes-tiny) trained from nothing: four `tokdyn train` runs
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -56,14 +56,17 @@ bench: setup
 	$(BIN)/python bench/reader.py --quick --json out/bench-reader.json
 	$(BIN)/python bench/scale.py --quick --json out/bench-scale.json
 
-# The shipped model from nothing, about 2.5 hours on 2 cores (each run resumes after a kill): the first run teaches
-# vision and reading (fixed-K memories); the second continues it on adaptive memories; the third on 384 fresh
-# scenes. Then copy out/train-adaptive-2/model into vlm/weights/scenes-tiny.
+# The shipped model from nothing, about 3.5 hours on 2 cores (each run resumes after a kill): the first run teaches
+# vision and reading (fixed-K memories); the second continues it on adaptive memories; the third and fourth on
+# 384 fresh scenes each (the fourth for 4,000 steps). Then copy out/train-adaptive-3/model into
+# vlm/weights/scenes-tiny.
 model: setup
 	$(BIN)/tokdyn train -c configs/train-default.yaml
 	$(BIN)/tokdyn train -c configs/train-adaptive.yaml
 	$(BIN)/tokdyn train -c configs/train-adaptive.yaml --output out/train-adaptive-2 \
 		--set model.init=out/train-adaptive/model --set data.scenes.first_seed=101000 --set seed=2
+	$(BIN)/tokdyn train -c configs/train-adaptive.yaml --output out/train-adaptive-3 \
+		--set model.init=out/train-adaptive-2/model --set data.scenes.first_seed=102000 --set seed=3 --set steps=4000
 
 # On a GPU machine (docs/gpu.md), with its own Python (torch, transformers, numpy, msgpack; no venv, no network):
 # the real-size check in under 8 minutes -> out/gpu.json. Wheels carried in out/wheels (pytest, hypothesis) are
