@@ -38,9 +38,10 @@ class CompressorConfig:
         adaptive_rule: how the first chunk picks K. "merge_cost" (the default) fits k_max clusters and merges
             those whose centroids are more similar than ``merge_similarity`` down to k_min, as every later chunk
             does; "elbow" and "silhouette" run the offline rules, k-means for every K in the range (a first
-            chunk 18x dearer on vtest: 1.08 s against 0.06 s, bench/compressor.py; the shipped model answers
-            as well from either, 72.1 % elbow / 72.5 % merge_cost at k_min 4, similarity 0.9). Offline Token
-            Dynamics has no merge step: there "merge_cost" means the elbow rule.
+            chunk 18x dearer on vtest: 1.08 s against 0.06 s, bench/compressor.py; the model shipped before
+            2026-12-07 23:00 answered as well from either on the held-out suite, 72.1 % elbow / 72.5 %
+            merge_cost at k_min 4, similarity 0.9). Offline Token Dynamics has no merge step: there
+            "merge_cost" means the elbow rule.
         recent_window: pooled tokens of the latest frame appended to the base, counted in the budget.
         seed: seeds every random choice (k-means++); same seed + same input -> same state, bit for bit.
         novelty_threshold: a token whose best cosine to the current centroids is below this seeds new
