@@ -123,12 +123,10 @@ class StreamingTokenDynamics(StreamCompressorBase):
 
     def _first_chunk(self, flat: torch.Tensor, norms: torch.Tensor) -> np.ndarray:
         c = self.config
-        # "merge_cost" fits K_max clusters here and lets _merge_down merge the similar ones, as on every later
-        # chunk: one k-means instead of one per K in the range
+        # merge_cost: one fit at K_max, then _merge_down merges the similar clusters (as on every later chunk)
         rule = c.adaptive_rule if c.adaptive and self.k_min < self.k_max and c.adaptive_rule != "merge_cost" else None
         fit = fit_tokens(flat, norms, self.k_max, seed=c.seed, tol=c.kmeans_tol, max_iter=c.kmeans_max_iter,
-                         adaptive_rule=rule, k_min=self.k_min, sample=c.silhouette_sample,
-                         restarts=c.kmeans_restarts)
+                         adaptive_rule=rule, k_min=self.k_min, sample=c.silhouette_sample, restarts=c.kmeans_restarts)
         k = fit.centroids.shape[0]
         self.sums[:k], self.centroids[:k] = fit.sums, fit.centroids
         self.counts[:k], self.norm_sums[:k] = fit.counts.cpu().numpy(), fit.norm_sums.cpu().numpy()
