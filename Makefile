@@ -1,7 +1,8 @@
 # One-command set-up for a fresh machine (Debian, Python 3.11, no GPU needed).
 #   make demo   -> installs everything into .venv and runs `tokdyn demo` on the embedded default
 #   make test   -> installs everything (incl. the Debian RTSP server packages) and runs the test suite
-#   make test-fast -> the inner loop: no Ray cluster, no browser, no RTSP server, nothing marked slow
+#   make test-fast -> the inner loop: no Ray cluster, no browser, no RTSP server, nothing marked slow; one pytest
+#                     worker per core (pytest-xdist), each taking whole test files so module fixtures are built once
 #   make model  -> the shipped model (vlm/weights/scenes-tiny) trained from nothing: four `tokdyn train` runs
 PYTHON ?= python3
 VENV   ?= .venv
@@ -44,7 +45,8 @@ test: setup apt
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not ray and not browser and not rtsp and not slow and not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not ray and not browser and not rtsp and not slow and not gpu" \
+		$(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/compressor.py --quick --json out/bench-compressor.json
