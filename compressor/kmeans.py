@@ -213,7 +213,8 @@ def adaptive_kmeans(xn: torch.Tensor, k_min: int, k_max: int, rule: str, seed: i
 
     Args:
         rule: "elbow" (inertia curve) or "silhouette" (cosine silhouette on a seeded subsample of ``sample``
-            tokens). "merge_cost" is treated as "elbow" (streaming uses merge cost after the first chunk).
+            tokens). "merge_cost" is treated as "elbow": only streaming has a merge step (it fits K_max once
+            and merges, compressor/streaming.py), so offline falls back to the elbow rule.
     """
     k_max = min(k_max, xn.shape[0])
     k_min = min(k_min, k_max)
