@@ -1,4 +1,4 @@
-"""`tokdyn alerts add|list|rm|watch`: alert rules of a running `tokdyn serve`, and their firings as they come.
+"""`tokdyn alerts add|list|rm|test|watch`: alert rules of a running `tokdyn serve`, and their firings as they come.
 
 `watch` polls the controller's retained events (the same history GET /v1/alerts/events serves) and prints one
 line per firing (or its JSON with --json); `--after N` resumes after event N.
@@ -28,9 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser, connect: Callable[[argparse.N
     ls.add_argument("--stream", default=None, help="only this stream's rules")
     rm = actions.add_parser("rm", help="delete a rule")
     rm.add_argument("rule_id")
+    test = actions.add_parser("test", help="send a rule's webhook a signed test event now")
+    test.add_argument("rule_id")
     watch = actions.add_parser("watch", help="print firings as they happen (Ctrl-C ends)")
     watch.add_argument("--after", type=int, default=None, help="resume after this event id (default: new only)")
-    for p in (add, ls, watch):
+    for p in (add, ls, test, watch):
         p.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=lambda args: run(args, connect(args)))
 
@@ -68,6 +70,11 @@ def run(args: argparse.Namespace, client: Any) -> int:
     elif args.action == "rm":
         client.delete_alert(args.rule_id)
         print(f"removed {args.rule_id}")
+    elif args.action == "test":
+        outcome = client.test_alert(args.rule_id)
+        print(json.dumps(outcome) if args.json else
+              f"{args.rule_id}: webhook {'answered 2xx' if outcome['delivered'] else 'failed: ' + outcome['error']}")
+        return 0 if outcome["delivered"] else 1
     else:
         after = args.after if args.after is not None else client.alert_stats()["last_event_id"]
         try:

@@ -1,7 +1,9 @@
-"""Shared helpers of the pipeline tests: polling with deadlines, small real video files."""
+"""Shared helpers of the pipeline tests: polling with deadlines, small real video files, a webhook receiver."""
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,3 +47,28 @@ def write_video(path: Path, seconds: float = 8.0, fps: int = 10, size: tuple[int
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+class WebhookReceiver(http.server.ThreadingHTTPServer):
+    """An HTTP receiver on 127.0.0.1 that answers with the statuses scripted in `statuses` (then 200)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses, self.got = list(statuses), []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.got.append((dict(self.headers), body))
+                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"

@@ -53,6 +53,8 @@ OPERATIONS = (
     Operation("list_alerts", "Every rule's view, or one stream's (stream_id)."),
     Operation("get_alert", "One rule's view: state, last evaluation, counts. Raises AlertNotFound."),
     Operation("delete_alert", "Delete a rule. Raises AlertNotFound."),
+    Operation("test_alert", "Send a rule's webhook a signed test event now: {'id', 'object', 'delivered', 'error'}. "
+              "Raises AlertNotFound, ConfigError (no webhook)."),
     Operation("alert_events", "Retained firings with id > `after`, oldest first, at most `limit`."),
     Operation("alert_stats", "Alert counters, the last event id, and which LLM replica owns each stream."),
 )

@@ -23,6 +23,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.control.state import ControllerState
+from actors.control.webhooks import send_test_event
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class AlertControl(ControllerState):
     def delete_alert(self, rule_id: str) -> None:
         """Raises AlertNotFound."""
         self.alerts.delete(rule_id)
+
+    def test_alert(self, rule_id: str) -> dict[str, Any]:
+        """Send the rule's webhook a signed test event now; whether it answered 2xx. Raises AlertNotFound,
+        ConfigError (no webhook)."""
+        return send_test_event(rule_id, *self.alerts.test_event(rule_id))
 
     def alert_events(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Retained firings with id > `after`, oldest first (SSE resume with Last-Event-ID)."""

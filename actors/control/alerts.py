@@ -187,6 +187,19 @@ class AlertBook:
         with self._lock:
             return self._rule(rule_id).public()
 
+    def test_event(self, rule_id: str) -> tuple[str, str, dict[str, Any]]:
+        """(webhook URL, secret, event) for a test delivery of a rule: a firing's fields, marked `"test": true`,
+        with an id of its own ("test-..."), so a receiver can check its signature without waiting for a real
+        firing. Nothing is recorded. Raises AlertNotFound, ConfigError (the rule has no webhook)."""
+        with self._lock:
+            rule = self._rule(rule_id)
+            if rule.webhook is None:
+                raise ConfigError(f"webhook: expected a rule with a webhook to test, {rule_id!r} has none")
+            event = {"id": f"test-{secrets.token_hex(4)}", "test": True, "rule_id": rule.id,
+                     "stream_id": rule.stream_id, "prompt": rule.prompt, "span": None, "snapshot_version": None,
+                     "fired_at": time.time(), "evidence": f"/v1/streams/{rule.stream_id}/frame.jpg?overlay=keymap"}
+            return rule.webhook, rule.webhook_secret or "", event
+
     def _rule(self, rule_id: str) -> Rule:
         rule = self.rules.get(rule_id)
         if rule is None:

@@ -71,6 +71,13 @@ def post_once(url: str, secret: str, event: dict[str, Any], timeout_s: float = A
         return redact_text(f"{type(exc).__name__}: {reason}", url)[:200]
 
 
+def send_test_event(rule_id: str, url: str, secret: str, event: dict[str, Any]) -> dict[str, Any]:
+    """POST a rule's test event (AlertBook.test_event) once, now, with no retries, so whoever asked sees at
+    once whether the receiver answers 2xx; the outcome {"id", "object", "delivered", "error"}."""
+    error = post_once(url, secret, event)
+    return {"id": rule_id, "object": "alert.test", "delivered": error is None, "error": error}
+
+
 class WebhookSender:
     """Sends events to their rule's webhook in the background; `on_done` gets each delivery's outcome."""
 

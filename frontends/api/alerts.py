@@ -5,6 +5,7 @@
     GET    /v1/alerts[?stream_id=]  list rules with state, last evaluation and counts
     GET    /v1/alerts/{id}          one rule
     DELETE /v1/alerts/{id}          delete a rule
+    POST   /v1/alerts/{id}/test     send the rule's webhook a signed test event now -> {"delivered", "error"}
     GET    /v1/alerts/events        firings as SSE (`id:` = event id); resume with `Last-Event-ID` (or
                                     ?after=N) within the controller's retained history (the newest 1,000)
 
@@ -94,6 +95,12 @@ class AlertRoutes:
         with alert_errors():
             await self.backend.delete_alert(rule_id)
         return JSONResponse({"id": rule_id, "object": "alert", "deleted": True})
+
+    @operation("send an alert rule's webhook a signed test event", responses={200: "AlertTest"})
+    async def test(self, request: Request) -> Response:
+        with alert_errors():
+            outcome = await self.backend.test_alert(request.path_params["rule_id"])
+        return JSONResponse(outcome)
 
     @operation("alert firings as server-sent events (resume with Last-Event-ID)", responses={200: {SSE: {"type": "string"}}},
                query={"after": {"type": "string"}}, sse=True)

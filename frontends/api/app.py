@@ -13,7 +13,7 @@ Routes (all but /health need ``Authorization: Bearer <api_key>`` when `config.ap
     GET    /v1/replicas             encoder and LLM replicas with telemetry, and the pools' recent events
     POST   /v1/replicas/{role}      set how many replicas of a role run: {"replicas": N}
     GET    /metrics                 Prometheus text format (frontends/api/metrics.py)
-    POST/GET /v1/alerts, GET/DELETE /v1/alerts/{id}, GET /v1/alerts/events
+    POST/GET /v1/alerts, GET/DELETE /v1/alerts/{id}, POST /v1/alerts/{id}/test, GET /v1/alerts/events
                                     alert rules and their firings (frontends/api/alerts.py)
     GET    /v1/streams/{id}/frame.jpg, /v1/streams/{id}/keymap, /v1/streams/{id}/events, /v1/events
                                     watching streams (frontends/api/live.py)
@@ -227,6 +227,7 @@ def create_app(backend: Backend, config: ApiConfig) -> Starlette:
         Route("/v1/alerts/events", alerts.events, methods=["GET"]),
         Route("/v1/alerts/{rule_id}", alerts.get, methods=["GET"]),
         Route("/v1/alerts/{rule_id}", alerts.delete, methods=["DELETE"]),
+        Route("/v1/alerts/{rule_id}/test", alerts.test, methods=["POST"]),
         Route("/v1/streams/{stream_id}/frame.jpg", live.frame_jpeg, methods=["GET"]),
         Route("/v1/streams/{stream_id}/keymap", live.key_map, methods=["GET"]),
         Route("/v1/streams/{stream_id}/events", live.stream_events, methods=["GET"]),

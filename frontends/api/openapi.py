@@ -124,6 +124,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "AlertList": _list_of("Alert"),
     "AlertDeleted": {"type": "object", "required": ["id", "object", "deleted"],
                      "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "deleted": {"type": "boolean"}}},
+    "AlertTest": {"type": "object", "required": ["id", "object", "delivered", "error"],
+                  "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "delivered": {"type": "boolean"},
+                                 "error": _STRING_OR_NULL}},
 }
 
 

@@ -9,8 +9,10 @@ import pytest
 from actors.client.client import PipelineClient
 from actors.control.alerts import AlertBook
 from actors.control.kv import MemoryStore
+from actors.control.webhooks import send_test_event
 from frontends import alerts_cli
 from frontends.cli import build_parser
+from tests.helpers import WebhookReceiver
 
 
 class Controller:
@@ -27,6 +29,9 @@ class Controller:
 
     def delete_alert(self, rule_id):
         self.book.delete(rule_id)
+
+    def test_alert(self, rule_id):
+        return send_test_event(rule_id, *self.book.test_event(rule_id))
 
     def alert_events(self, after, limit):
         return self.book.events_after(after, limit)
@@ -73,3 +78,16 @@ def test_watch_prints_firings_after_the_given_id(capsys, monkeypatch):
     monkeypatch.setattr(alerts_cli.time, "sleep", stop)
     run(client, ["watch", "--after", "1"])
     assert capsys.readouterr().out.startswith("#2 cam alert-1 fired at media 4.0 s (snapshot 2)")
+
+
+def test_test_says_whether_the_webhook_answered_and_exits_non_zero_when_not(capsys):
+    client = LocalClient(Controller())
+    receiver = WebhookReceiver([500])
+    try:
+        rule = client.add_alert({"stream_id": "cam", "prompt": "Is a star visible?", "webhook": receiver.url})
+        failed = alerts_cli.run(build_parser().parse_args(["alerts", "test", rule["id"]]), client)
+        assert failed == 1 and capsys.readouterr().out.strip() == f"{rule['id']}: webhook failed: HTTP 500"
+        run(client, ["test", rule["id"], "--json"])
+        assert json.loads(capsys.readouterr().out)["delivered"] is True
+    finally:
+        receiver.shutdown()

@@ -3,19 +3,17 @@ receiver on 127.0.0.1 (signed, a 500 retried, a silent receiver stalls only its 
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
-import threading
 
 import pytest
 
 from actors.control.alerts import AlertBook
 from actors.control.kv import MemoryStore
-from actors.control.webhooks import WebhookSender, verify
+from actors.control.webhooks import WebhookSender, send_test_event, verify
 from actors.errors import AlertNotFound, StreamNotFound
 from configs.schema import ConfigError
-from tests.helpers import wait_for
+from tests.helpers import WebhookReceiver, wait_for
 
 STREAMS = ["cam", "dock"]
 
@@ -99,33 +97,8 @@ def test_two_replicas_answering_the_same_snapshots_fire_once_and_events_resume()
     assert restarted.apply([result("cam", 4, {rid: [True, 1.0]})]) == []  # already answered before the restart
 
 
-class Receiver(http.server.ThreadingHTTPServer):
-    """An HTTP receiver on 127.0.0.1 that answers with the statuses scripted in `statuses` (then 200)."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses, self.got = list(statuses), []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.got.append((dict(self.headers), body))
-                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
 def test_webhook_is_signed_retried_after_a_500_and_a_silent_receiver_stalls_no_other_rule():
-    receiver = Receiver([500])
+    receiver = WebhookReceiver([500])
     silent = socket.socket()  # accepts connections (backlog) and never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
@@ -153,3 +126,27 @@ def test_webhook_is_signed_retried_after_a_500_and_a_silent_receiver_stalls_no_o
         sender.stop()
         receiver.shutdown()
         silent.close()
+
+
+def test_a_test_delivery_is_signed_says_whether_it_arrived_and_records_nothing():
+    ok, refusing = WebhookReceiver([]), WebhookReceiver([503])
+    book = AlertBook(MemoryStore())
+    good = book.add({"stream_id": "cam", "prompt": "a?", "webhook": ok.url}, STREAMS)
+    bad = book.add({"stream_id": "dock", "prompt": "b?", "webhook": refusing.url}, STREAMS)
+    plain = book.add({"stream_id": "cam", "prompt": "c?"}, STREAMS)
+    try:
+        assert send_test_event(good["id"], *book.test_event(good["id"])) == \
+            {"id": good["id"], "object": "alert.test", "delivered": True, "error": None}
+        headers, body = ok.got[0]
+        event = json.loads(body)
+        assert event["test"] is True and event["rule_id"] == good["id"] and event["id"].startswith("test-")
+        assert verify(good["webhook_secret"], headers["X-Tokdyn-Timestamp"], body, headers["X-Tokdyn-Signature"])
+        assert send_test_event(bad["id"], *book.test_event(bad["id"]))["error"] == "HTTP 503"
+        with pytest.raises(ConfigError, match="^webhook: expected a rule with a webhook"):
+            book.test_event(plain["id"])
+        with pytest.raises(AlertNotFound):
+            book.test_event("alert-99")
+        assert book.events_after(0) == [] and book.get(good["id"])["counts"]["deliveries"] == 0
+    finally:
+        ok.shutdown()
+        refusing.shutdown()

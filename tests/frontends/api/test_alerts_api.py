@@ -11,8 +11,10 @@ import pytest
 from actors.config import ApiConfig
 from actors.control.alerts import AlertBook
 from actors.control.kv import MemoryStore
+from actors.control.webhooks import send_test_event
 from actors.errors import StreamNotFound
 from frontends.api.server import ApiServer
+from tests.helpers import WebhookReceiver
 
 API_KEY = "test-key-0123456789"
 
@@ -35,6 +37,9 @@ class AlertBackend:
 
     async def delete_alert(self, rule_id):
         self.book.delete(rule_id)
+
+    async def test_alert(self, rule_id):
+        return send_test_event(rule_id, *self.book.test_event(rule_id))
 
     async def alert_events(self, after, limit):
         return self.book.events_after(after, limit)
@@ -141,3 +146,19 @@ def test_sse_resumes_after_an_api_restart_without_losing_an_event():
         assert [e["id"] for e in rest] == [3, 4, 5]
         assert [e["snapshot_version"] for e in rest] == [4, 6, 8]
         assert http.get("/v1/alerts/events", headers={"Last-Event-ID": "x"}).status_code == 400
+
+
+def test_a_rule_s_webhook_can_be_tested_over_http():
+    backend = AlertBackend(MemoryStore())
+    receiver = WebhookReceiver([])
+    try:
+        with serve(backend) as srv, client(srv) as http:
+            hooked = http.post("/v1/alerts", json={"stream_id": "cam", "prompt": "q", "webhook": receiver.url}).json()
+            plain = http.post("/v1/alerts", json={"stream_id": "cam", "prompt": "q"}).json()
+            tested = http.post(f"/v1/alerts/{hooked['id']}/test")
+            assert tested.status_code == 200 and tested.json()["delivered"] is True and len(receiver.got) == 1
+            refused = http.post(f"/v1/alerts/{plain['id']}/test")
+            assert refused.status_code == 400 and refused.json()["error"]["param"] == "webhook"
+            assert http.post("/v1/alerts/alert-9/test").json()["error"]["code"] == "alert_not_found"
+    finally:
+        receiver.shutdown()

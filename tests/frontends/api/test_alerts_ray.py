@@ -16,7 +16,7 @@ import ray
 
 from actors.config import ApiConfig, EncoderConfig, LLMConfig, PipelineConfig, TransportConfig
 from tests.frontends.api.conftest import served_pipeline
-from tests.helpers import wait_for
+from tests.helpers import WebhookReceiver, wait_for
 from vlm import ModelConfig
 
 pytestmark = pytest.mark.ray
@@ -136,6 +136,18 @@ def test_one_firing_per_event_with_two_replicas_and_sse_resume_across_an_api_res
     (missed,) = sse(url, last, 1)
     assert missed["id"] == last + 1 and missed["rule_id"] == late["id"]
     assert [e["id"] for e in sse(url, 0, 4)] == [e["id"] for e in events] + [missed["id"]]
+
+    # and a rule's webhook can be tested on demand through the real controller
+    receiver = WebhookReceiver([])
+    try:
+        hooked = http.post("/v1/alerts", json={"stream_id": "dock", "prompt": "Is it windy?", "webhook": receiver.url,
+                                               "cooldown_s": FOREVER_S}).json()
+        assert http.post(f"/v1/alerts/{hooked['id']}/test").json() == \
+            {"id": hooked["id"], "object": "alert.test", "delivered": True, "error": None}
+        assert any(json.loads(body).get("test") is True for _, body in receiver.got)
+        assert http.delete(f"/v1/alerts/{hooked['id']}").status_code == 200
+    finally:
+        receiver.shutdown()
 
 
 def test_a_killed_owner_replica_hands_its_streams_over_and_no_rule_is_lost(deployment, http):

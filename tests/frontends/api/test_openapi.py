@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from actors.config import ApiConfig
 from actors.control.alerts import AlertBook
 from actors.control.kv import MemoryStore
+from actors.control.webhooks import send_test_event
 from frontends.api.server import ApiServer
 from starlette.routing import Mount
 from tests.frontends.api.conftest import API_KEY
@@ -49,6 +50,9 @@ class AlertingBackend(LocalBackend):
 
     async def delete_alert(self, rule_id):
         self.book.delete(rule_id)
+
+    async def test_alert(self, rule_id):
+        return send_test_event(rule_id, *self.book.test_event(rule_id))
 
     async def alert_events(self, after, limit):
         return self.book.events_after(after, limit)
