@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="set a dotted config key, value as YAML (e.g. --set model.init=out/run/model); repeatable")
     train.set_defaults(func=cmd_train)
 
-    alerts = sub.add_parser("alerts", help="alert rules of a running `tokdyn serve`: add, list, rm, watch")
+    alerts = sub.add_parser("alerts", help="alert rules of a running `tokdyn serve`: add, list, rm, test, watch")
     alerts.add_argument("--address", default="auto", help="Ray cluster address of the running serve")
     alerts.add_argument("--namespace", default="tokdyn", help="Ray namespace of the running serve")
     alerts_cli.add_arguments(alerts, _client)
