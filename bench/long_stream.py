@@ -19,6 +19,7 @@ issue's targets in brackets):
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -40,8 +41,10 @@ FRAMES_PER_CHUNK = 4
 STORE_SIZE = 256  # decoded frames are kept at 256x256 (the tokens see 224x224 crops of them)
 
 
+@functools.lru_cache(maxsize=4)
 def decode_small(path: Path, max_frames: int) -> np.ndarray:
-    """Every frame of ``path`` (up to ``max_frames``) resized to ``[T, 256, 256, 3]`` uint8."""
+    """Every frame of ``path`` (up to ``max_frames``) resized to ``[T, 256, 256, 3]`` uint8 (decoded once per
+    process: bench/compressor.py builds two Contents from the same clips); callers never write to it."""
     out = []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
@@ -76,7 +79,9 @@ class Content:
         episode, t = divmod(i, self.episode_s)
         name = self.source(episode)
         if name == "scene":
-            video = self._scenes.setdefault(episode, self._scene(episode))
+            if episode not in self._scenes:  # planned once per episode (setdefault would plan it every frame)
+                self._scenes[episode] = self._scene(episode)
+            video = self._scenes[episode]
             image = video.frame(t)[0]
             image = np.asarray(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
                 width=STORE_SIZE, height=STORE_SIZE).to_ndarray())

@@ -9,6 +9,8 @@ of LLaVA-OneVision-0.5B's visual tokens.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,8 @@ def unit_pixels(frames: np.ndarray, size: int) -> torch.Tensor:
     """``[T, H, W, 3]`` uint8 RGB -> ``[T, 3, size, size]`` float32 in [0, 1] (antialiased bilinear): model input
     pixels, unlike stream.sampling.resize_frames, which keeps uint8 frames."""
     x = torch.from_numpy(np.ascontiguousarray(check_frames(frames))).permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
+    if x.shape[-2:] == (size, size):
+        return x  # what the resize gives at scale 1, bit for bit, without its cost
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
@@ -39,9 +43,16 @@ def lift(tokens: torch.Tensor, dim: int, seed: int = 0) -> torch.Tensor:
     d = tokens.shape[-1]
     if dim < d:
         raise InvalidTokens(f"dim: expected >= token width {d}, got {dim}")
+    return tokens.float() @ _lift_matrix(d, dim, seed).T
+
+
+@functools.lru_cache(maxsize=8)
+def _lift_matrix(d: int, dim: int, seed: int) -> torch.Tensor:
+    """``[dim, d]`` with orthonormal columns, drawn from ``seed``: cached, since the QR costs ~100x the lift of a
+    chunk and benchmarks lift thousands of chunks with the same matrix."""
     generator = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(dim, d, generator=generator))        # [dim, d], orthonormal columns
-    return tokens.float() @ q.T
+    q, _ = torch.linalg.qr(torch.randn(dim, d, generator=generator))
+    return q
 
 
 class TinySiglip:
