@@ -86,7 +86,7 @@ def train_for(vlm: LlavaOnevision, dynamics: CrossDynamicsAttention, fmt: Memory
         loss, _ = objective([examples[i] for i in rng.integers(0, len(examples), BATCH)])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in optimizer.param_groups[0]["params"]], 1.0)
+        torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], 1.0)
         optimizer.step()
         step += 1
     objective.serving()
